@@ -1,0 +1,134 @@
+"""Command line: ``heygen-watcher COMMAND`` (also ``python -m watcher``).
+
+Exit codes: 0 success, 1 some files failed, 2 usage or configuration error.
+Expected errors print one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from watcher import __version__
+from watcher.apikey import ApiKeyError, load_api_key
+from watcher.config import ConfigError, load_config
+from watcher.logsetup import setup_logging
+
+log = logging.getLogger("watcher")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, exit code attached."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _add_common(parser: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path, required=config_required, help="the YAML configuration file"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv)")
+    parser.add_argument(
+        "--log-format", choices=("human", "json"), default="human", help="log line format"
+    )
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from watcher.heygen.client import HeyGenClient
+    from watcher.heygen.uploads import make_protocol
+    from watcher.oneshot import OneShotUploader, exit_code, print_reports, summary
+
+    config = load_config(args.config, need_folders=False)
+    key = load_api_key(config.api)
+    client = HeyGenClient(config.api, key)
+    try:
+        uploader = OneShotUploader(config, make_protocol(client))
+        reports = uploader.run([Path(p) for p in args.files], config.api.concurrency)
+    finally:
+        client.close()
+    print_reports(reports)
+    if uploader.auth_failure is not None:
+        print(
+            f"heygen-watcher: the API refused the key ({uploader.auth_failure}); "
+            f"key read from {key.origin}",
+            file=sys.stderr,
+        )
+    print(summary(reports), file=sys.stderr)
+    return exit_code(reports)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"OK: {config.source}: {len(config.folders)} folder(s)")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from watcher.sandbox import serve
+
+    return serve(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        data_dir=args.data_dir,
+        storage_port=args.storage_port,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heygen-watcher",
+        description="Watch drop folders and upload what lands there to HeyGen.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    upload = commands.add_parser("upload", help="upload the given files once and write sidecars")
+    _add_common(upload)
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.set_defaults(handler=cmd_upload)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    _add_common(check)
+    check.set_defaults(handler=cmd_check_config)
+
+    sandbox = commands.add_parser("sandbox", help="serve a local, strict HeyGen for testing")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765, help="API port (0: any free port)")
+    sandbox.add_argument("--storage-port", type=int, default=0, help="storage port (0: any)")
+    sandbox.add_argument("--api-key", default="sandbox", help="the key the sandbox accepts")
+    sandbox.add_argument("--data-dir", type=Path, default=None, help="keep received bytes here")
+    sandbox.add_argument("-v", "--verbose", action="count", default=0)
+    sandbox.add_argument("--log-format", choices=("human", "json"), default="human")
+    sandbox.set_defaults(handler=cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose, args.log_format)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"heygen-watcher: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiKeyError as error:
+        print(f"heygen-watcher: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as error:
+        print(f"heygen-watcher: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        return 130

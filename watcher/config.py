@@ -1,0 +1,304 @@
+"""YAML → validated, typed, immutable configuration.
+
+Every problem names the file, the key path and the reason; `load_config` reports them all at
+once by raising `ConfigError`. Relative paths are resolved against the config file's folder.
+There is deliberately no key for the API key itself: it comes from the environment or a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from watcher.configcheck import Checker, ConfigError, Problem, join_key
+from watcher.mediatypes import DEFAULT_TYPES, MAJOR_TYPES, SUPPORTED_TYPES
+
+UPLOAD_PROTOCOLS = ("v1-presigned", "v3-direct", "v3-multipart")
+DEFAULT_BASE_URL = "https://api.heygen.com"
+DEFAULT_ASSET_URL_TEMPLATE = "https://files.heygen.ai/asset/${asset_id}"
+MB = 1000 * 1000
+# The seed gives "typically 10–100 MB max, varying by type"; images sit at the lower end.
+DEFAULT_MAX_BYTES = {"image": 50 * MB, "video": 100 * MB, "audio": 100 * MB}
+
+__all__ = [
+    "ApiConfig",
+    "Config",
+    "ConfigError",
+    "FolderConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str = "HEYGEN_API_KEY"
+    api_key_file: Path | None = None
+    upload_protocol: str = "v1-presigned"
+    asset_url_template: str = DEFAULT_ASSET_URL_TEMPLATE
+    timeout_seconds: float = 30.0
+    max_attempts: int = 5
+    concurrency: int = 4
+    requests_per_second: float | None = None
+    max_retry_after_seconds: float = 300.0
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    path: Path
+    recursive: bool = True
+    settle_seconds: float = 2.0
+    types: tuple[str, ...] = DEFAULT_TYPES
+    max_bytes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_BYTES))
+    ignore: tuple[str, ...] = ()
+    polling: bool = False
+    on_reject: str = "sidecar"
+    sidecar_dir: Path | None = None
+    move_to: Path | None = None
+
+    def max_bytes_for(self, content_type: str) -> int | None:
+        return self.max_bytes.get(content_type.split("/", 1)[0])
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    api: ApiConfig
+    state_dir: Path
+    defaults: FolderConfig = field(default_factory=lambda: FolderConfig(path=Path()))
+    folders: tuple[FolderConfig, ...] = ()
+    rescan_seconds: float = 60.0
+
+
+_TOP_KEYS = ("api", "state_dir", "defaults", "folders", "rescan_seconds")
+_API_KEYS = tuple(ApiConfig.__dataclass_fields__)
+_FOLDER_KEYS = (
+    "path",
+    "recursive",
+    "settle_seconds",
+    "types",
+    "max_bytes",
+    "ignore",
+    "polling",
+    "on_reject",
+    "sidecar_dir",
+    "after_upload",
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
+    key = "api"
+    section = check.mapping(raw, key)
+    check.known_keys(section, key, _API_KEYS)
+    defaults = ApiConfig()
+    base_url = check.string(section, key, "base_url", defaults.base_url).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        check.error(join_key(key, "base_url"), f"must be an https:// URL, got {base_url!r}")
+    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        check.error(
+            join_key(key, "base_url"),
+            "plain http:// is only allowed for loopback hosts (the key would travel in clear)",
+        )
+    key_file = section.get("api_key_file")
+    rps = section.get("requests_per_second")
+    return ApiConfig(
+        base_url=base_url,
+        api_key_env=check.string(section, key, "api_key_env", defaults.api_key_env),
+        api_key_file=check.path(key_file, join_key(key, "api_key_file"), base)
+        if key_file is not None
+        else None,
+        upload_protocol=check.string(
+            section, key, "upload_protocol", defaults.upload_protocol, choices=UPLOAD_PROTOCOLS
+        ),
+        asset_url_template=_read_asset_url_template(check, section, key),
+        timeout_seconds=check.number(section, key, "timeout_seconds", 30.0, minimum=0.1),
+        max_attempts=check.number(section, key, "max_attempts", 5, minimum=1, integer=True),
+        concurrency=check.number(section, key, "concurrency", 4, minimum=1, integer=True),
+        requests_per_second=check.number(section, key, "requests_per_second", 1.0, minimum=0.01)
+        if rps is not None
+        else None,
+        max_retry_after_seconds=check.number(section, key, "max_retry_after_seconds", 300.0),
+        backoff_base_seconds=check.number(section, key, "backoff_base_seconds", 1.0),
+        backoff_max_seconds=check.number(section, key, "backoff_max_seconds", 30.0),
+    )
+
+
+def _read_asset_url_template(check: Checker, section: Mapping[str, Any], key: str) -> str:
+    template = check.string(section, key, "asset_url_template", DEFAULT_ASSET_URL_TEMPLATE)
+    if "${asset_id}" not in template:
+        check.error(join_key(key, "asset_url_template"), "must contain ${asset_id}")
+    return template
+
+
+def _read_max_bytes(
+    check: Checker, raw: Any, key: str, inherited: Mapping[str, int]
+) -> Mapping[str, int]:
+    section = check.mapping(raw, key)
+    check.known_keys(section, key, MAJOR_TYPES)
+    merged = dict(inherited)
+    for major, value in section.items():
+        if major in MAJOR_TYPES:
+            merged[major] = check.size(value, join_key(key, major), inherited[major])
+    return merged
+
+
+def _read_folder_settings(
+    check: Checker, raw: Any, key: str, base: Path, inherited: FolderConfig, *, need_path: bool
+) -> FolderConfig | None:
+    section = check.mapping(raw, key)
+    check.known_keys(section, key, _FOLDER_KEYS)
+    path: Path | None = inherited.path
+    if "path" in section:
+        path = check.path(section["path"], join_key(key, "path"), base)
+        if path is not None and need_path and not path.is_dir():
+            reason = "is not a folder" if path.exists() else "folder does not exist"
+            check.error(join_key(key, "path"), f"{reason}: {path}")
+    elif need_path:
+        check.error(join_key(key, "path"), "is required")
+    types = check.string_list(section, key, "types", inherited.types)
+    for index, content_type in enumerate(types):
+        if content_type not in SUPPORTED_TYPES:
+            check.error(
+                join_key(join_key(key, "types"), index),
+                f"unsupported type {content_type!r} (supported: {', '.join(SUPPORTED_TYPES)})",
+            )
+    sidecar_dir = inherited.sidecar_dir
+    if section.get("sidecar_dir") is not None:
+        sidecar_dir = check.path(section["sidecar_dir"], join_key(key, "sidecar_dir"), base)
+    return FolderConfig(
+        path=path or Path(),
+        recursive=check.boolean(section, key, "recursive", inherited.recursive),
+        settle_seconds=float(
+            check.number(section, key, "settle_seconds", inherited.settle_seconds)
+        ),
+        types=types,
+        max_bytes=_read_max_bytes(
+            check, section.get("max_bytes"), join_key(key, "max_bytes"), inherited.max_bytes
+        ),
+        ignore=check.string_list(section, key, "ignore", inherited.ignore),
+        polling=check.boolean(section, key, "polling", inherited.polling),
+        on_reject=check.string(
+            section, key, "on_reject", inherited.on_reject, choices=("sidecar", "ignore")
+        ),
+        sidecar_dir=sidecar_dir,
+        move_to=_read_after_upload(check, section, key, base, inherited.move_to),
+    )
+
+
+def _read_after_upload(
+    check: Checker, section: Mapping[str, Any], key: str, base: Path, inherited: Path | None
+) -> Path | None:
+    if "after_upload" not in section:
+        return inherited
+    value = section["after_upload"]
+    key = join_key(key, "after_upload")
+    if value == "keep":
+        return None
+    if isinstance(value, Mapping) and set(value) == {"move"}:
+        return check.path(value["move"], join_key(key, "move"), base)
+    check.error(key, "must be 'keep' or a mapping {move: DIR}")
+    return inherited
+
+
+def _check_folder_overlaps(check: Checker, folders: list[FolderConfig]) -> None:
+    """Two watches over the same file would race to upload it; refuse overlapping folders."""
+    for i, first in enumerate(folders):
+        for j, second in enumerate(folders):
+            if i < j and (
+                first.path == second.path
+                or (first.recursive and second.path.is_relative_to(first.path))
+                or (second.recursive and first.path.is_relative_to(second.path))
+            ):
+                check.error(
+                    f"folders[{j}].path",
+                    f"overlaps folders[{i}] ({first.path}); each file must be watched once",
+                )
+        if (
+            first.move_to is not None
+            and first.recursive
+            and first.move_to.is_relative_to(first.path)
+        ):
+            check.error(
+                f"folders[{i}].after_upload.move",
+                "must not be inside the watched folder (moved files would be seen again)",
+            )
+
+
+def default_state_dir() -> Path:
+    systemd_state = os.environ.get("STATE_DIRECTORY")
+    if systemd_state:
+        # systemd may pass several colon-separated directories; the first one is ours.
+        return Path(systemd_state.split(":")[0])
+    return Path("~/.local/state/heygen-watcher").expanduser()
+
+
+def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = True) -> Config:
+    """Validate an already-parsed YAML document. ``need_folders=False`` serves `upload`."""
+    check = Checker(source)
+    top = check.mapping(data, "")
+    check.known_keys(top, "", _TOP_KEYS)
+    api = _read_api(check, top.get("api"), base)
+    state_dir = default_state_dir()
+    if top.get("state_dir") is not None:
+        state_dir = check.path(top["state_dir"], "state_dir", base) or state_dir
+    defaults = _read_folder_settings(
+        check, top.get("defaults"), "defaults", base, FolderConfig(path=Path()), need_path=False
+    )
+    assert defaults is not None
+    folders = check.each(
+        top.get("folders"),
+        "folders",
+        lambda raw, key: _read_folder_settings(check, raw, key, base, defaults, need_path=True),
+    )
+    if need_folders and not folders:
+        check.error("folders", "at least one folder is required")
+    _check_folder_overlaps(check, folders)
+    rescan_seconds = float(check.number(top, "", "rescan_seconds", 60.0, minimum=1.0))
+    check.raise_if_any()
+    return Config(
+        source=source,
+        api=api,
+        state_dir=state_dir,
+        defaults=defaults,
+        folders=tuple(folders),
+        rescan_seconds=rescan_seconds,
+    )
+
+
+def load_config(path: str | Path, *, need_folders: bool = True) -> Config:
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([Problem(source, "", f"cannot read: {error.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([Problem(source, "", "is not UTF-8 text")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError([Problem(source, where, f"invalid YAML: {problem}")]) from None
+    return parse_config(data, source, path.resolve().parent, need_folders=need_folders)

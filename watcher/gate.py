@@ -1,0 +1,97 @@
+"""Which files we take: pure decisions on names and `stat` results, plus the sniff.
+
+Nothing here uploads or writes. `screen_name` and `screen_stat` never open the file (opening a
+FIFO blocks forever); `classify` reads at most the first 64 KiB for libmagic.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePath
+
+from watcher.config import FolderConfig
+from watcher.sidecar import is_sidecar_name
+from watcher.sniff import sniff_file
+
+# Written by browsers, editors, office suites and download tools before the final rename.
+PARTIAL_PATTERNS = ("*.part", "*.partial", "*.crdownload", "*.tmp", "*.swp", "~*", ".~lock*")
+
+
+class Outcome(Enum):
+    IGNORE = "ignore"  # not ours to look at (hidden, partial, sidecar): no log line above debug
+    SKIP = "skip"  # not a regular file: logged, never opened, no sidecar
+    REJECT = "reject"  # a real file we refuse: the sidecar says why
+    ACCEPT = "accept"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str = ""
+    content_type: str | None = None
+    detected_type: str | None = None
+
+    @property
+    def reason_code(self) -> str:
+        """A short stable label for metrics (the part of the reason before the colon)."""
+        return self.reason.split(":", 1)[0]
+
+
+def screen_name(relative: PurePath, ignore: tuple[str, ...] = ()) -> Decision | None:
+    """IGNORE for names we never touch; None to go on."""
+    name = relative.name
+    if any(part.startswith(".") for part in relative.parts):
+        return Decision(Outcome.IGNORE, "hidden")
+    if is_sidecar_name(name):
+        return Decision(Outcome.IGNORE, "sidecar")
+    if any(fnmatch.fnmatch(name, pattern) for pattern in PARTIAL_PATTERNS):
+        return Decision(Outcome.IGNORE, "partial download or temporary file")
+    relative_text = relative.as_posix()
+    if any(
+        fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative_text, pattern)
+        for pattern in ignore
+    ):
+        return Decision(Outcome.IGNORE, "matches an ignore pattern")
+    return None
+
+
+def screen_stat(info: os.stat_result) -> Decision | None:
+    """SKIP for anything but a regular file (from ``lstat``: symlinks are not followed)."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        return Decision(Outcome.SKIP, "symbolic link (not followed)")
+    if stat.S_ISDIR(mode):
+        return Decision(Outcome.IGNORE, "folder")
+    if not stat.S_ISREG(mode):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        return Decision(Outcome.SKIP, f"{kind} (not a regular file)")
+    if info.st_size == 0:
+        return Decision(Outcome.REJECT, "empty: the file has no bytes")
+    return None
+
+
+def judge_type(content_type: str, size: int, rules: FolderConfig) -> Decision:
+    """ACCEPT or REJECT a sniffed type and size against a folder's rules."""
+    if content_type not in rules.types:
+        return Decision(
+            Outcome.REJECT,
+            f"unsupported type: detected {content_type}, allowed: {', '.join(rules.types)}",
+            detected_type=content_type,
+        )
+    limit = rules.max_bytes_for(content_type)
+    if limit is not None and size > limit:
+        return Decision(
+            Outcome.REJECT,
+            f"too large: {size} bytes, the limit for {content_type.split('/')[0]} is {limit}",
+            detected_type=content_type,
+        )
+    return Decision(Outcome.ACCEPT, content_type=content_type, detected_type=content_type)
+
+
+def classify(path: Path, info: os.stat_result, rules: FolderConfig) -> Decision:
+    """The full verdict on one regular, non-empty file: sniff it and judge the type."""
+    return judge_type(sniff_file(path), info.st_size, rules)

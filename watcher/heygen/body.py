@@ -1,0 +1,93 @@
+"""Request bodies streamed from disk with a length known in advance.
+
+requests sends ``Content-Length`` only when it can tell a body's length; otherwise it falls back
+to chunked transfer encoding, which presigned storage refuses. These readers report their exact
+length through ``__len__`` and never hold more than one block in memory. They stop at the
+length they announced even if the file has grown, and fail loudly if it has shrunk, so the bytes
+on the wire always match the header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+READ_BLOCK_BYTES = 1024 * 1024
+
+
+class FileChangedError(OSError):
+    """The file changed while it was being read for an upload."""
+
+
+class FileBody:
+    """Exactly ``size`` bytes of ``path``, optionally between a prefix and a suffix
+    (the multipart envelope), hashing the file's bytes on the way."""
+
+    def __init__(self, path: Path, size: int, *, prefix: bytes = b"", suffix: bytes = b"") -> None:
+        self._path = path
+        self._size = size
+        self._parts: list[bytes] = [prefix] if prefix else []
+        self._suffix = suffix
+        self._file: BinaryIO | None = None
+        self._left = size
+        self._hasher = hashlib.sha256()
+        self._length = len(prefix) + size + len(suffix)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def sha256(self) -> str:
+        """The hash of the file bytes sent so far (all of them once the body is consumed)."""
+        return self._hasher.hexdigest()
+
+    def read(self, amount: int = -1) -> bytes:
+        if self._parts:
+            return self._parts.pop(0)
+        if self._left > 0:
+            return self._read_file(amount)
+        self._close()
+        suffix, self._suffix = self._suffix, b""
+        return suffix
+
+    def _read_file(self, amount: int) -> bytes:
+        if self._file is None:
+            self._file = open(self._path, "rb")  # noqa: SIM115 - closed when the body ends
+        want = self._left if amount is None or amount < 0 else min(amount, self._left)
+        block = self._file.read(max(want, 1))
+        if not block:
+            self._close()
+            raise FileChangedError(f"{self._path} shrank while it was being uploaded")
+        self._left -= len(block)
+        self._hasher.update(block)
+        return block
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            block = self.read(READ_BLOCK_BYTES)
+            if not block:
+                return
+            yield block
+
+    def __del__(self) -> None:
+        self._close()
+
+
+def sha256_file(path: Path) -> str:
+    """Hash a file in 1 MiB blocks (hashlib releases the GIL, so other threads keep going)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        buffer = bytearray(READ_BLOCK_BYTES)
+        view = memoryview(buffer)
+        while True:
+            count = handle.readinto(buffer)
+            if not count:
+                break
+            hasher.update(view[:count])
+    return hasher.hexdigest()

@@ -1,0 +1,189 @@
+"""The HeyGen API client: sessions, the key, envelopes, timeouts and retries in one place.
+
+Call sites ask for data (`request`) or move bytes (`put_to_storage`, `open_download`); they
+never see `requests` exceptions, only the `watcher.heygen.errors` hierarchy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from watcher.apikey import ApiKey
+from watcher.config import ApiConfig
+from watcher.heygen.envelope import parse_api_response, raise_for_storage
+from watcher.heygen.errors import ApiError, ResponseLost, TransientError
+from watcher.heygen.retry import RetryPolicy, with_retries
+from watcher.heygen.throttle import Throttle
+from watcher.heygen.transport import new_session
+
+log = logging.getLogger(__name__)
+
+# Connecting should be quick even on a bad day; reading may legitimately take longer.
+MAX_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """True when the request certainly did not reach the server (safe to send again)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _network_error(error: requests.RequestException, what: str, replay_safe: bool) -> ApiError:
+    kind = "timed out" if isinstance(error, requests.Timeout) else "connection failed"
+    detail = type(error).__name__
+    if not replay_safe and not _never_sent(error):
+        return ResponseLost(f"{what}: {kind} ({detail}); the request may have been carried out")
+    return TransientError(f"{what}: {kind} ({detail})")
+
+
+class HeyGenClient:
+    def __init__(
+        self,
+        api: ApiConfig,
+        key: ApiKey,
+        *,
+        throttle: Throttle | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.api = api
+        self._key = key
+        self.throttle = throttle or Throttle(api.requests_per_second)
+        self.policy = policy or RetryPolicy(
+            max_attempts=api.max_attempts,
+            base_delay_seconds=api.backoff_base_seconds,
+            max_delay_seconds=api.backoff_max_seconds,
+            max_retry_after_seconds=api.max_retry_after_seconds,
+        )
+        self.timeout = (min(MAX_CONNECT_TIMEOUT_SECONDS, api.timeout_seconds), api.timeout_seconds)
+        self._api_session = new_session(api.concurrency)
+        # A separate session for presigned URLs: it has no way of knowing the key.
+        self._storage_session = new_session(api.concurrency)
+
+    # -- key ---------------------------------------------------------------------------------
+    @property
+    def key_origin(self) -> str:
+        return self._key.origin
+
+    def set_key(self, key: ApiKey) -> None:
+        """Swap the key (reload, or a key file that changed)."""
+        self._key = key
+
+    def close(self) -> None:
+        self._api_session.close()
+        self._storage_session.close()
+
+    # -- API host ----------------------------------------------------------------------------
+    def url_for(self, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"API paths start with '/': {path!r}")
+        return self.api.base_url + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        replay_safe: bool = True,
+        retry: bool = True,
+    ) -> Any:
+        """Send one API request (with retries) and return the envelope's ``data``.
+
+        ``replay_safe=False`` marks requests that must not be repeated when their answer is
+        lost (a video generation costs money): such a loss raises `ResponseLost` at once.
+        ``data`` may be a zero-argument callable producing a fresh body per attempt (a
+        streamed upload body can only be read once).
+        """
+        what = f"{method} {path}"
+
+        def attempt() -> Any:
+            body = data() if callable(data) else data
+            return self._send_api(method, path, json, body, params, headers, what, replay_safe)
+
+        if not retry:
+            return attempt()
+        return with_retries(attempt, self.policy, self.throttle, what=what)
+
+    def _send_api(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        data: Any,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        what: str,
+        replay_safe: bool,
+    ) -> Any:
+        self.throttle.before_request()
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        all_headers["X-Api-Key"] = self._key.value
+        try:
+            response = self._api_session.request(
+                method,
+                self.url_for(path),
+                json=json,
+                data=data,
+                params=params,
+                headers=all_headers,
+                timeout=self.timeout,
+                # requests keeps custom headers such as X-Api-Key across redirects to other
+                # hosts; the key must only ever reach the API host, so never follow one.
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise _network_error(error, what, replay_safe) from None
+        with response:
+            return parse_api_response(response)
+
+    # -- storage host (presigned URLs) -------------------------------------------------------
+    def put_to_storage(
+        self,
+        url: str,
+        body_factory: Callable[[], Any],
+        headers: Mapping[str, str],
+    ) -> requests.Response:
+        """One PUT of a body to a presigned URL (no retries: the caller owns the slot logic).
+
+        ``body_factory`` returns a fresh body whose length is known, so requests sends an
+        exact ``Content-Length`` instead of chunked encoding, which storage refuses.
+        """
+        self.throttle.before_request()
+        try:
+            response = self._storage_session.put(
+                url,
+                data=body_factory(),
+                headers=dict(headers),
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise _network_error(error, "upload to storage", replay_safe=True) from None
+        with response:
+            raise_for_storage(response)
+            return response
+
+    def open_download(self, url: str) -> requests.Response:
+        """A streamed GET of a presigned URL (a finished video); the caller closes it."""
+        self.throttle.before_request()
+        try:
+            response = self._storage_session.get(
+                url, stream=True, timeout=self.timeout, allow_redirects=True
+            )
+        except requests.RequestException as error:
+            raise _network_error(error, "download", replay_safe=True) from None
+        if not 200 <= response.status_code < 300:
+            with response:
+                raise_for_storage(response)
+        return response

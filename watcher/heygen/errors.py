@@ -1,0 +1,67 @@
+"""One exception hierarchy for everything the API or the storage host can answer.
+
+Callers catch at the level they care about: the pipeline treats `TransientError` and
+`RateLimited` as "try again later", `AuthError` as "pause everything", `QuotaError` as "pause
+video generation", and `PermanentError` as "this file will not go up as it is".
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base of every error raised by the HeyGen client."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+    @property
+    def kind(self) -> str:
+        """A short stable name for logs, metrics and sidecars."""
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status}: " if self.status is not None else ""
+        return f"{prefix}{self.message}"
+
+
+class AuthError(ApiError):
+    """401/403 from the API host: the key is wrong, revoked or lacks a permission."""
+
+
+class QuotaError(ApiError):
+    """402: the account has no credits left."""
+
+
+class RateLimited(ApiError):
+    """429: slow down; `retry_after_seconds` is the server's advice, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TransientError(ApiError):
+    """5xx, 408, connection resets, timeouts, expired presigned URLs: worth another try."""
+
+
+class SlotExpired(TransientError):
+    """The presigned storage URL is no longer valid; a fresh upload slot is needed."""
+
+
+class PermanentError(ApiError):
+    """Any other 4xx, or an answer we cannot make sense of: retrying will not help."""
+
+
+class FileTooLarge(PermanentError):
+    """Refused locally before sending anything (e.g. v3-multipart's 32 MB limit)."""
+
+
+class ResponseLost(TransientError):
+    """The request may have been carried out but its answer never arrived.
+
+    Raised instead of retrying for requests that are not safe to replay blindly (a video
+    generation costs money): the caller decides whether and when to try again.
+    """

@@ -1,0 +1,80 @@
+"""Retries as a transport concern: one policy, applied around single attempts.
+
+Backoff is exponential with ±25% jitter (so a crowd of workers does not retry in lock-step),
+capped, and bounded in attempts. A server's ``Retry-After`` wins over the backoff but is clamped,
+so a broken proxy asking for a day's pause cannot wedge the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from watcher.heygen.errors import ApiError, RateLimited, TransientError
+from watcher.heygen.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 30.0
+    max_retry_after_seconds: float = 300.0
+    jitter_fraction: float = 0.25
+
+    def backoff_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Delay before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        raw = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        spread = raw * self.jitter_fraction
+        return max(0.0, raw + (rng or random).uniform(-spread, spread))
+
+    def delay_for(self, error: ApiError, attempt: int) -> float:
+        if isinstance(error, RateLimited) and error.retry_after_seconds is not None:
+            return min(error.retry_after_seconds, self.max_retry_after_seconds)
+        return self.backoff_seconds(attempt)
+
+
+def is_retryable(error: ApiError) -> bool:
+    return isinstance(error, (TransientError, RateLimited))
+
+
+def with_retries(
+    attempt_once: Callable[[], T],
+    policy: RetryPolicy,
+    throttle: Throttle,
+    *,
+    what: str,
+    retryable: Callable[[ApiError], bool] = is_retryable,
+) -> T:
+    """Run ``attempt_once`` until it succeeds, a non-retryable error occurs or attempts run out.
+
+    Waiting goes through the shared `Throttle`: a 429 pauses every caller, not just this one,
+    and a shutdown wakes every waiter at once.
+    """
+    attempt = 1
+    while True:
+        try:
+            return attempt_once()
+        except ApiError as error:
+            if not retryable(error) or attempt >= policy.max_attempts:
+                raise
+            delay = policy.delay_for(error, attempt)
+            if isinstance(error, RateLimited):
+                throttle.pause_for(delay, reason=str(error))
+            log.info(
+                "retrying %s after %s (attempt %d of %d, waiting %.2fs)",
+                what,
+                error,
+                attempt,
+                policy.max_attempts,
+                delay,
+            )
+            throttle.sleep(delay)
+            attempt += 1

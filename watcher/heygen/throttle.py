@@ -1,0 +1,71 @@
+"""Shared pacing for every request a process makes to HeyGen.
+
+One `Throttle` is shared by all workers so that:
+- a 429 pauses everybody until ``Retry-After`` has passed (one shared back-off);
+- ``requests_per_second`` keeps the whole process under the limit to begin with;
+- a shutdown interrupts every wait at once instead of leaving threads asleep.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Interrupted(Exception):
+    """Raised from a wait when the process is shutting down."""
+
+
+class Throttle:
+    def __init__(self, requests_per_second: float | None = None) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._paused_until = 0.0
+        self._pause_reason = ""
+        self._interval = 1.0 / requests_per_second if requests_per_second else 0.0
+        self._next_slot = 0.0
+
+    # -- state -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Wake every waiter with `Interrupted`; used on shutdown."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def pause_for(self, seconds: float, reason: str) -> None:
+        with self._lock:
+            until = time.monotonic() + seconds
+            if until > self._paused_until:
+                self._paused_until = until
+                self._pause_reason = reason
+
+    def paused(self) -> tuple[float, str]:
+        """(seconds left, reason) of the current shared pause; (0, "") when not paused."""
+        with self._lock:
+            left = self._paused_until - time.monotonic()
+            return (left, self._pause_reason) if left > 0 else (0.0, "")
+
+    # -- waiting -----------------------------------------------------------------------------
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on shutdown."""
+        if seconds > 0 and self._stop.wait(seconds):
+            raise Interrupted("shutting down")
+        if self._stop.is_set():
+            raise Interrupted("shutting down")
+
+    def before_request(self) -> None:
+        """Wait out any shared pause, then take the next slot of the rate limit."""
+        while True:
+            left, _ = self.paused()
+            if left <= 0:
+                break
+            self.sleep(left)
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+        self.sleep(slot - now)

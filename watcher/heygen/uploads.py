@@ -1,0 +1,333 @@
+"""The three upload protocols behind one interface.
+
+Every protocol turns a `LocalFile` into an `UploadedAsset`. Those with a presigned slot report
+it through ``on_slot`` *before* sending any bytes, so a journal can record it and a resumed
+upload can PUT to the same slot again (a second PUT to a slot replaces its bytes; it never
+creates a second asset). A slot that has expired is replaced by a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from watcher.heygen.body import FileBody, FileChangedError
+from watcher.heygen.client import HeyGenClient
+from watcher.heygen.errors import (
+    ApiError,
+    FileTooLarge,
+    PermanentError,
+    RateLimited,
+    SlotExpired,
+    TransientError,
+)
+from watcher.heygen.retry import is_retryable, with_retries
+
+log = logging.getLogger(__name__)
+
+MULTIPART_MAX_BYTES = 32 * 1024 * 1024
+# Do not start a PUT on a slot that expires this soon: a big file would not make it.
+SLOT_SAFETY_MARGIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    size: int
+    content_type: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class UploadSlot:
+    """Where the bytes go: a presigned URL, the headers it was signed with, its expiry."""
+
+    protocol: str
+    asset_id: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    expires_at: float | None = None  # epoch seconds; None when the API did not say
+
+    def usable(self, now: float | None = None) -> bool:
+        if self.expires_at is None:
+            return True
+        return (now or time.time()) + SLOT_SAFETY_MARGIN_SECONDS < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "asset_id": self.asset_id,
+            "url": self.url,
+            "headers": self.headers,
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UploadSlot:
+        return cls(
+            protocol=data["protocol"],
+            asset_id=data["asset_id"],
+            url=data["url"],
+            headers=dict(data.get("headers") or {}),
+            expires_at=data.get("expires_at"),
+        )
+
+
+@dataclass(frozen=True)
+class UploadedAsset:
+    asset_id: str
+    url: str
+    protocol: str
+
+
+SlotCallback = Callable[[UploadSlot], None]
+
+
+def _require_str(data: Any, name: str, what: str) -> str:
+    value = data.get(name) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value:
+        raise PermanentError(f"malformed response to {what}: missing {name!r}")
+    return value
+
+
+def _checked_body(file: LocalFile, body: FileBody) -> None:
+    """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us."""
+    if body.sha256() != file.sha256:
+        raise FileChangedError(f"{file.path} changed while it was being uploaded")
+
+
+class UploadProtocol(ABC):
+    name: str
+
+    def __init__(self, client: HeyGenClient) -> None:
+        self.client = client
+
+    @abstractmethod
+    def upload(
+        self,
+        file: LocalFile,
+        *,
+        resume: UploadSlot | None = None,
+        on_slot: SlotCallback | None = None,
+    ) -> UploadedAsset:
+        """Upload ``file``; raise an `ApiError` (or `FileChangedError`) if it cannot be done."""
+
+    def asset_url(self, asset_id: str) -> str:
+        return Template(self.client.api.asset_url_template).safe_substitute(asset_id=asset_id)
+
+
+class PresignedProtocol(UploadProtocol):
+    """Shared slot logic of the presigned protocols: get a slot, PUT, maybe complete."""
+
+    @abstractmethod
+    def new_slot(self, file: LocalFile) -> UploadSlot: ...
+
+    @abstractmethod
+    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset: ...
+
+    def put_headers(self, file: LocalFile, slot: UploadSlot) -> dict[str, str]:
+        return dict(slot.headers)
+
+    def upload(
+        self,
+        file: LocalFile,
+        *,
+        resume: UploadSlot | None = None,
+        on_slot: SlotCallback | None = None,
+    ) -> UploadedAsset:
+        slot = resume if resume is not None and resume.usable() else None
+        fresh_slots = 0
+        while True:
+            if slot is None:
+                fresh_slots += 1
+                slot = self.new_slot(file)
+                if on_slot is not None:
+                    on_slot(slot)
+            try:
+                self._put_with_retries(file, slot)
+                return self.finish(file, slot)
+            except SlotExpired:
+                if fresh_slots >= self.client.policy.max_attempts:
+                    raise
+                log.info("upload slot for %s expired; asking for a fresh one", file.filename)
+                slot = None
+
+    def _put_with_retries(self, file: LocalFile, slot: UploadSlot) -> None:
+        """Retry the PUT on the same slot; an expired slot is the caller's business."""
+        with_retries(
+            lambda: self._put(file, slot),
+            self.client.policy,
+            self.client.throttle,
+            what=f"upload of {file.filename}",
+            retryable=lambda error: is_retryable(error) and not isinstance(error, SlotExpired),
+        )
+
+    def _put(self, file: LocalFile, slot: UploadSlot) -> None:
+        bodies: list[FileBody] = []
+
+        def body_factory() -> FileBody:
+            body = FileBody(file.path, file.size)
+            bodies.append(body)
+            return body
+
+        self.client.put_to_storage(slot.url, body_factory, self.put_headers(file, slot))
+        _checked_body(file, bodies[-1])
+
+
+class V1Presigned(PresignedProtocol):
+    """The seed's flow: ``POST /v1/asset`` for a slot, then PUT the bytes."""
+
+    name = "v1-presigned"
+
+    def new_slot(self, file: LocalFile) -> UploadSlot:
+        # A lost answer here costs nothing but an unused slot, so plain retries are safe.
+        data = self.client.request("POST", "/v1/asset", json={"content_type": file.content_type})
+        return UploadSlot(
+            protocol=self.name,
+            asset_id=_require_str(data, "asset_id", "POST /v1/asset"),
+            url=_require_str(data, "url", "POST /v1/asset"),
+        )
+
+    def put_headers(self, file: LocalFile, slot: UploadSlot) -> dict[str, str]:
+        return {"Content-Type": file.content_type}
+
+    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
+        return UploadedAsset(slot.asset_id, self.asset_url(slot.asset_id), self.name)
+
+
+def slot_from_v3(data: Any, protocol: str, what: str) -> UploadSlot:
+    """An `UploadSlot` from one v3 direct-upload item (single or batch)."""
+    headers = data.get("upload_headers") if isinstance(data, dict) else None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise PermanentError(f"malformed response to {what}: bad 'upload_headers'")
+    expires_in = data.get("expires_in_seconds")
+    expires_at = time.time() + float(expires_in) if isinstance(expires_in, (int, float)) else None
+    return UploadSlot(
+        protocol=protocol,
+        asset_id=_require_str(data, "asset_id", what),
+        url=_require_str(data, "upload_url", what),
+        headers=headers,
+        expires_at=expires_at,
+    )
+
+
+def v3_file_spec(file: LocalFile) -> dict[str, Any]:
+    return {
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size_bytes": file.size,
+        "checksum_sha256": file.sha256,
+    }
+
+
+class V3Direct(PresignedProtocol):
+    """``POST /v3/assets/direct-uploads`` → PUT with exactly the signed headers → complete."""
+
+    name = "v3-direct"
+
+    def new_slot(self, file: LocalFile) -> UploadSlot:
+        # One idempotency key per slot request: a retried create whose answer was lost
+        # returns the same slot instead of a second one.
+        key = str(uuid.uuid4())
+        data = self.client.request(
+            "POST",
+            "/v3/assets/direct-uploads",
+            json=v3_file_spec(file),
+            headers={"Idempotency-Key": key},
+        )
+        return slot_from_v3(data, self.name, "POST /v3/assets/direct-uploads")
+
+    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
+        return self.complete(slot.asset_id, file.sha256)
+
+    def complete(self, asset_id: str, sha256: str) -> UploadedAsset:
+        """Idempotent on the server, so retrying it (or repeating it on resume) is safe."""
+        data = self.client.request(
+            "POST",
+            f"/v3/assets/{asset_id}/complete",
+            json={"checksum_sha256": sha256},
+        )
+        url = data.get("url") if isinstance(data, dict) else None
+        return UploadedAsset(asset_id, url or self.asset_url(asset_id), self.name)
+
+
+class V3Multipart(UploadProtocol):
+    """One ``POST /v3/assets`` with the bytes in a multipart body; 32 MB at most."""
+
+    name = "v3-multipart"
+
+    def upload(
+        self,
+        file: LocalFile,
+        *,
+        resume: UploadSlot | None = None,
+        on_slot: SlotCallback | None = None,
+    ) -> UploadedAsset:
+        if file.size > MULTIPART_MAX_BYTES:
+            raise FileTooLarge(
+                f"{file.filename} is {file.size} bytes; v3-multipart takes at most "
+                f"{MULTIPART_MAX_BYTES} bytes (32 MB): use v3-direct or v1-presigned"
+            )
+        boundary = "heygen-watcher-" + secrets.token_hex(16)
+        quoted_name = file.filename.replace("\\", "\\\\").replace('"', '\\"')
+        prefix = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{quoted_name}"\r\n'
+            f"Content-Type: {file.content_type}\r\n\r\n"
+        ).encode()
+        suffix = f"\r\n--{boundary}--\r\n".encode()
+        bodies: list[FileBody] = []
+
+        def body_factory() -> FileBody:
+            body = FileBody(file.path, file.size, prefix=prefix, suffix=suffix)
+            bodies.append(body)
+            return body
+
+        data = self.client.request(
+            "POST",
+            "/v3/assets",
+            data=body_factory,
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+        )
+        _checked_body(file, bodies[-1])
+        asset_id = _require_str(data, "asset_id", "POST /v3/assets")
+        return UploadedAsset(asset_id, data.get("url") or self.asset_url(asset_id), self.name)
+
+
+PROTOCOLS: dict[str, type[UploadProtocol]] = {
+    cls.name: cls for cls in (V1Presigned, V3Direct, V3Multipart)
+}
+
+
+def make_protocol(client: HeyGenClient) -> UploadProtocol:
+    return PROTOCOLS[client.api.upload_protocol](client)
+
+
+__all__ = [
+    "PROTOCOLS",
+    "ApiError",
+    "LocalFile",
+    "RateLimited",
+    "TransientError",
+    "UploadProtocol",
+    "UploadSlot",
+    "UploadedAsset",
+    "make_protocol",
+]

@@ -1,0 +1,66 @@
+"""Log lines for people (journald adds the timestamps) or for machines (``--log-format json``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+_STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class HumanFormatter(logging.Formatter):
+    """``level message key=value ...`` with no timestamp of our own: journald adds one."""
+
+    def __init__(self, timestamps: bool = False) -> None:
+        super().__init__()
+        self.timestamps = timestamps
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS}
+        parts = [record.levelname.lower(), record.getMessage()]
+        parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
+        line = " ".join(parts)
+        if self.timestamps:
+            line = time.strftime("%H:%M:%S ", time.localtime(record.created)) + line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        document.update({k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS})
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str, ensure_ascii=False)
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+
+
+def setup_logging(verbosity: int = 0, log_format: str = "human") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        # Under systemd stderr goes to journald, which stamps each line itself.
+        under_journald = "JOURNAL_STREAM" in os.environ
+        handler.setFormatter(HumanFormatter(timestamps=sys.stderr.isatty() and not under_journald))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    # Our own detail at -v; library chatter (urllib3 connection logs) only at -vv.
+    logging.getLogger("watcher").setLevel(logging.DEBUG if verbosity else logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)

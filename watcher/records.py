@@ -1,0 +1,54 @@
+"""Sidecar documents for each way a file can end: uploaded, rejected, failed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from watcher import sidecar
+from watcher.gate import Decision
+from watcher.heygen.uploads import LocalFile, UploadedAsset
+
+
+def uploaded(local: LocalFile, asset: UploadedAsset, **extra: Any) -> dict[str, Any]:
+    return sidecar.build(
+        status="uploaded",
+        file=local.path,
+        size=local.size,
+        sha256=local.sha256,
+        content_type=local.content_type,
+        asset_id=asset.asset_id,
+        url=asset.url,
+        protocol=asset.protocol,
+        uploaded_at=sidecar.utc_now_iso(),
+        **extra,
+    )
+
+
+def rejected(path: Path, info: os.stat_result, decision: Decision, allowed: tuple[str, ...]):
+    extra: dict[str, Any] = {}
+    if decision.detected_type is not None:
+        extra = {"detected_type": decision.detected_type, "allowed_types": list(allowed)}
+    return sidecar.build(
+        status="rejected",
+        file=path,
+        size=info.st_size,
+        error=decision.reason,
+        mtime_ns=info.st_mtime_ns,
+        **extra,
+    )
+
+
+def failed(
+    path: Path, size: int, error: str, local: LocalFile | None = None, **extra: Any
+) -> dict[str, Any]:
+    return sidecar.build(
+        status="failed",
+        file=path,
+        size=size,
+        sha256=local.sha256 if local else None,
+        content_type=local.content_type if local else None,
+        error=error,
+        **extra,
+    )
