@@ -15,7 +15,9 @@ def png(width: int = 4, height: int = 4, seed: int = 0) -> bytes:
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = b"".join(b"\x00" + bytes((seed + x + y) % 256 for x in range(width * 3)) for y in range(height))
+    rows = b"".join(
+        b"\x00" + bytes((seed + x + y) % 256 for x in range(width * 3)) for y in range(height)
+    )
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
@@ -59,11 +61,7 @@ def mp4(payload: int = 256, seed: int = 0) -> bytes:
     ftyp = b"ftypisom" + b"\x00\x00\x02\x00" + b"isomiso2avc1mp41"
     mdat = bytes((seed + i) % 256 for i in range(payload))
     return (
-        struct.pack(">I", len(ftyp) + 4)
-        + ftyp
-        + struct.pack(">I", len(mdat) + 8)
-        + b"mdat"
-        + mdat
+        struct.pack(">I", len(ftyp) + 4) + ftyp + struct.pack(">I", len(mdat) + 8) + b"mdat" + mdat
     )
 
 

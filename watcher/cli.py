@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from watcher import __version__
 from watcher.apikey import ApiKeyError, load_api_key
-from watcher.config import ConfigError, load_config
+from watcher.config import Config, ConfigError, load_config
+from watcher.journal import JournalError
 from watcher.logsetup import setup_logging
 
 log = logging.getLogger("watcher")
@@ -66,6 +69,107 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return exit_code(reports)
 
 
+def _install_signal_handlers(stop: threading.Event, reload: threading.Event) -> None:
+    def on_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    def on_reload(signum: int, frame: object) -> None:
+        reload.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+
+    sandbox = None
+    key = None
+    if args.sandbox:
+        from watcher.sandbox import Sandbox
+        from watcher.tour import tour_config
+
+        workdir = Path.cwd()
+        sandbox = Sandbox(data_dir=workdir / ".heygen-watcher" / "sandbox-data")
+        sandbox.start()
+        config, key = tour_config(sandbox, workdir)
+    elif args.config is None:
+        raise CommandError("run needs -c CONFIG (or --sandbox for the built-in tour)")
+    else:
+        config = load_config(args.config)
+    if args.rebuild_journal:
+        rebuild_journal(config)
+    stop = threading.Event()
+    reload = threading.Event()
+    _install_signal_handlers(stop, reload)
+    daemon = Daemon(config, key=key)
+    try:
+        daemon.start()
+        if sandbox is not None:
+            drop = config.folders[0].path
+            print(
+                f"Sandbox HeyGen at {sandbox.api_url} (no key needed).\n"
+                f"Drop files into {drop}/ and watch <name>.asset.json appear beside them.\n"
+                "Press Ctrl-C to stop.",
+                file=sys.stderr,
+                flush=True,
+            )
+        while not stop.wait(0.5):
+            if reload.is_set():
+                reload.clear()
+                daemon.reload_key()
+        log.info("stopping")
+        daemon.stop()
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    return EXIT_OK
+
+
+def rebuild_journal(config: Config) -> None:
+    from watcher.rebuild import rebuild
+
+    count, kept = rebuild(config)
+    kept_text = f"; the old journal was kept as {kept}" if kept else ""
+    log.info("journal rebuilt from %d sidecar(s)%s", count, kept_text)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+
+    config = load_config(args.config)
+    if args.rebuild_journal:
+        rebuild_journal(config)
+    stop = threading.Event()
+    _install_signal_handlers(stop, threading.Event())
+    daemon = Daemon(config)
+    daemon.start(watch=False)
+    bar = _progress_bar() if sys.stderr.isatty() else None
+    watcher_thread = threading.Thread(target=daemon.wait_until_idle, args=(bar,), daemon=True)
+    watcher_thread.start()
+    while watcher_thread.is_alive() and not stop.wait(0.1):
+        pass
+    if bar is not None:
+        sys.stderr.write("\n")
+    daemon.stop()
+    counts = daemon.final_counts()
+    print(
+        ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no files",
+        file=sys.stderr,
+    )
+    unfinished = counts.get("failed", 0) + counts.get("retrying", 0) + counts.get("held", 0)
+    return EXIT_FAILED if unfinished or stop.is_set() else EXIT_OK
+
+
+def _progress_bar() -> Callable[[int], None]:
+    def show(waiting: int) -> None:
+        sys.stderr.write(f"\r{waiting} file(s) in progress   ")
+        sys.stderr.flush()
+
+    return show
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"OK: {config.source}: {len(config.folders)} folder(s)")
@@ -97,6 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("files", nargs="+", metavar="FILE")
     upload.set_defaults(handler=cmd_upload)
 
+    run = commands.add_parser("run", help="watch the folders until stopped")
+    _add_common(run, config_required=False)
+    run.add_argument(
+        "--sandbox", action="store_true", help="the one-minute tour: embedded sandbox, ./drop"
+    )
+    run.add_argument(
+        "--rebuild-journal", action="store_true", help="rebuild the journal from the sidecars"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    scan = commands.add_parser("scan", help="one pass over every folder, then exit")
+    _add_common(scan)
+    scan.add_argument(
+        "--rebuild-journal", action="store_true", help="rebuild the journal from the sidecars"
+    )
+    scan.set_defaults(handler=cmd_scan)
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
     check.set_defaults(handler=cmd_check_config)
@@ -123,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         for problem in error.problems:
             print(f"heygen-watcher: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except JournalError as error:
+        print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ApiKeyError as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)

@@ -78,9 +78,21 @@ class Config:
     defaults: FolderConfig = field(default_factory=lambda: FolderConfig(path=Path()))
     folders: tuple[FolderConfig, ...] = ()
     rescan_seconds: float = 60.0
+    asset_cache_days: float = 30.0
+    retry_window_seconds: float = 3600.0
+    shutdown_timeout_seconds: float = 20.0
 
 
-_TOP_KEYS = ("api", "state_dir", "defaults", "folders", "rescan_seconds")
+_TOP_KEYS = (
+    "api",
+    "state_dir",
+    "defaults",
+    "folders",
+    "rescan_seconds",
+    "asset_cache_days",
+    "retry_window_seconds",
+    "shutdown_timeout_seconds",
+)
 _API_KEYS = tuple(ApiConfig.__dataclass_fields__)
 _FOLDER_KEYS = (
     "path",
@@ -273,7 +285,10 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     if need_folders and not folders:
         check.error("folders", "at least one folder is required")
     _check_folder_overlaps(check, folders)
-    rescan_seconds = float(check.number(top, "", "rescan_seconds", 60.0, minimum=1.0))
+    rescan_seconds = float(check.number(top, "", "rescan_seconds", 60.0, minimum=0.1))
+    asset_cache_days = float(check.number(top, "", "asset_cache_days", 30.0))
+    retry_window_seconds = float(check.number(top, "", "retry_window_seconds", 3600.0))
+    shutdown_timeout = float(check.number(top, "", "shutdown_timeout_seconds", 20.0))
     check.raise_if_any()
     return Config(
         source=source,
@@ -282,6 +297,9 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         defaults=defaults,
         folders=tuple(folders),
         rescan_seconds=rescan_seconds,
+        asset_cache_days=asset_cache_days,
+        retry_window_seconds=retry_window_seconds,
+        shutdown_timeout_seconds=shutdown_timeout,
     )
 
 

@@ -63,9 +63,9 @@ class OneShotUploader:
             return self._record(path, records.rejected(path, info, verdict, self.rules.types))
         assert verdict.content_type is not None
         local = LocalFile(path, info.st_size, verdict.content_type, sha256_file(path))
-        return self._upload(local)
+        return self._upload(local, info.st_mtime_ns)
 
-    def _upload(self, local: LocalFile) -> Report:
+    def _upload(self, local: LocalFile, mtime_ns: int) -> Report:
         with self._lock:
             auth_failure = self._auth_failure
         if auth_failure is not None:
@@ -81,7 +81,7 @@ class OneShotUploader:
             return self._record(
                 local.path, records.failed(local.path, local.size, str(error), local)
             )
-        return self._record(local.path, records.uploaded(local, asset))
+        return self._record(local.path, records.uploaded(local, asset, mtime_ns=mtime_ns))
 
     def _record(self, path: Path, document: dict[str, Any]) -> Report:
         try:

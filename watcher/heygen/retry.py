@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from watcher.heygen.errors import ApiError, RateLimited, TransientError
+from watcher.heygen.errors import ApiError, RateLimited, ResponseLost, TransientError
 from watcher.heygen.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ class RetryPolicy:
 
 
 def is_retryable(error: ApiError) -> bool:
-    return isinstance(error, (TransientError, RateLimited))
+    # A lost answer to a request that must not be replayed is the caller's decision.
+    return isinstance(error, (TransientError, RateLimited)) and not isinstance(
+        error, ResponseLost
+    )
 
 
 def with_retries(

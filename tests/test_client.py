@@ -1,0 +1,468 @@
+"""The HeyGen client against the real sandbox over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import media
+import pytest
+from conftest import SANDBOX_KEY, fast_api
+
+from watcher.apikey import ApiKey
+from watcher.heygen import videos
+from watcher.heygen.body import FileBody, FileChangedError, sha256_file
+from watcher.heygen.client import HeyGenClient
+from watcher.heygen.envelope import parse_retry_after
+from watcher.heygen.errors import (
+    AuthError,
+    FileTooLarge,
+    PermanentError,
+    QuotaError,
+    RateLimited,
+    ResponseLost,
+    TransientError,
+)
+from watcher.heygen.uploads import PROTOCOLS, LocalFile, V1Presigned, make_protocol
+from watcher.sandbox import Fault, Sandbox
+
+
+def local_file(path: Path, data: bytes, content_type: str) -> LocalFile:
+    path.write_bytes(data)
+    return LocalFile(path, len(data), content_type, hashlib.sha256(data).hexdigest())
+
+
+def client_for(sandbox: Sandbox, **overrides: object) -> HeyGenClient:
+    return HeyGenClient(fast_api(sandbox, **overrides), ApiKey(SANDBOX_KEY, "test"))
+
+
+def api_requests(sandbox: Sandbox, method: str, prefix: str) -> list:
+    return [r for r in sandbox.requests if r.method == method and r.path.startswith(prefix)]
+
+
+# -- each protocol end to end -------------------------------------------------------------------
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_each_protocol_stores_the_exact_bytes(tmp_path: Path, sandbox: Sandbox, protocol: str):
+    data = media.mp4(payload=300_000, seed=7)
+    file = local_file(tmp_path / "clip one.mp4", data, "video/mp4")
+    client = client_for(sandbox, upload_protocol=protocol)
+    asset = make_protocol(client).upload(file)
+    stored = sandbox.assets[asset.asset_id]
+    assert stored.sha256 == file.sha256
+    assert stored.size == len(data)
+    assert stored.content_type == "video/mp4"
+    assert stored.path.read_bytes() == data
+    assert asset.protocol == protocol
+    assert asset.asset_id in asset.url
+    assert len(sandbox.assets) == 1
+
+
+def test_v1_url_comes_from_the_configured_template(tmp_path: Path, sandbox: Sandbox):
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    client = client_for(sandbox, asset_url_template="https://cdn.example/a/${asset_id}.bin")
+    asset = V1Presigned(client).upload(file)
+    assert asset.url == f"https://cdn.example/a/{asset.asset_id}.bin"
+
+
+def test_v3_direct_sends_checksum_signed_headers_and_idempotency_key(
+    tmp_path: Path, sandbox: Sandbox
+):
+    file = local_file(tmp_path / "a.wav", media.wav(), "audio/wav")
+    make_protocol(client_for(sandbox, upload_protocol="v3-direct")).upload(file)
+    (create,) = api_requests(sandbox, "POST", "/v3/assets/direct-uploads")
+    assert create.headers.get("Idempotency-Key")
+    (put,) = [r for r in sandbox.requests if r.server == "storage"]
+    assert put.headers["Content-Length"] == str(file.size)
+    assert "x-amz-checksum-sha256" in {name.lower() for name in put.headers}
+    assert "Transfer-Encoding" not in put.headers
+    assert api_requests(sandbox, "POST", "/v3/assets/")[-1].path.endswith("/complete")
+
+
+def test_uploads_never_use_chunked_encoding(tmp_path: Path, sandbox: Sandbox):
+    for protocol in PROTOCOLS:
+        file = local_file(tmp_path / f"{protocol}.jpg", media.jpeg(protocol.encode()), "image/jpeg")
+        make_protocol(client_for(sandbox, upload_protocol=protocol)).upload(file)
+    body_requests = [r for r in sandbox.requests if r.method in ("PUT",) or r.path == "/v3/assets"]
+    assert len(body_requests) == 3
+    for seen in body_requests:
+        assert "Content-Length" in seen.headers
+        assert "Transfer-Encoding" not in seen.headers
+
+
+# -- the key ------------------------------------------------------------------------------------
+def test_the_key_goes_to_the_api_host_only(tmp_path: Path, sandbox: Sandbox):
+    for protocol in PROTOCOLS:
+        file = local_file(tmp_path / f"{protocol}.png", media.png(seed=len(protocol)), "image/png")
+        make_protocol(client_for(sandbox, upload_protocol=protocol)).upload(file)
+    storage = [r for r in sandbox.requests if r.server == "storage"]
+    api = [r for r in sandbox.requests if r.server == "api"]
+    assert storage and api
+    for seen in storage:
+        assert "x-api-key" not in {name.lower() for name in seen.headers}
+        assert SANDBOX_KEY not in str(seen.headers) + seen.path + seen.query
+    for seen in api:
+        assert seen.headers["X-Api-Key"] == SANDBOX_KEY
+
+
+def test_redirects_from_the_api_are_not_followed(tmp_path: Path, sandbox: Sandbox):
+    # A redirect could carry the X-Api-Key header to another host: it must be refused.
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=302, body="{}"))
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    with pytest.raises(PermanentError):
+        V1Presigned(client_for(sandbox)).upload(file)
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
+
+
+# -- errors -------------------------------------------------------------------------------------
+def test_wrong_key_is_an_auth_error_and_not_retried(tmp_path: Path, sandbox: Sandbox):
+    client = HeyGenClient(fast_api(sandbox), ApiKey("wrong", "test"))
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    with pytest.raises(AuthError) as caught:
+        V1Presigned(client).upload(file)
+    assert caught.value.status == 401
+    assert "wrong" not in str(caught.value)
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (402, QuotaError),
+        (403, AuthError),
+        (400, PermanentError),
+        (404, PermanentError),
+        (409, PermanentError),
+        (413, PermanentError),
+    ],
+)
+def test_statuses_map_to_typed_errors_without_retry(
+    client: HeyGenClient, sandbox: Sandbox, status: int, error_class: type
+):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=status))
+    with pytest.raises(error_class) as caught:
+        client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert caught.value.status == status
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
+
+
+def test_v1_string_error_message_is_kept(client: HeyGenClient, sandbox: Sandbox):
+    with pytest.raises(PermanentError) as caught:
+        client.request("POST", "/v1/asset", json={"content_type": "text/plain"})
+    assert caught.value.status == 400
+    assert "text/plain" in caught.value.message
+
+
+def test_v3_error_object_gives_code_and_param(client: HeyGenClient, sandbox: Sandbox):
+    with pytest.raises(PermanentError) as caught:
+        client.request(
+            "POST",
+            "/v3/assets/direct-uploads",
+            json={"filename": "a.txt", "content_type": "text/plain", "size_bytes": 3},
+            headers={"Idempotency-Key": "k1"},
+        )
+    assert caught.value.code == "unsupported_content_type"
+    assert "content_type" in caught.value.message
+
+
+def test_legacy_code_message_envelope(client: HeyGenClient, sandbox: Sandbox):
+    with pytest.raises(PermanentError) as caught:
+        videos.get_status(client, "/v1/video_status.get?video_id=nope")
+    assert caught.value.status == 404
+    assert caught.value.message
+
+
+def test_malformed_success_is_a_permanent_error(client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=200, body="<html>oops"))
+    with pytest.raises(PermanentError, match="malformed"):
+        client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+
+
+def test_an_error_inside_a_200_envelope_is_raised(client: HeyGenClient, sandbox: Sandbox):
+    body = '{"error": "quota exceeded", "data": null}'
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=200, body=body))
+    with pytest.raises(PermanentError, match="quota exceeded"):
+        client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+
+
+# -- retries ------------------------------------------------------------------------------------
+def test_retry_after_seconds_is_honoured(client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after="1"))
+    started = time.monotonic()
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 3.0
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 2
+
+
+def test_retry_after_http_date_is_honoured(client: HeyGenClient, sandbox: Sandbox):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after=when))
+    started = time.monotonic()
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    # HTTP dates have one-second resolution: the wait is between 1 and 2 seconds.
+    assert 0.9 <= time.monotonic() - started < 3.5
+
+
+def test_retry_after_is_clamped_by_config(sandbox: Sandbox):
+    client = client_for(sandbox, max_retry_after_seconds=0.2)
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after="3600"))
+    started = time.monotonic()
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_429_pauses_every_caller_sharing_the_throttle(client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after="1"))
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    left, _ = client.throttle.paused()
+    assert left == 0  # the pause is over once the retry went through
+    client.throttle.pause_for(0.5, "test")
+    started = time.monotonic()
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert time.monotonic() - started >= 0.45
+
+
+def test_parse_retry_after_forms():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    now = 1_700_000_000.0
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_transient_statuses_are_retried(client: HeyGenClient, sandbox: Sandbox, status: int):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=status, count=2))
+    client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 3
+
+
+def test_attempts_are_bounded(client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=503, count=100))
+    with pytest.raises(TransientError):
+        client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 4
+
+
+def test_connection_resets_are_retried(tmp_path: Path, client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", reset=True))
+    sandbox.inject(Fault(method="PUT", server="storage", reset=True))
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    asset = V1Presigned(client).upload(file)
+    assert sandbox.assets[asset.asset_id].sha256 == file.sha256
+    assert len(sandbox.assets) == 1
+
+
+def test_5xx_on_the_put_retries_the_same_slot(
+    tmp_path: Path, client: HeyGenClient, sandbox: Sandbox
+):
+    sandbox.inject(Fault(method="PUT", server="storage", status=503, count=2))
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    V1Presigned(client).upload(file)
+    puts = [r for r in sandbox.requests if r.method == "PUT"]
+    assert [r.status for r in puts] == [503, 503, 200]
+    assert len({r.path for r in puts}) == 1
+    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
+
+
+def test_an_expired_url_gets_a_fresh_slot(tmp_path: Path, client: HeyGenClient, sandbox: Sandbox):
+    protocol = V1Presigned(client)
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    stale = protocol.new_slot(file)
+    sandbox.expire_slots()
+    asset = protocol.upload(file, resume=stale)
+    assert asset.asset_id != stale.asset_id
+    puts = [r.status for r in sandbox.requests if r.method == "PUT"]
+    assert puts == [403, 200]
+    assert list(sandbox.assets) == [asset.asset_id]
+
+
+def test_v3_expired_slot_gets_a_fresh_one(tmp_path: Path, sandbox: Sandbox):
+    protocol = make_protocol(client_for(sandbox, upload_protocol="v3-direct"))
+    file = local_file(tmp_path / "a.mp3", media.mp3(), "audio/mpeg")
+    slots = []
+    sandbox.inject(Fault(method="PUT", server="storage", status=403))
+    asset = protocol.upload(file, on_slot=slots.append)
+    assert len(slots) == 2
+    assert asset.asset_id == slots[1].asset_id
+
+
+def test_v3_lost_create_answer_is_retried_with_the_same_key(tmp_path: Path, sandbox: Sandbox):
+    protocol = make_protocol(client_for(sandbox, upload_protocol="v3-direct"))
+    file = local_file(tmp_path / "a.mp3", media.mp3(), "audio/mpeg")
+    sandbox.inject(
+        Fault(method="POST", path_prefix="/v3/assets/direct-uploads", drop_response=True)
+    )
+    protocol.upload(file)
+    creates = api_requests(sandbox, "POST", "/v3/assets/direct-uploads")
+    assert len(creates) == 2
+    assert creates[0].headers["Idempotency-Key"] == creates[1].headers["Idempotency-Key"]
+    assert len(sandbox.assets) == 1
+
+
+def test_a_timeout_is_transient_and_nothing_hangs(sandbox: Sandbox):
+    client = client_for(sandbox, timeout_seconds=0.3, max_attempts=2)
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", delay_seconds=2, count=2))
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="timed out"):
+        client.request("POST", "/v1/asset", json={"content_type": "image/png"})
+    assert time.monotonic() - started < 2.0
+
+
+# -- files --------------------------------------------------------------------------------------
+def test_multipart_refuses_big_files_before_sending(tmp_path: Path, sandbox: Sandbox):
+    path = tmp_path / "big.mp4"
+    with open(path, "wb") as out:
+        out.truncate(33 * 1024 * 1024)
+    file = LocalFile(path, path.stat().st_size, "video/mp4", "0" * 64)
+    with pytest.raises(FileTooLarge, match="32 MB"):
+        make_protocol(client_for(sandbox, upload_protocol="v3-multipart")).upload(file)
+    assert sandbox.requests == []
+
+
+def test_a_file_changed_during_upload_is_detected(
+    tmp_path: Path, client: HeyGenClient, sandbox: Sandbox
+):
+    path = tmp_path / "a.png"
+    file = local_file(path, media.png(seed=1), "image/png")
+    path.write_bytes(media.png(seed=2))  # same length, other bytes
+    with pytest.raises(FileChangedError):
+        V1Presigned(client).upload(file)
+
+
+def test_file_body_reports_length_and_stops_at_it(tmp_path: Path):
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 10)
+    body = FileBody(path, 6, prefix=b"<", suffix=b">")
+    assert len(body) == 8
+    assert b"".join(body) == b"<xxxxxx>"
+    shrunk = FileBody(path, 20)
+    with pytest.raises(FileChangedError):
+        b"".join(shrunk)
+
+
+RSS_PROBE = r"""
+import resource, sys
+from pathlib import Path
+from watcher.apikey import ApiKey
+from watcher.config import ApiConfig
+from watcher.heygen.client import HeyGenClient
+from watcher.heygen.uploads import LocalFile, make_protocol
+path = Path(sys.argv[1])
+api = ApiConfig(base_url=sys.argv[2], upload_protocol=sys.argv[4])
+client = HeyGenClient(api, ApiKey(sys.argv[3], "test"))
+protocol = make_protocol(client)
+small = LocalFile(Path(sys.argv[5]), Path(sys.argv[5]).stat().st_size, "video/mp4", sys.argv[6])
+protocol.upload(small)  # warm up: imports, connection pools
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+protocol.upload(LocalFile(path, path.stat().st_size, "video/mp4", sys.argv[7]))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["v1-presigned", "v3-direct"])
+def test_a_200_mb_upload_keeps_memory_flat(tmp_path: Path, sandbox: Sandbox, protocol: str):
+    big = media.sized_mp4(tmp_path / "big.mp4", 200 * 1024 * 1024)
+    small = media.sized_mp4(tmp_path / "small.mp4", 1024 * 1024)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RSS_PROBE,
+            str(big),
+            sandbox.api_url,
+            SANDBOX_KEY,
+            protocol,
+            str(small),
+            sha256_file(small),
+            sha256_file(big),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    before_kb, after_kb = map(int, result.stdout.split())
+    grown_mb = (after_kb - before_kb) / 1024
+    assert grown_mb < 20, f"peak RSS grew by {grown_mb:.1f} MB for a 200 MB upload"
+    (asset,) = [a for a in sandbox.assets.values() if a.size == big.stat().st_size]
+    assert asset.sha256 == sha256_file(big)
+
+
+# -- videos -------------------------------------------------------------------------------------
+def generate_body(asset_url: str) -> dict:
+    return {
+        "video_inputs": [
+            {
+                "character": {
+                    "type": "avatar",
+                    "avatar_id": "josh_lite3_20230714",
+                    "avatar_style": "normal",
+                },
+                "voice": {"type": "text", "input_text": "Hello", "voice_id": "v1"},
+                "background": {"type": "image", "url": asset_url},
+            }
+        ],
+        "dimension": {"width": 1280, "height": 720},
+    }
+
+
+def test_generate_poll_and_download(tmp_path: Path, client: HeyGenClient, sandbox: Sandbox):
+    file = local_file(tmp_path / "bg.png", media.png(), "image/png")
+    asset = V1Presigned(client).upload(file)
+    video_id = videos.generate(client, "/v2/video/generate", generate_body(asset.url))
+    for status_path in (
+        videos.status_path_for("/v2/video/generate", video_id),
+        videos.status_path_for("/v3/videos", video_id),
+        videos.status_path_for("/v1/whatever", video_id),
+    ):
+        status = videos.get_status(client, status_path)
+        assert status.status in ("pending", "processing", "completed")
+
+    def completed():
+        status = videos.get_status(client, f"/v2/videos/{video_id}")
+        return status if status.status == "completed" else None
+
+    from conftest import wait_for
+
+    status = wait_for(completed, what="video completion")
+    assert status.video_url
+    target = tmp_path / "out" / "video.mp4"
+    size = videos.download(client, status.video_url, target)
+    assert size == target.stat().st_size > 0
+    assert [p.name for p in target.parent.iterdir()] == ["video.mp4"]
+
+
+def test_a_lost_generate_answer_is_not_resent(
+    client: HeyGenClient, sandbox: Sandbox, tmp_path: Path
+):
+    file = local_file(tmp_path / "bg.png", media.png(), "image/png")
+    asset = V1Presigned(client).upload(file)
+    sandbox.inject(Fault(method="POST", path_prefix="/v2/video/generate", drop_response=True))
+    with pytest.raises(ResponseLost):
+        videos.generate(client, "/v2/video/generate", generate_body(asset.url))
+    assert len(sandbox.videos) == 1
+    assert len(api_requests(sandbox, "POST", "/v2/video/generate")) == 1
+
+
+def test_generate_is_retried_when_refused_with_5xx(
+    client: HeyGenClient, sandbox: Sandbox, tmp_path: Path
+):
+    file = local_file(tmp_path / "bg.png", media.png(), "image/png")
+    asset = V1Presigned(client).upload(file)
+    sandbox.inject(Fault(method="POST", path_prefix="/v2/video/generate", status=503))
+    videos.generate(client, "/v2/video/generate", generate_body(asset.url))
+    assert len(sandbox.videos) == 1
+
+
+def test_rate_limited_error_carries_the_delay(client: HeyGenClient, sandbox: Sandbox):
+    sandbox.inject(Fault(method="GET", path_prefix="/v2/videos/", status=429, retry_after="9"))
+    with pytest.raises(RateLimited) as caught:
+        client.request("GET", "/v2/videos/x", retry=False)
+    assert caught.value.retry_after_seconds == 9.0

@@ -1,0 +1,273 @@
+"""The daemon: wires sources → settler → pipeline → journal, and keeps them running.
+
+`Daemon.start` resumes unfinished work from the journal, starts one watch per folder and scans
+what is already there. A housekeeping thread then runs the periodic rescan, re-arms folders that
+went away and came back, hands due retries to the pipeline and notices a changed key file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher import gate
+from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
+from watcher.config import Config, FolderConfig
+from watcher.heygen.client import HeyGenClient
+from watcher.heygen.uploads import make_protocol
+from watcher.journal import Journal
+from watcher.pipeline import Pipeline
+from watcher.settle import Settler
+from watcher.sources import FolderWatch, walk_files
+
+log = logging.getLogger(__name__)
+
+ROOT_CHECK_SECONDS = 5.0
+AUTH_REMINDER_SECONDS = 300.0
+RESUMED_STATES = ("queued", "uploading", "recording", "held")
+
+
+@dataclass
+class Daemon:
+    config: Config
+    key: ApiKey | None = None  # None: read it as configured
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    journal: Journal = field(init=False)
+    client: HeyGenClient = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    settler: Settler = field(init=False)
+    watches: list[FolderWatch] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _housekeeper: threading.Thread | None = None
+    _key_stamp: tuple[float, int] | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+    def open(self) -> None:
+        """Everything that can fail on bad input, before any thread starts."""
+        self.journal = Journal(self.config.state_dir / "journal.sqlite3")
+        key = self.key or load_api_key(self.config.api)
+        self._key_stamp = self._key_file_stamp()
+        self.client = HeyGenClient(self.config.api, key)
+        self.settler = Settler(on_ready=self._ready)
+        self.pipeline = Pipeline(
+            self.config,
+            self.journal,
+            make_protocol(self.client),
+            renotice=self.notice,
+            on_event=self.on_event,
+        )
+
+    def start(self, *, watch: bool = True) -> None:
+        self.open()
+        self.pipeline.start()
+        self.settler.start()
+        self.resume_unfinished()
+        if watch:
+            for folder in self.config.folders:
+                folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
+                if not folder_watch.start():
+                    log.warning(
+                        "folder is missing; watching for it to come back",
+                        extra={"folder": str(folder.path)},
+                    )
+                    folder_watch.missing = True
+                self.watches.append(folder_watch)
+        self.scan_all(initial=True)
+        if watch:
+            self._housekeeper = threading.Thread(
+                target=self._housekeeping, name="housekeeping", daemon=True
+            )
+            self._housekeeper.start()
+        log.info("watching %d folder(s)", len(self.config.folders))
+
+    def stop(self) -> bool:
+        """Take no new work, let in-flight uploads finish for a while, then abort them.
+
+        Returns True when everything in flight finished; anything cut short is still in the
+        journal and resumes at the next start.
+        """
+        self._stop.set()
+        for folder_watch in self.watches:
+            folder_watch.stop()
+        self.settler.stop()
+        self.pipeline.stop_accepting()
+        self.pipeline.drain_queue()
+        finished = self.pipeline.join(self.config.shutdown_timeout_seconds)
+        if not finished:
+            log.warning(
+                "uploads still running after %.0fs; aborting them (they resume at the next start)",
+                self.config.shutdown_timeout_seconds,
+            )
+            self.client.throttle.stop()
+            self.client.close()
+            self.pipeline.join(5.0)
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=5)
+        self.client.close()
+        self.journal.close()
+        return finished
+
+    # -- sources -----------------------------------------------------------------------------
+    def notice(self, path: Path, folder: FolderConfig) -> None:
+        """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
+        relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
+        if gate.screen_name(relative, folder.ignore) is not None:
+            return
+        self.settler.notice(path, folder, folder.settle_seconds, trust_ctime=not folder.polling)
+
+    def notice_tree(self, path: Path, folder: FolderConfig) -> None:
+        # A whole folder moved in: walking it is I/O, so not on watchdog's thread.
+        threading.Thread(
+            target=self._scan_tree, args=(path, folder), name="scan-tree", daemon=True
+        ).start()
+
+    def _scan_tree(self, root: Path, folder: FolderConfig) -> None:
+        for entry in walk_files(root, folder.recursive):
+            self.notice(Path(entry.path), folder)
+
+    def _ready(self, path: Path, folder: FolderConfig) -> None:
+        self.pipeline.submit(path, folder)
+
+    def scan_all(self, *, initial: bool = False) -> int:
+        """Notice every file whose size or mtime differs from what the journal recorded."""
+        known = self.journal.fingerprints()
+        noticed = 0
+        for folder in self.config.folders:
+            if not folder.path.is_dir():
+                continue
+            for entry in walk_files(folder.path, folder.recursive):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not initial and not entry.is_file(follow_symlinks=False):
+                    continue  # skipped kinds were logged once already
+                record = known.get(entry.path)
+                if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
+                    continue
+                self.notice(Path(entry.path), folder)
+                noticed += 1
+        if noticed and not initial:
+            log.info("rescan found %d new or changed file(s)", noticed)
+        return noticed
+
+    def resume_unfinished(self) -> None:
+        """Rows a previous process left mid-way, and failures worth another go at start."""
+        for row in self.journal.rows_in(("failed",)):
+            self.journal.update(row.path, state="retrying", attempts=0, next_attempt_at=time.time())
+        for row in self.journal.rows_in(RESUMED_STATES):
+            folder = self.pipeline.folder_of(row)
+            self.pipeline.submit(Path(row.path), folder, row=row)
+        self.submit_due()
+
+    def submit_due(self) -> None:
+        for row in self.journal.due(time.time()):
+            self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+
+    # -- waiting (scan mode) -----------------------------------------------------------------
+    def wait_until_idle(self, progress: Callable[[int], None] | None = None) -> None:
+        """Until nothing is settling, queued or uploading (retries scheduled later don't count)."""
+        while not self._stop.is_set():
+            busy = self.settler.pending_count() + self.pipeline.busy
+            if progress is not None:
+                progress(busy)
+            if busy == 0 and self.pipeline.wait_idle(0.05) and self.settler.pending_count() == 0:
+                return
+            self._stop.wait(0.05)
+
+    def final_counts(self) -> dict[str, int]:
+        """Rows per state, read after `stop` from a fresh journal handle."""
+        journal = Journal(self.config.state_dir / "journal.sqlite3")
+        try:
+            return journal.counts()
+        finally:
+            journal.close()
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        next_rescan = time.monotonic() + self.config.rescan_seconds
+        next_root_check = time.monotonic() + ROOT_CHECK_SECONDS
+        next_auth_reminder = time.monotonic() + AUTH_REMINDER_SECONDS
+        while not self._stop.is_set():
+            now = time.monotonic()
+            due_at = self.journal.next_due_at()
+            wake = min(next_rescan, next_root_check)
+            if due_at is not None:
+                wake = min(wake, now + max(0.0, due_at - time.time()))
+            if self._stop.wait(max(0.0, wake - now)):
+                return
+            now = time.monotonic()
+            self.submit_due()
+            if now >= next_root_check:
+                next_root_check = now + ROOT_CHECK_SECONDS
+                self._check_roots()
+                self._check_key_file()
+            if now >= next_rescan:
+                next_rescan = now + self.config.rescan_seconds
+                self.scan_all()
+            if self.pipeline.auth_pause.active and now >= next_auth_reminder:
+                next_auth_reminder = now + AUTH_REMINDER_SECONDS
+                log.error(
+                    "uploads paused: the API refused the key from %s (%s); fix the key "
+                    "and send SIGHUP or update the key file",
+                    self.client.key_origin,
+                    self.pipeline.auth_pause.reason,
+                )
+
+    def _check_roots(self) -> None:
+        for folder_watch in self.watches:
+            root = folder_watch.config.path
+            present = root.is_dir()
+            if folder_watch.missing and present:
+                log.info("folder is back; watching it again", extra={"folder": str(root)})
+                folder_watch.missing = not folder_watch.start()
+                self._scan_tree(root, folder_watch.config)
+            elif not folder_watch.missing and not present:
+                log.warning(
+                    "folder disappeared; waiting for it to come back", extra={"folder": str(root)}
+                )
+                folder_watch.stop()
+                folder_watch.missing = True
+            elif present and not folder_watch.alive:
+                log.warning("watch stopped; starting it again", extra={"folder": str(root)})
+                folder_watch.start()
+                self._scan_tree(root, folder_watch.config)
+
+    # -- the key -----------------------------------------------------------------------------
+    def _key_file_stamp(self) -> tuple[float, int] | None:
+        path = key_file_path(self.config.api)
+        if path is None:
+            return None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return (info.st_mtime, info.st_ino)
+
+    def _check_key_file(self) -> None:
+        stamp = self._key_file_stamp()
+        if stamp != self._key_stamp:
+            self._key_stamp = stamp
+            self.reload_key()
+
+    def reload_key(self) -> None:
+        """Read the key again; if it changed, resume whatever a 401 had paused."""
+        if self.key is not None:
+            key = self.key
+        else:
+            try:
+                key = load_api_key(self.config.api)
+            except ApiKeyError as error:
+                log.error("cannot reload the API key: %s", error)
+                return
+        self.client.set_key(key)
+        if self.pipeline.auth_pause.active:
+            log.info("API key reloaded from %s; resuming uploads", key.origin)
+            self.pipeline.auth_pause.clear()
+            for row in self.journal.rows_in(("held",)):
+                self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)

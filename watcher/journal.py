@@ -1,0 +1,292 @@
+"""The journal: one SQLite row per file, the single source of truth for progress.
+
+Every state change is committed before the next step starts, so a process killed at any point
+resumes from the last committed step. The asset cache (sha256 + content type → asset) lives
+here too.
+
+Durability: WAL mode with ``synchronous=NORMAL``. In WAL mode a commit is written to the WAL
+file before `commit()` returns, so it survives the process being killed (``kill -9``, an OOM
+kill, a crash): the kernel still holds and later writes those pages. Only a power cut or
+kernel crash can lose the last few commits (never corrupt the database), and then the cost is
+bounded: the file is still in its folder and is picked up again, at worst uploaded to a fresh
+slot once more. ``FULL`` would add an fsync to every commit, several milliseconds each on
+ordinary disks, for protection the daemon does not need.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from watcher.heygen.uploads import UploadSlot
+
+SCHEMA_VERSION = 1
+
+# A file's life: seen → (rejected) | queued → uploading → recording → uploaded.
+# `retrying` waits for next_attempt_at; `failed` gave up until the next start or `retry`;
+# `held` waits for the API key to be fixed (nothing is marked failed for a bad key).
+STATES = ("queued", "uploading", "recording", "uploaded", "rejected", "retrying", "failed", "held")
+WAITING_STATES = ("queued", "uploading", "recording", "retrying", "held")
+FINAL_STATES = ("uploaded", "rejected")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path            TEXT PRIMARY KEY,
+    folder          TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    mtime_ns        INTEGER NOT NULL,
+    inode           INTEGER NOT NULL,
+    sha256          TEXT,
+    content_type    TEXT,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    asset_id        TEXT,
+    asset_url       TEXT,
+    protocol        TEXT,
+    reused          INTEGER NOT NULL DEFAULT 0,
+    previous_asset_id TEXT,
+    slot            TEXT,
+    slot_expires_at REAL,
+    sidecar         TEXT,
+    last_error      TEXT,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS assets (
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    asset_id     TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    protocol     TEXT NOT NULL,
+    uploaded_at  REAL NOT NULL,
+    PRIMARY KEY (sha256, content_type)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or read: corrupt, unreadable, or from a newer version."""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    path: str
+    folder: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str | None
+    content_type: str | None
+    state: str
+    attempts: int
+    next_attempt_at: float | None
+    asset_id: str | None
+    asset_url: str | None
+    protocol: str | None
+    reused: int
+    previous_asset_id: str | None
+    slot: str | None
+    slot_expires_at: float | None
+    sidecar: str | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+    def upload_slot(self) -> UploadSlot | None:
+        return UploadSlot.from_json(json.loads(self.slot)) if self.slot else None
+
+    def same_file(self, size: int, mtime_ns: int, inode: int) -> bool:
+        return (self.size, self.mtime_ns, self.inode) == (size, mtime_ns, inode)
+
+
+_COLUMNS = [f.name for f in fields(FileRow)]
+
+
+@dataclass(frozen=True)
+class CachedAsset:
+    asset_id: str
+    url: str
+    protocol: str
+    uploaded_at: float
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._check_integrity()
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except (sqlite3.DatabaseError, OSError) as error:
+            raise JournalError(
+                f"journal {path} cannot be used: {error}. Rebuild it from the sidecars with "
+                "`heygen-watcher run --rebuild-journal` (the broken file is kept aside)."
+            ) from None
+
+    def _check_integrity(self) -> None:
+        row = self._db.execute("PRAGMA quick_check").fetchone()
+        if row is None or row[0] != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else 'no answer'}")
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"written by a newer version (schema {row[0]})")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- files -------------------------------------------------------------------------------
+    def get(self, path: str) -> FileRow | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = ?", (path,)
+            ).fetchone()
+        return FileRow(*row) if row else None
+
+    def put(self, row: FileRow) -> None:
+        """Insert or replace a whole row (used when a file is first admitted)."""
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                tuple(getattr(row, name) for name in _COLUMNS),
+            )
+
+    def update(self, path: str, **changes: Any) -> None:
+        """Change some columns of one row, committed before returning."""
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        with self._transaction() as db:
+            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), path))
+
+    def move(self, old_path: str, new_path: str, **changes: Any) -> None:
+        changes["path"] = new_path
+        with self._transaction() as db:
+            db.execute("DELETE FROM files WHERE path = ?", (new_path,))
+        self.update(old_path, **changes)
+
+    def forget(self, path: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def record_slot(self, path: str, slot: UploadSlot) -> None:
+        self.update(
+            path,
+            state="uploading",
+            slot=json.dumps(slot.to_json()),
+            slot_expires_at=slot.expires_at,
+            asset_id=slot.asset_id,
+        )
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
+        """path → (size, mtime_ns, state) for every row: what a scan compares against."""
+        with self._lock:
+            return {
+                path: (size, mtime_ns, state)
+                for path, size, mtime_ns, state in self._db.execute(
+                    "SELECT path, size, mtime_ns, state FROM files"
+                )
+            }
+
+    def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
+        marks = ", ".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ({marks}) "
+                "ORDER BY created_at",
+                states,
+            ).fetchall()
+        return [FileRow(*row) for row in rows]
+
+    def due(self, now: float) -> list[FileRow]:
+        """Rows waiting for a retry whose time has come."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM files "
+                "WHERE state IN ('retrying', 'recording') AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at",
+                (now,),
+            ).fetchall()
+        return [FileRow(*row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'recording')"
+            ).fetchone()
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
+
+    def oldest_waiting(self) -> float | None:
+        marks = ", ".join("?" for _ in WAITING_STATES)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT MIN(created_at) FROM files WHERE state IN ({marks})", WAITING_STATES
+            ).fetchone()
+        return row[0] if row else None
+
+    def recent_failures(self, limit: int = 10) -> list[FileRow]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+                "ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [FileRow(*row) for row in rows]
+
+    # -- asset cache -------------------------------------------------------------------------
+    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT asset_id, url, protocol, uploaded_at FROM assets "
+                "WHERE sha256 = ? AND content_type = ? AND uploaded_at >= ?",
+                (sha256, content_type, newer_than),
+            ).fetchone()
+        return CachedAsset(*row) if row else None
+
+    def remember_asset(
+        self, sha256: str, content_type: str, asset_id: str, url: str, protocol: str
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO assets VALUES (?, ?, ?, ?, ?, ?)",
+                (sha256, content_type, asset_id, url, protocol, time.time()),
+            )

@@ -1,0 +1,542 @@
+"""The workers: each moves one file through admit → sniff → hash → upload → sidecar.
+
+Every step commits its state to the journal before the next one starts, so a process killed
+anywhere resumes from the last committed step (see `resume_unfinished`). A bounded pool of
+threads (``api.concurrency``) does the work; a path is never processed by two workers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher import gate, records, sidecar
+from watcher.config import Config, FolderConfig
+from watcher.gate import Decision, Outcome
+from watcher.heygen.body import FileChangedError, sha256_file
+from watcher.heygen.errors import ApiError, AuthError, PermanentError
+from watcher.heygen.throttle import Interrupted
+from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
+from watcher.journal import FINAL_STATES, FileRow, Journal
+from watcher.placement import move_file, moved_path, sidecar_for
+
+log = logging.getLogger(__name__)
+
+RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
+
+
+@dataclass
+class Work:
+    path: Path
+    folder: FolderConfig
+    row: FileRow | None = None  # a retry or a resume of this journal row
+
+
+class AuthPause:
+    """Shared by all workers: set on a 401/403, cleared when the key changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.since: float | None = None
+
+    def set(self, reason: str) -> bool:
+        with self._lock:
+            first = self.reason is None
+            self.reason = reason
+            self.since = self.since or time.time()
+            return first
+
+    def clear(self) -> None:
+        with self._lock:
+            self.reason = None
+            self.since = None
+
+    @property
+    def active(self) -> bool:
+        return self.reason is not None
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    journal: Journal
+    protocol: UploadProtocol
+    renotice: Callable[[Path, FolderConfig], None]
+    auth_pause: AuthPause = field(default_factory=AuthPause)
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    _queue: queue.Queue[Work | None] = field(default_factory=queue.Queue)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_flight: set[Path] = field(default_factory=set)
+    _again: dict[Path, Work] = field(default_factory=dict)
+    _queued: set[Path] = field(default_factory=set)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _idle: threading.Condition = field(default_factory=threading.Condition)
+    _busy: int = 0
+    _accepting: bool = True
+
+    # -- pool --------------------------------------------------------------------------------
+    def start(self) -> None:
+        for number in range(self.config.api.concurrency):
+            worker = threading.Thread(target=self._work, name=f"worker-{number}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def submit(self, path: Path, folder: FolderConfig, *, row: FileRow | None = None) -> None:
+        with self._lock:
+            if not self._accepting:
+                return
+            if path in self._in_flight:
+                # Seen again while being processed: look once more when this round ends.
+                self._again[path] = Work(path, folder)
+                return
+            if path in self._queued:
+                return
+            self._queued.add(path)
+        with self._idle:
+            self._busy += 1
+        self._queue.put(Work(path, folder, row))
+
+    def stop_accepting(self) -> None:
+        with self._lock:
+            self._accepting = False
+
+    def join(self, timeout: float) -> bool:
+        """Let queued and in-flight work finish for up to ``timeout``; True if it all did."""
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(worker.is_alive() for worker in self._workers)
+
+    def drain_queue(self) -> None:
+        """Drop work not yet started (shutdown): the journal still has it for the next start."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._finished(item.path)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    @property
+    def busy(self) -> int:
+        with self._idle:
+            return self._busy
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            with self._lock:
+                self._queued.discard(item.path)
+                self._in_flight.add(item.path)
+            try:
+                self.process(item)
+            except Interrupted:
+                log.info("stopped while working on %s; it resumes at the next start", item.path)
+            except Exception:
+                log.exception("unexpected error while processing %s", item.path)
+            finally:
+                self._finished(item.path)
+
+    def _finished(self, path: Path) -> None:
+        with self._lock:
+            self._in_flight.discard(path)
+            again = self._again.pop(path, None)
+        if again is not None:
+            self.renotice(again.path, again.folder)
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    # -- one file ----------------------------------------------------------------------------
+    def process(self, work: Work) -> None:
+        folder = work.folder
+        path = work.path
+        relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
+        screened = gate.screen_name(relative, folder.ignore)
+        if screened is not None:
+            return
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            self._vanished(path)
+            return
+        verdict = gate.screen_stat(info)
+        if verdict is not None and verdict.outcome is Outcome.IGNORE:
+            return
+        if verdict is not None and verdict.outcome is Outcome.SKIP:
+            log.info("skipped %s", verdict.reason, extra={"file": str(path)})
+            self.on_event("skipped", {"reason": verdict.reason})
+            return
+        row = self.journal.get(str(path))
+        unchanged = row is not None and row.same_file(info.st_size, info.st_mtime_ns, info.st_ino)
+        if unchanged and work.row is not None and row is not None and row.state != "rejected":
+            self.upload(row.path)  # a retry or a resume: carry on where the row stands
+            return
+        if unchanged and row is not None and row.state != "queued":
+            return  # nothing changed since we decided; retries come from the scheduler
+        earlier = None if row is not None else sidecar.read(sidecar_for(path, folder))
+        if earlier is not None and self._adopt_sidecar(path, folder, info, earlier):
+            return
+        if verdict is None:
+            verdict = gate.classify(path, info, folder)
+        if verdict.outcome is Outcome.REJECT:
+            self._reject(path, folder, info, verdict)
+            return
+        assert verdict.content_type is not None
+        self._admit(path, folder, info, verdict.content_type, row, earlier)
+
+    def _vanished(self, path: Path) -> None:
+        row = self.journal.get(str(path))
+        if row is not None and row.state not in FINAL_STATES:
+            log.info("file vanished before upload", extra={"file": str(path)})
+            self.journal.forget(str(path))
+
+    def _adopt_sidecar(
+        self, path: Path, folder: FolderConfig, info: Any, document: dict[str, Any]
+    ) -> bool:
+        """A sidecar from an earlier run (or a lost journal) that still matches: skip the file."""
+        if document.get("status") not in FINAL_STATES:
+            return False
+        if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
+            return False
+        self.journal.put(_new_row(path, folder, info, time.time(), document["status"], document))
+        return True
+
+    def _reject(self, path: Path, folder: FolderConfig, info: Any, verdict: Decision) -> None:
+        log.info("rejected: %s", verdict.reason, extra={"file": str(path)})
+        self.on_event("rejected", {"reason": verdict.reason_code})
+        now = time.time()
+        self.journal.put(
+            _new_row(
+                path,
+                folder,
+                info,
+                now,
+                "rejected",
+                last_error=verdict.reason,
+                content_type=verdict.detected_type,
+            )
+        )
+        if folder.on_reject == "sidecar":
+            document = records.rejected(path, info, verdict, folder.types)
+            self._write_sidecar(path, folder, document)
+
+    def _admit(
+        self,
+        path: Path,
+        folder: FolderConfig,
+        info: Any,
+        content_type: str,
+        row: FileRow | None,
+        earlier: dict[str, Any] | None,
+    ) -> None:
+        digest = sha256_file(path)
+        after = path.lstat()
+        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
+            log.info(
+                "file changed while being hashed; waiting for it to settle",
+                extra={"file": str(path)},
+            )
+            self.renotice(path, folder)
+            return
+        if row is not None and row.state == "uploaded":
+            previous_sha256, previous_asset = row.sha256, row.asset_id
+        elif earlier is not None and earlier.get("status") == "uploaded":
+            previous_sha256, previous_asset = earlier.get("sha256"), earlier.get("asset_id")
+        else:
+            previous_sha256 = previous_asset = None
+        now = time.time()
+        if previous_sha256 == digest:
+            # Same bytes (touched, or copied over with identical content): nothing to upload.
+            if row is not None:
+                self.journal.update(
+                    str(path), size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino
+                )
+            else:
+                self.journal.put(_new_row(path, folder, info, now, "uploaded", earlier))
+            self._refresh_sidecar_fingerprint(path, folder, info)
+            return
+        self.journal.put(
+            _new_row(
+                path,
+                folder,
+                info,
+                now,
+                "queued",
+                sha256=digest,
+                content_type=content_type,
+                previous_asset_id=previous_asset,
+            )
+        )
+        self.upload(str(path))
+
+    def _refresh_sidecar_fingerprint(self, path: Path, folder: FolderConfig, info: Any) -> None:
+        location = sidecar_for(path, folder)
+        document = sidecar.read(location)
+        if document is not None and document.get("mtime_ns") != info.st_mtime_ns:
+            document["mtime_ns"] = info.st_mtime_ns
+            self._write_sidecar(path, folder, document)
+
+    # -- upload and record -------------------------------------------------------------------
+    def upload(self, key: str) -> None:
+        """Carry a journal row from `queued`/`uploading`/`recording` to `uploaded`."""
+        row = self.journal.get(key)
+        if row is None or row.state in FINAL_STATES:
+            return
+        if row.state != "recording":
+            if self.auth_pause.active:
+                self.journal.update(key, state="held")
+                return
+            asset = self._send(row)
+            if asset is None:
+                return
+            row = self.journal.get(key)
+            assert row is not None
+        self._record(row)
+
+    def _send(self, row: FileRow) -> UploadedAsset | None:
+        path = Path(row.path)
+        assert row.sha256 is not None and row.content_type is not None
+        local = LocalFile(path, row.size, row.content_type, row.sha256)
+        cache_after = time.time() - self.config.asset_cache_days * 86400
+        cached = self.journal.cached_asset(row.sha256, row.content_type, cache_after)
+        if cached is not None:
+            log.info(
+                "same bytes already uploaded; reusing asset %s",
+                cached.asset_id,
+                extra={"file": row.path},
+            )
+            self.journal.update(
+                row.path,
+                state="recording",
+                asset_id=cached.asset_id,
+                asset_url=cached.url,
+                protocol=cached.protocol,
+                reused=1,
+            )
+            return UploadedAsset(cached.asset_id, cached.url, cached.protocol)
+        self.journal.update(row.path, state="uploading", attempts=row.attempts + 1)
+        started = time.monotonic()
+        try:
+            asset = self.protocol.upload(
+                local,
+                resume=row.upload_slot(),
+                on_slot=lambda slot: self._slot_taken(row.path, slot),
+            )
+        except AuthError as error:
+            self._hold_for_auth(row, error)
+            return None
+        except FileChangedError as error:
+            log.info(
+                "%s; it will be uploaded again once it settles", error, extra={"file": row.path}
+            )
+            self.journal.update(row.path, state="queued", slot=None, slot_expires_at=None)
+            self._renotice_row(row)
+            return None
+        except PermanentError as error:
+            self._fail(row, str(error), final=True)
+            return None
+        except ApiError as error:
+            self._fail(row, str(error), final=False)
+            return None
+        except FileNotFoundError:
+            self._vanished(path)
+            return None
+        self.on_event(
+            "uploaded",
+            {
+                "content_type": row.content_type,
+                "bytes": row.size,
+                "seconds": time.monotonic() - started,
+            },
+        )
+        self.journal.update(
+            row.path,
+            state="recording",
+            asset_id=asset.asset_id,
+            asset_url=asset.url,
+            protocol=asset.protocol,
+            reused=0,
+        )
+        return asset
+
+    def _slot_taken(self, key: str, slot: UploadSlot) -> None:
+        # Committed before the first byte is sent: a resumed upload reuses this slot.
+        self.journal.record_slot(key, slot)
+
+    def _record(self, row: FileRow) -> None:
+        folder = self.folder_of(row)
+        path = Path(row.path)
+        target = moved_path(path, folder)
+        if target is not None and path.exists():
+            target = move_file(path, target)
+            self.journal.move(row.path, str(target))
+            log.info("moved to %s", target, extra={"file": row.path})
+            path = target
+        assert row.asset_id is not None and row.asset_url is not None
+        local = LocalFile(path, row.size, row.content_type or "", row.sha256 or "")
+        asset = UploadedAsset(row.asset_id, row.asset_url, row.protocol or "")
+        extra: dict[str, Any] = {"mtime_ns": row.mtime_ns}
+        if row.reused:
+            extra["reused"] = True
+        if row.previous_asset_id and row.previous_asset_id != row.asset_id:
+            extra["previous_asset_id"] = row.previous_asset_id
+        document = records.uploaded(local, asset, **extra)
+        if not self._write_sidecar(path, folder, document):
+            self._schedule_retry(row, "cannot write sidecar", state="recording")
+            return
+        self.journal.update(
+            str(path),
+            state="uploaded",
+            slot=None,
+            slot_expires_at=None,
+            last_error=None,
+            next_attempt_at=None,
+            sidecar=str(sidecar_for(path, folder)),
+        )
+        if not row.reused:
+            self.journal.remember_asset(
+                row.sha256 or "",
+                row.content_type or "",
+                row.asset_id,
+                row.asset_url,
+                row.protocol or "",
+            )
+        log.info(
+            "uploaded as %s%s",
+            row.asset_id,
+            " (reused)" if row.reused else "",
+            extra={"file": str(path)},
+        )
+
+    def _write_sidecar(self, path: Path, folder: FolderConfig, document: dict[str, Any]) -> bool:
+        location = sidecar_for(path, folder)
+        try:
+            sidecar.write(location, document)
+        except OSError as error:
+            log.error("cannot write sidecar %s: %s", location, error.strerror or error)
+            self.on_event("failure", {"kind": "sidecar"})
+            return False
+        return True
+
+    # -- failures ----------------------------------------------------------------------------
+    def _hold_for_auth(self, row: FileRow, error: AuthError) -> None:
+        self.journal.update(row.path, state="held", attempts=row.attempts, last_error=str(error))
+        if self.auth_pause.set(str(error)):
+            log.error(
+                "the API refused the key (%s): uploads are paused until the key changes", error
+            )
+        self.on_event("failure", {"kind": "auth"})
+
+    def _fail(self, row: FileRow, reason: str, *, final: bool) -> None:
+        attempts = row.attempts + 1
+        self.on_event("failure", {"kind": "permanent" if final else "transient"})
+        if not final and attempts < self.config.api.max_attempts:
+            self._schedule_retry(row, reason, attempts=attempts)
+            return
+        log.warning("upload failed: %s", reason, extra={"file": row.path})
+        self.journal.update(
+            row.path, state="failed", attempts=attempts, last_error=reason, next_attempt_at=None
+        )
+        folder = self.folder_of(row)
+        local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
+        document = records.failed(
+            Path(row.path),
+            row.size,
+            reason,
+            local,
+            attempts=attempts,
+            retry=RETRY_HINT,
+            mtime_ns=row.mtime_ns,
+        )
+        self._write_sidecar(Path(row.path), folder, document)
+
+    def _schedule_retry(
+        self, row: FileRow, reason: str, *, attempts: int | None = None, state: str = "retrying"
+    ) -> None:
+        """Park the row until ``next_attempt_at``; the scheduler then calls `retry`."""
+        attempts = row.attempts + 1 if attempts is None else attempts
+        delay = retry_delay_seconds(
+            attempts, self.config.api.max_attempts, self.config.retry_window_seconds
+        )
+        log.info("will retry in %.0fs: %s", delay, reason, extra={"file": row.path})
+        self.journal.update(
+            row.path,
+            state=state,
+            attempts=attempts,
+            last_error=reason,
+            next_attempt_at=time.time() + delay,
+        )
+
+    def folder_of(self, row: FileRow) -> FolderConfig:
+        for folder in self.config.folders:
+            if str(folder.path) == row.folder:
+                return folder
+        # The folder left the configuration: keep its own rules' defaults for the record.
+        return FolderConfig(path=Path(row.folder))
+
+    def _renotice_row(self, row: FileRow) -> None:
+        self.renotice(Path(row.path), self.folder_of(row))
+
+
+def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:
+    """Exponential delays with ±25% jitter whose sum over all attempts is about ``window``."""
+    steps = max(1, max_attempts - 1)
+    base = window_seconds / (2**steps - 1)
+    raw = base * 2 ** (attempt - 1)
+    return max(0.05, raw * random.uniform(0.75, 1.25))
+
+
+def _new_row(
+    path: Path,
+    folder: FolderConfig,
+    info: Any,
+    now: float,
+    state: str,
+    document: dict[str, Any] | None = None,
+    *,
+    sha256: str | None = None,
+    content_type: str | None = None,
+    previous_asset_id: str | None = None,
+    last_error: str | None = None,
+) -> FileRow:
+    document = document or {}
+    return FileRow(
+        path=str(path),
+        folder=str(folder.path),
+        size=info.st_size,
+        mtime_ns=info.st_mtime_ns,
+        inode=info.st_ino,
+        sha256=sha256 or document.get("sha256"),
+        content_type=content_type or document.get("content_type"),
+        state=state,
+        attempts=0,
+        next_attempt_at=None,
+        asset_id=document.get("asset_id"),
+        asset_url=document.get("url"),
+        protocol=document.get("protocol"),
+        reused=0,
+        previous_asset_id=previous_asset_id,
+        slot=None,
+        slot_expires_at=None,
+        sidecar=None,
+        last_error=last_error or document.get("error"),
+        created_at=now,
+        updated_at=now,
+    )
