@@ -41,6 +41,7 @@ class Daemon:
     client: HeyGenClient = field(init=False)
     pipeline: Pipeline = field(init=False)
     settler: Settler = field(init=False)
+    root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
@@ -191,7 +192,7 @@ class Daemon:
     # -- housekeeping ------------------------------------------------------------------------
     def _housekeeping(self) -> None:
         next_rescan = time.monotonic() + self.config.rescan_seconds
-        next_root_check = time.monotonic() + ROOT_CHECK_SECONDS
+        next_root_check = time.monotonic() + self.root_check_seconds
         next_auth_reminder = time.monotonic() + AUTH_REMINDER_SECONDS
         while not self._stop.is_set():
             now = time.monotonic()
@@ -204,7 +205,7 @@ class Daemon:
             now = time.monotonic()
             self.submit_due()
             if now >= next_root_check:
-                next_root_check = now + ROOT_CHECK_SECONDS
+                next_root_check = now + self.root_check_seconds
                 self._check_roots()
                 self._check_key_file()
             if now >= next_rescan:

@@ -186,18 +186,21 @@ class Journal:
                 tuple(getattr(row, name) for name in _COLUMNS),
             )
 
-    def update(self, path: str, **changes: Any) -> None:
-        """Change some columns of one row, committed before returning."""
+    def update(self, key: str, **changes: Any) -> None:
+        """Change some columns of the row for path ``key``, committed before returning."""
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._transaction() as db:
-            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), path))
+            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
-    def move(self, old_path: str, new_path: str, **changes: Any) -> None:
-        changes["path"] = new_path
+    def move(self, old_path: str, new_path: str) -> None:
+        """The file was moved (``after_upload: move``): its row follows it, in one commit."""
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE path = ?", (new_path,))
-        self.update(old_path, **changes)
+            db.execute(
+                "UPDATE files SET path = ?, updated_at = ? WHERE path = ?",
+                (new_path, time.time(), old_path),
+            )
 
     def forget(self, path: str) -> None:
         with self._transaction() as db:

@@ -24,8 +24,8 @@ from watcher.config import FolderConfig
 
 log = logging.getLogger(__name__)
 
-# Events that may mean "a file has new content here".
-_FILE_EVENTS = {"created", "modified", "closed", "moved"}
+# Events that may mean "a file has new content or times here" (`attrib`: touch, cp -p).
+_FILE_EVENTS = {"created", "modified", "attrib", "closed", "moved"}
 
 
 def walk_files(root: Path, recursive: bool) -> Iterator[os.DirEntry[str]]:
@@ -81,12 +81,10 @@ class FolderWatch:
 
     def __init__(
         self,
-        index: int,
         config: FolderConfig,
         on_path: Callable[[Path, Any], None],
         on_tree: Callable[[Path, Any], None],
     ) -> None:
-        self.index = index
         self.config = config
         self._handler = _Handler(config, on_path, on_tree)
         self._observer: BaseObserver | None = None
@@ -119,7 +117,7 @@ class FolderWatch:
 
     def _start_observer(self, polling: bool) -> BaseObserver:
         observer: BaseObserver = PollingObserver(timeout=1.0) if polling else Observer()
-        observer.name = f"watch-{self.index}"
+        observer.name = f"watch {self.config.path.name}"
         observer.daemon = True
         observer.schedule(self._handler, str(self.config.path), recursive=self.config.recursive)
         observer.start()
