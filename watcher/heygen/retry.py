@@ -43,9 +43,7 @@ class RetryPolicy:
 
 def is_retryable(error: ApiError) -> bool:
     # A lost answer to a request that must not be replayed is the caller's decision.
-    return isinstance(error, (TransientError, RateLimited)) and not isinstance(
-        error, ResponseLost
-    )
+    return isinstance(error, (TransientError, RateLimited)) and not isinstance(error, ResponseLost)
 
 
 def with_retries(

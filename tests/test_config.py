@@ -1,0 +1,162 @@
+"""Configuration: strict validation that names the file, the key path and the reason."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from watcher.apikey import ApiKeyError, load_api_key
+from watcher.config import ApiConfig, ConfigError, load_config
+
+
+def write(tmp_path: Path, document: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document) if not isinstance(document, str) else document)
+    return path
+
+
+def problems(tmp_path: Path, document: object, **options: bool) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, document), **options)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_defaults_and_inheritance(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    config = load_config(
+        write(
+            tmp_path,
+            {
+                "defaults": {"settle_seconds": 0.5, "max_bytes": {"video": "1 GiB"}},
+                "folders": [{"path": "a"}, {"path": "b", "settle_seconds": 3, "recursive": False}],
+            },
+        )
+    )
+    first, second = config.folders
+    assert first.path == tmp_path / "a"
+    assert first.settle_seconds == 0.5
+    assert first.max_bytes["video"] == 1024**3
+    assert first.max_bytes["image"] == 50_000_000
+    assert second.settle_seconds == 3.0 and second.recursive is False
+    assert config.api.base_url == "https://api.heygen.com"
+    assert config.api.upload_protocol == "v1-presigned"
+    assert first.types == ("image/jpeg", "image/png", "video/mp4", "audio/mpeg", "audio/wav")
+
+
+def test_every_problem_is_reported_with_file_and_key(tmp_path: Path):
+    found = problems(
+        tmp_path,
+        {
+            "api": {"upload_protocol": "ftp", "colour": "blue", "concurrency": "many"},
+            "folders": [
+                {"path": "missing"},
+                {"path": str(tmp_path), "types": ["image/gif"], "settle_seconds": -1},
+                {"path": str(tmp_path), "max_bytes": {"video": "lots"}, "on_reject": "delete"},
+            ],
+            "extra": 1,
+        },
+    )
+    text = "\n".join(found)
+    source = str(tmp_path / "config.yaml")
+    assert all(line.startswith(source) for line in found)
+    for expected in (
+        "api.upload_protocol: must be one of v1-presigned, v3-direct, v3-multipart",
+        "api.colour: unknown key",
+        "api.concurrency: must be an integer",
+        "folders[0].path: folder does not exist",
+        "folders[1].types[0]: unsupported type 'image/gif'",
+        "folders[1].settle_seconds: must be at least 0",
+        "folders[2].max_bytes.video: must be a positive size",
+        "folders[2].on_reject: must be one of sidecar, ignore",
+        "extra: unknown key",
+    ):
+        assert expected in text, f"missing: {expected}\n{text}"
+
+
+def test_plain_http_only_for_loopback(tmp_path: Path):
+    assert "plain http:// is only allowed for loopback hosts" in "\n".join(
+        problems(tmp_path, {"api": {"base_url": "http://api.example.com"}}, need_folders=False)
+    )
+    for url in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"):
+        config = load_config(write(tmp_path, {"api": {"base_url": url}}), need_folders=False)
+        assert config.api.base_url == url
+
+
+def test_the_key_cannot_be_put_in_the_config(tmp_path: Path):
+    text = "\n".join(problems(tmp_path, {"api": {"api_key": "secret"}}, need_folders=False))
+    assert "api.api_key: unknown key" in text
+
+
+def test_overlapping_folders_are_refused(tmp_path: Path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    found = problems(tmp_path, {"folders": [{"path": "a"}, {"path": "a/b"}]})
+    assert any("folders[1].path: overlaps folders[0]" in line for line in found)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path):
+    found = problems(tmp_path, "api:\n  base_url: [unclosed\n")
+    assert "line" in found[0] and "invalid YAML" in found[0]
+
+
+def test_folders_required_except_for_upload(tmp_path: Path):
+    assert any("folders: at least one folder is required" in p for p in problems(tmp_path, {}))
+    assert load_config(write(tmp_path, {}), need_folders=False).folders == ()
+
+
+def test_state_dir_follows_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    config = load_config(write(tmp_path, {}), need_folders=False)
+    assert config.state_dir == tmp_path / "state"
+
+
+def test_key_from_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MY_KEY", "k-123")
+    key = load_api_key(ApiConfig(api_key_env="MY_KEY"))
+    assert key.value == "k-123"
+    assert "MY_KEY" in key.origin
+    assert "k-123" not in repr(key) + str(key)
+
+
+def test_missing_key_names_the_variable():
+    with pytest.raises(ApiKeyError, match="HEYGEN_API_KEY"):
+        load_api_key(ApiConfig())
+
+
+def test_key_file_must_be_private(tmp_path: Path):
+    key_file = tmp_path / "key"
+    key_file.write_text("k-secret\n")
+    os.chmod(key_file, 0o644)
+    with pytest.raises(ApiKeyError, match="too open") as caught:
+        load_api_key(ApiConfig(api_key_file=key_file))
+    assert "k-secret" not in str(caught.value)
+    os.chmod(key_file, 0o600)
+    assert load_api_key(ApiConfig(api_key_file=key_file)).value == "k-secret"
+
+
+def test_systemd_credential_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "heygen_api_key").write_text("from-credential")
+    os.chmod(tmp_path / "heygen_api_key", 0o400)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("HEYGEN_API_KEY", "from-env")
+    key = load_api_key(ApiConfig())
+    assert key.value == "from-credential"
+    assert "credential" in key.origin
+
+
+def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    document = yaml.safe_load(example.read_text())
+    for index, folder in enumerate(document["folders"]):
+        # The example's folders are realistic server paths; point them at temp folders.
+        folder["path"] = str(tmp_path / f"drop{index}")
+        Path(folder["path"]).mkdir()
+        if "sidecar_dir" in folder:
+            folder["sidecar_dir"] = str(tmp_path / f"sidecars{index}")
+        if isinstance(folder.get("after_upload"), dict):
+            folder["after_upload"] = {"move": str(tmp_path / f"done{index}")}
+    config = load_config(write(tmp_path, document))
+    assert len(config.folders) == len(document["folders"])
