@@ -7,6 +7,7 @@ Expected errors print one clear line, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -19,6 +20,7 @@ from watcher.apikey import ApiKeyError, load_api_key
 from watcher.config import Config, ConfigError, load_config
 from watcher.journal import JournalError
 from watcher.logsetup import setup_logging
+from watcher.statelock import StateLocked
 
 log = logging.getLogger("watcher")
 
@@ -170,6 +172,42 @@ def _progress_bar() -> Callable[[int], None]:
     return show
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from watcher.status import collect, render
+
+    report = collect(load_config(args.config))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+    from watcher.journal import Journal
+    from watcher.statelock import StateLock
+
+    config = load_config(args.config)
+    paths = [str(Path(p).absolute()) for p in args.paths] or None
+    journal = Journal(config.state_dir / "journal.sqlite3")
+    try:
+        marked = journal.mark_for_retry(paths)
+    finally:
+        journal.close()
+    if StateLock(config.state_dir).held_by_other():
+        print(f"{marked} file(s) marked for retry; the running daemon retries them within seconds")
+        return EXIT_OK
+    print(f"{marked} file(s) marked for retry; retrying now", file=sys.stderr)
+    daemon = Daemon(config)
+    daemon.start(watch=False)
+    daemon.wait_until_idle()
+    daemon.stop()
+    counts = daemon.final_counts()
+    unfinished = sum(counts.get(state, 0) for state in ("failed", "retrying", "held"))
+    return EXIT_FAILED if unfinished else EXIT_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"OK: {config.source}: {len(config.folders)} folder(s)")
@@ -218,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.set_defaults(handler=cmd_scan)
 
+    status = commands.add_parser("status", help="what the journal says: counts, failures, pauses")
+    _add_common(status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    retry = commands.add_parser("retry", help="retry failed files now (all, or the given ones)")
+    _add_common(retry)
+    retry.add_argument("paths", nargs="*", metavar="PATH")
+    retry.set_defaults(handler=cmd_retry)
+
     check = commands.add_parser("check-config", help="validate a configuration file")
     _add_common(check)
     check.set_defaults(handler=cmd_check_config)
@@ -245,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"heygen-watcher: config error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except JournalError as error:
+    except (JournalError, StateLocked) as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ApiKeyError as error:

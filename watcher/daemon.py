@@ -24,6 +24,7 @@ from watcher.journal import Journal
 from watcher.pipeline import Pipeline
 from watcher.settle import Settler
 from watcher.sources import FolderWatch, walk_files
+from watcher.statelock import StateLock
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Daemon:
     settler: Settler = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
+    lock: StateLock = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
@@ -50,7 +52,10 @@ class Daemon:
     # -- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
         """Everything that can fail on bad input, before any thread starts."""
+        self.lock = StateLock(self.config.state_dir)
+        self.lock.acquire()
         self.journal = Journal(self.config.state_dir / "journal.sqlite3")
+        self.journal.set_meta("uploads_paused", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.client = HeyGenClient(self.config.api, key)
@@ -111,6 +116,7 @@ class Daemon:
             self._housekeeper.join(timeout=5)
         self.client.close()
         self.journal.close()
+        self.lock.release()
         return finished
 
     # -- sources -----------------------------------------------------------------------------
@@ -270,5 +276,6 @@ class Daemon:
         if self.pipeline.auth_pause.active:
             log.info("API key reloaded from %s; resuming uploads", key.origin)
             self.pipeline.auth_pause.clear()
+            self.journal.set_meta("uploads_paused", None)
             for row in self.journal.rows_in(("held",)):
                 self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)

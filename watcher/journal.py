@@ -275,6 +275,32 @@ class Journal:
             ).fetchall()
         return [FileRow(*row) for row in rows]
 
+    # -- process-wide facts (for `status`) ---------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
+
+    def get_meta(self, key: str) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int:
+        """Failed (or waiting) rows become due now with a fresh attempt count."""
+        query = (
+            "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = ?, "
+            "updated_at = ? WHERE state IN ('failed', 'retrying')"
+        )
+        now = time.time()
+        with self._transaction() as db:
+            if paths is None:
+                return db.execute(query, (now, now)).rowcount
+            return sum(
+                db.execute(query + " AND path = ?", (now, now, path)).rowcount for path in paths
+            )
+
     # -- asset cache -------------------------------------------------------------------------
     def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
         with self._lock:

@@ -439,6 +439,7 @@ class Pipeline:
     def _hold_for_auth(self, row: FileRow, error: AuthError) -> None:
         self.journal.update(row.path, state="held", attempts=row.attempts, last_error=str(error))
         if self.auth_pause.set(str(error)):
+            self.journal.set_meta("uploads_paused", str(error))
             log.error(
                 "the API refused the key (%s): uploads are paused until the key changes", error
             )

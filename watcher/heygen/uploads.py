@@ -251,6 +251,23 @@ class V3Direct(PresignedProtocol):
         )
         return slot_from_v3(data, self.name, "POST /v3/assets/direct-uploads")
 
+    def upload(
+        self,
+        file: LocalFile,
+        *,
+        resume: UploadSlot | None = None,
+        on_slot: SlotCallback | None = None,
+    ) -> UploadedAsset:
+        if resume is not None:
+            # The PUT that was in flight when we stopped may well have finished: completing
+            # is idempotent and tells, and it saves sending the bytes (or a second asset) again.
+            try:
+                return self.complete(resume.asset_id, file.sha256)
+            except PermanentError as error:
+                if error.status not in (404, 409):
+                    raise
+        return super().upload(file, resume=resume, on_slot=on_slot)
+
     def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
         return self.complete(slot.asset_id, file.sha256)
 

@@ -1,0 +1,77 @@
+"""``heygen-watcher status``: what the journal says, readable while the daemon runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from watcher.config import Config
+from watcher.journal import STATES, Journal
+from watcher.sidecar import iso_from_epoch
+from watcher.statelock import StateLock
+
+
+def collect(config: Config) -> dict[str, Any]:
+    journal_path = config.state_dir / "journal.sqlite3"
+    running = StateLock(config.state_dir).held_by_other()
+    if not journal_path.exists():
+        return {
+            "journal": str(journal_path),
+            "running": running,
+            "counts": dict.fromkeys(STATES, 0),
+            "oldest_waiting_seconds": None,
+            "recent_failures": [],
+            "paused": False,
+            "pause_reason": None,
+        }
+    journal = Journal(journal_path)
+    try:
+        counts = journal.counts()
+        oldest = journal.oldest_waiting()
+        failures = journal.recent_failures()
+        pause_reason = journal.get_meta("uploads_paused") if running else None
+    finally:
+        journal.close()
+    return {
+        "journal": str(journal_path),
+        "running": running,
+        "counts": {state: counts.get(state, 0) for state in STATES},
+        "oldest_waiting_seconds": round(time.time() - oldest, 1) if oldest else None,
+        "recent_failures": [
+            {
+                "path": row.path,
+                "state": row.state,
+                "error": row.last_error,
+                "attempts": row.attempts,
+                "next_attempt_at": iso_from_epoch(row.next_attempt_at)
+                if row.next_attempt_at
+                else None,
+            }
+            for row in failures
+        ],
+        "paused": pause_reason is not None,
+        "pause_reason": pause_reason,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    running = "daemon running" if report["running"] else "no daemon running"
+    lines = [f"journal: {report['journal']} ({running})"]
+    counts = report["counts"]
+    lines.append(
+        "files: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+        if any(counts.values())
+        else "files: none yet"
+    )
+    if report["oldest_waiting_seconds"] is not None:
+        lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
+    if report["paused"]:
+        lines.append(f"uploads PAUSED: {report['pause_reason']}")
+    for failure in report["recent_failures"]:
+        when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
+        lines.append(
+            f"  {failure['state']}: {Path(failure['path']).name}: {failure['error']} "
+            f"(attempts {failure['attempts']}{when})"
+        )
+    return "\n".join(lines)
