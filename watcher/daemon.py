@@ -46,6 +46,7 @@ class Daemon:
     watches: list[FolderWatch] = field(default_factory=list)
     lock: StateLock = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
 
@@ -66,6 +67,7 @@ class Daemon:
             make_protocol(self.client),
             renotice=self.notice,
             on_event=self.on_event,
+            on_retry_scheduled=self._wake.set,
         )
 
     def start(self, *, watch: bool = True) -> None:
@@ -98,6 +100,7 @@ class Daemon:
         journal and resumes at the next start.
         """
         self._stop.set()
+        self._wake.set()
         for folder_watch in self.watches:
             folder_watch.stop()
         self.settler.stop()
@@ -206,7 +209,9 @@ class Daemon:
             wake = min(next_rescan, next_root_check)
             if due_at is not None:
                 wake = min(wake, now + max(0.0, due_at - time.time()))
-            if self._stop.wait(max(0.0, wake - now)):
+            self._wake.wait(max(0.0, wake - now))
+            self._wake.clear()
+            if self._stop.is_set():
                 return
             now = time.monotonic()
             self.submit_due()

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class Pipeline:
     renotice: Callable[[Path, FolderConfig], None]
     auth_pause: AuthPause = field(default_factory=AuthPause)
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    on_retry_scheduled: Callable[[], None] = lambda: None
     _queue: queue.Queue[Work | None] = field(default_factory=queue.Queue)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _in_flight: set[Path] = field(default_factory=set)
@@ -272,18 +273,26 @@ class Pipeline:
                 self.journal.put(_new_row(path, folder, info, now, "uploaded", earlier))
             self._refresh_sidecar_fingerprint(path, folder, info)
             return
-        self.journal.put(
-            _new_row(
-                path,
-                folder,
-                info,
-                now,
-                "queued",
-                sha256=digest,
-                content_type=content_type,
-                previous_asset_id=previous_asset,
-            )
+        fresh = _new_row(
+            path,
+            folder,
+            info,
+            now,
+            "queued",
+            sha256=digest,
+            content_type=content_type,
+            previous_asset_id=previous_asset,
         )
+        if (
+            row is not None
+            and row.slot
+            and row.state in ("queued", "uploading", "retrying")
+            and row.content_type == content_type
+        ):
+            # An upload of this path was cut short (its bytes changed under it): PUT into the
+            # same slot again, which replaces its bytes instead of leaving a stray asset.
+            fresh = replace(fresh, slot=row.slot, slot_expires_at=row.slot_expires_at)
+        self.journal.put(fresh)
         self.upload(str(path))
 
     def _refresh_sidecar_fingerprint(self, path: Path, folder: FolderConfig, info: Any) -> None:
@@ -346,7 +355,7 @@ class Pipeline:
             log.info(
                 "%s; it will be uploaded again once it settles", error, extra={"file": row.path}
             )
-            self.journal.update(row.path, state="queued", slot=None, slot_expires_at=None)
+            self.journal.update(row.path, state="queued")
             self._renotice_row(row)
             return None
         except PermanentError as error:
@@ -484,6 +493,7 @@ class Pipeline:
             last_error=reason,
             next_attempt_at=time.time() + delay,
         )
+        self.on_retry_scheduled()
 
     def folder_of(self, row: FileRow) -> FolderConfig:
         for folder in self.config.folders:

@@ -34,9 +34,17 @@ class FileBody:
         self._left = size
         self._hasher = hashlib.sha256()
         self._length = len(prefix) + size + len(suffix)
+        # The HTTP stack turns any error raised while reading the body into a connection
+        # error; keeping the real one lets the uploader tell "file gone" from "network down".
+        self.local_error: OSError | None = None
 
     def __len__(self) -> int:
         return self._length
+
+    @property
+    def finished(self) -> bool:
+        """All of the file's bytes have been read (and hashed)."""
+        return self._left == 0
 
     def sha256(self) -> str:
         """The hash of the file bytes sent so far (all of them once the body is consumed)."""
@@ -52,6 +60,13 @@ class FileBody:
         return suffix
 
     def _read_file(self, amount: int) -> bytes:
+        try:
+            return self._read_block(amount)
+        except OSError as error:
+            self.local_error = error
+            raise
+
+    def _read_block(self, amount: int) -> bytes:
         if self._file is None:
             self._file = open(self._path, "rb")  # noqa: SIM115 - closed when the body ends
         want = self._left if amount is None or amount < 0 else min(amount, self._left)

@@ -102,6 +102,18 @@ def _require_str(data: Any, name: str, what: str) -> str:
     return value
 
 
+def _raise_local_error(file: LocalFile, bodies: list[FileBody]) -> None:
+    """If sending failed because of the file (unreadable, or its bytes changed so that the
+    storage refused the checksum), say that rather than blaming the network or the server."""
+    if not bodies:
+        return
+    body = bodies[-1]
+    if body.local_error is not None:
+        raise body.local_error
+    if body.finished and body.sha256() != file.sha256:
+        raise FileChangedError(f"{file.path} changed while it was being uploaded")
+
+
 def _checked_body(file: LocalFile, body: FileBody) -> None:
     """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us."""
     if body.sha256() != file.sha256:
@@ -182,7 +194,11 @@ class PresignedProtocol(UploadProtocol):
             bodies.append(body)
             return body
 
-        self.client.put_to_storage(slot.url, body_factory, self.put_headers(file, slot))
+        try:
+            self.client.put_to_storage(slot.url, body_factory, self.put_headers(file, slot))
+        except ApiError:
+            _raise_local_error(file, bodies)
+            raise
         _checked_body(file, bodies[-1])
 
 
@@ -314,15 +330,19 @@ class V3Multipart(UploadProtocol):
             bodies.append(body)
             return body
 
-        data = self.client.request(
-            "POST",
-            "/v3/assets",
-            data=body_factory,
-            headers={
-                "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Idempotency-Key": str(uuid.uuid4()),
-            },
-        )
+        try:
+            data = self.client.request(
+                "POST",
+                "/v3/assets",
+                data=body_factory,
+                headers={
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                },
+            )
+        except ApiError:
+            _raise_local_error(file, bodies)
+            raise
         _checked_body(file, bodies[-1])
         asset_id = _require_str(data, "asset_id", "POST /v3/assets")
         return UploadedAsset(asset_id, data.get("url") or self.asset_url(asset_id), self.name)
