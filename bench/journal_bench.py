@@ -1,0 +1,118 @@
+"""Journal figures at 100,000 rows: start-up cost and per-file bookkeeping.
+
+    python bench/journal_bench.py [--rows 100000]
+
+Start-up is what the daemon does with the journal before watching: open it (integrity check),
+load every row's fingerprint for the scan, and query the unfinished and due rows. Bookkeeping is
+every journal write one uploaded file costs (admitted, slot recorded, uploading, recording,
+uploaded, asset cached), each its own committed transaction as in the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from watcher.heygen.uploads import UploadSlot
+from watcher.journal import FileRow, Journal
+
+
+def row(index: int, state: str, now: float) -> FileRow:
+    return FileRow(
+        path=f"/srv/drop/sub{index % 100}/file{index:06}.jpg",
+        folder="/srv/drop",
+        size=100_000 + index,
+        mtime_ns=1_700_000_000_000_000_000 + index,
+        inode=index,
+        sha256=f"{index:064x}",
+        content_type="image/jpeg",
+        state=state,
+        attempts=0,
+        next_attempt_at=None,
+        asset_id=f"asset{index}",
+        asset_url=f"https://files.heygen.ai/asset/asset{index}",
+        protocol="v1-presigned",
+        reused=0,
+        previous_asset_id=None,
+        slot=None,
+        slot_expires_at=None,
+        sidecar=None,
+        last_error=None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def fill(path: Path, rows: int) -> None:
+    journal = Journal(path)
+    now = time.time()
+    with journal._transaction() as db:  # one bulk transaction: setting up, not measuring
+        for index in range(rows):
+            values = row(index, "uploaded", now)
+            db.execute(
+                "INSERT INTO files VALUES (" + ", ".join("?" * 21) + ")",
+                tuple(vars(values).values()),
+            )
+    journal.close()
+
+
+def measure_startup(path: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    journal = Journal(path)
+    fingerprints = journal.fingerprints()
+    journal.rows_in(("queued", "uploading", "recording", "held"))
+    journal.rows_in(("failed",))
+    journal.due(time.time())
+    elapsed = time.perf_counter() - started
+    journal.close()
+    return elapsed, len(fingerprints)
+
+
+def measure_bookkeeping(path: Path, files: int, base: int) -> list[float]:
+    journal = Journal(path)
+    timings = []
+    for offset in range(files):
+        index = base + offset
+        started = time.perf_counter()
+        fresh = row(index, "queued", time.time())
+        journal.put(fresh)
+        journal.record_slot(
+            fresh.path, UploadSlot("v1-presigned", f"a{index}", f"https://s/{index}", {}, None)
+        )
+        journal.update(fresh.path, state="uploading", attempts=1)
+        journal.update(fresh.path, state="recording", asset_id=f"a{index}", asset_url="u")
+        journal.update(fresh.path, state="uploaded", slot=None, slot_expires_at=None)
+        journal.remember_asset(fresh.sha256 or "", "image/jpeg", f"a{index}", "u", "v1")
+        journal.get(fresh.path)
+        timings.append(time.perf_counter() - started)
+    journal.close()
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--files", type=int, default=2_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "journal.sqlite3"
+        fill(path, args.rows)
+        startup, loaded = measure_startup(path)
+        timings = measure_bookkeeping(path, args.files, args.rows)
+    per_file_ms = [t * 1000 for t in timings]
+    p99 = sorted(per_file_ms)[int(len(per_file_ms) * 0.99)]
+    print(f"journal with {loaded:,} rows")
+    print(f"{'measure':<34}{'figure':>12}{'target':>10}")
+    print(f"{'start-up (open, check, load)':<34}{startup:>10.3f} s{'≤ 2 s':>10}")
+    print(
+        f"{'bookkeeping per file, median':<34}{statistics.median(per_file_ms):>9.3f} ms{'≤ 1 ms':>10}"
+    )
+    print(f"{'bookkeeping per file, mean':<34}{statistics.mean(per_file_ms):>9.3f} ms")
+    print(f"{'bookkeeping per file, p99':<34}{p99:>9.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
