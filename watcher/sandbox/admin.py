@@ -1,0 +1,86 @@
+"""Admin routes under /_sandbox/ on the API listener: no key, not recorded, not faulted."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from watcher.sandbox.context import Context
+from watcher.sandbox.envelopes import json_response
+from watcher.sandbox.exchange import Exchange, Response
+from watcher.sandbox.faults import Fault
+from watcher.sandbox.validation import ApiError, read_json_object
+
+PREFIX = "/_sandbox/"
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    return {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in dataclasses.asdict(record).items()
+    }
+
+
+def _ok(payload: Any = None) -> Response:
+    return json_response(200, {"ok": True, "data": payload})
+
+
+def _add_fault(ctx: Context, exchange: Exchange) -> Response:
+    try:
+        fault = Fault.from_json(read_json_object(exchange))
+    except (TypeError, ValueError) as error:
+        raise ApiError(400, f"bad fault: {error}") from None
+    ctx.state.inject(fault)
+    return _ok(dataclasses.asdict(fault))
+
+
+def _clear_faults(ctx: Context, exchange: Exchange) -> Response:
+    ctx.state.clear_faults()
+    return _ok()
+
+
+def _requests(ctx: Context, exchange: Exchange) -> Response:
+    return _ok([_plain(seen) for seen in ctx.state.requests()])
+
+
+def _assets(ctx: Context, exchange: Exchange) -> Response:
+    return _ok({key: _plain(asset) for key, asset in ctx.state.assets().items()})
+
+
+def _videos(ctx: Context, exchange: Exchange) -> Response:
+    return _ok({key: _plain(video) for key, video in ctx.state.videos().items()})
+
+
+def _reset(ctx: Context, exchange: Exchange) -> Response:
+    ctx.state.reset()
+    return _ok()
+
+
+def _expire_slots(ctx: Context, exchange: Exchange) -> Response:
+    ctx.signer.expire_all()
+    return _ok()
+
+
+ROUTES = {
+    ("POST", "faults"): _add_fault,
+    ("DELETE", "faults"): _clear_faults,
+    ("GET", "requests"): _requests,
+    ("GET", "assets"): _assets,
+    ("GET", "videos"): _videos,
+    ("POST", "reset"): _reset,
+    ("POST", "expire-slots"): _expire_slots,
+}
+
+
+def handle(ctx: Context, exchange: Exchange) -> Response:
+    name = exchange.path.removeprefix(PREFIX)
+    route = ROUTES.get((exchange.method, name))
+    if route is None:
+        known = any(known_name == name for _, known_name in ROUTES)
+        status = 405 if known else 404
+        return json_response(status, {"ok": False, "error": f"{exchange.method} {exchange.path}"})
+    try:
+        return route(ctx, exchange)
+    except ApiError as error:
+        return json_response(error.status, {"ok": False, "error": error.message})

@@ -1,0 +1,285 @@
+"""Asset routes of the API: v1 presigned slots, v3 direct uploads, batches and multipart."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.sandbox.context import Context, idempotent, json_fingerprint, signed_headers
+from watcher.sandbox.envelopes import json_response
+from watcher.sandbox.exchange import BodyError, Exchange, Response
+from watcher.sandbox.limits import (
+    MAX_BATCH_FILES,
+    MULTIPART_MAX_BYTES,
+    V1_TYPES,
+    V3_TYPES,
+    max_bytes,
+)
+from watcher.sandbox.multipart import MultipartError, boundary_of, parse
+from watcher.sandbox.state import V1_PRESIGNED, V3_DIRECT, Batch, Slot
+from watcher.sandbox.validation import ApiError, Fields, body_error, invalid, read_json_object
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def unsupported(content_type: str, param: str) -> ApiError:
+    return ApiError(
+        400, f"unsupported content_type: {content_type}", "unsupported_content_type", param
+    )
+
+
+def too_large(size: int, content_type: str, param: str) -> ApiError:
+    message = f"{size} bytes exceeds the {max_bytes(content_type)} byte limit for {content_type}"
+    return ApiError(413, message, "file_too_large", param)
+
+
+# v1 ----------------------------------------------------------------------------------------
+
+
+def create_v1_asset(ctx: Context, exchange: Exchange) -> Response:
+    content_type = Fields(read_json_object(exchange)).text("content_type")
+    if content_type not in V1_TYPES:
+        raise unsupported(content_type, "content_type")
+    slot = ctx.state.new_slot(V1_PRESIGNED, content_type)
+    data = {"url": ctx.upload_url(slot), "asset_id": slot.asset_id}
+    return json_response(200, {"error": None, "data": data})
+
+
+# v3 direct uploads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectUpload:
+    filename: str
+    content_type: str
+    size_bytes: int
+    checksum_sha256: str | None
+
+
+def read_direct_upload(fields: Fields) -> DirectUpload:
+    filename = fields.text("filename")
+    content_type = fields.text("content_type")
+    if content_type not in V3_TYPES:
+        raise unsupported(content_type, fields.param("content_type"))
+    size = fields.integer("size_bytes", minimum=1) or 0
+    if size > max_bytes(content_type):
+        raise too_large(size, content_type, fields.param("size_bytes"))
+    checksum = fields.string("checksum_sha256", required=False)
+    if checksum is not None and not SHA256_HEX.fullmatch(checksum):
+        raise invalid(fields.param("checksum_sha256"), "must be 64 lowercase hex digits")
+    return DirectUpload(filename, content_type, size, checksum)
+
+
+def open_direct_slot(ctx: Context, upload: DirectUpload) -> Slot:
+    return ctx.state.new_slot(
+        V3_DIRECT,
+        upload.content_type,
+        size_bytes=upload.size_bytes,
+        checksum_sha256=upload.checksum_sha256,
+        filename=upload.filename,
+    )
+
+
+def slot_payload(ctx: Context, slot: Slot) -> dict[str, Any]:
+    upload_headers = {"Content-Type": slot.content_type}
+    if slot.checksum_sha256:
+        upload_headers["x-amz-checksum-sha256"] = signed_headers(slot)["x-amz-checksum-sha256"]
+    return {
+        "asset_id": slot.asset_id,
+        "upload_url": ctx.upload_url(slot),
+        "upload_headers": upload_headers,
+        "expires_in_seconds": ctx.settings.url_ttl_seconds,
+        "max_bytes": max_bytes(slot.content_type),
+        "status": "pending_upload",
+    }
+
+
+def create_direct_upload(ctx: Context, exchange: Exchange) -> Response:
+    body = read_json_object(exchange)
+    upload = read_direct_upload(Fields(body))
+
+    def perform() -> tuple[int, dict[str, Any]]:
+        return 201, {"data": slot_payload(ctx, open_direct_slot(ctx, upload))}
+
+    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+
+
+def complete_asset(ctx: Context, exchange: Exchange, asset_id: str) -> Response:
+    body = read_json_object(exchange)
+    checksum = Fields(body).string("checksum_sha256", required=False)
+    if checksum is not None and not SHA256_HEX.fullmatch(checksum):
+        raise invalid("checksum_sha256", "must be 64 lowercase hex digits")
+
+    def perform() -> tuple[int, dict[str, Any]]:
+        slot = ctx.state.slot(asset_id)
+        if slot is None or slot.protocol != V3_DIRECT:
+            raise ApiError(404, f"asset not found: {asset_id}", "not_found")
+        asset = ctx.state.stored(asset_id)
+        if asset is None:
+            raise ApiError(409, "the upload has not been received yet", "upload_incomplete")
+        if checksum is not None and checksum != asset.sha256:
+            raise ApiError(
+                400,
+                "checksum_sha256 does not match the uploaded bytes",
+                "checksum_mismatch",
+                "checksum_sha256",
+            )
+        ctx.state.mark_completed(slot)
+        data = {
+            "asset_id": asset_id,
+            "url": ctx.asset_url(asset_id),
+            "mime_type": asset.content_type,
+            "size_bytes": asset.size,
+            "status": "ready",
+        }
+        return 200, {"data": data}
+
+    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+
+
+# v3 batches ----------------------------------------------------------------------------------
+
+
+def create_batch(ctx: Context, exchange: Exchange) -> Response:
+    body = read_json_object(exchange)
+    fields = Fields(body)
+    files = fields.array("files")
+    if not 1 <= len(files) <= MAX_BATCH_FILES:
+        raise invalid("files", f"must hold 1 to {MAX_BATCH_FILES} items, not {len(files)}")
+    uploads = [read_direct_upload(Fields.of(item, f"files[{i}]")) for i, item in enumerate(files)]
+    title = fields.string("title", required=False, non_empty=False)
+
+    def perform() -> tuple[int, dict[str, Any]]:
+        slots = [open_direct_slot(ctx, upload) for upload in uploads]
+        batch = ctx.state.new_batch(slots, title)
+        items = [{**slot_payload(ctx, slot), "filename": slot.filename} for slot in slots]
+        return 201, {"data": {"batch_id": batch.batch_id, "items": items}}
+
+    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+
+
+def find_batch(ctx: Context, batch_id: str, param: str | None = None) -> Batch:
+    batch = ctx.state.batch(batch_id)
+    if batch is None:
+        raise ApiError(404, f"batch not found: {batch_id}", "not_found", param)
+    return batch
+
+
+def complete_batch(ctx: Context, exchange: Exchange) -> Response:
+    body = read_json_object(exchange)
+    batch_id = Fields(body).text("batch_id")
+
+    def perform() -> tuple[int, dict[str, Any]]:
+        batch = find_batch(ctx, batch_id, "batch_id")
+        ctx.state.complete_batch(batch)
+        return 202, {"data": {"batch_id": batch.batch_id, "status": "processing"}}
+
+    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+
+
+def batch_item(ctx: Context, batch: Batch, asset_id: str) -> dict[str, Any]:
+    slot = ctx.state.slot(asset_id)
+    status = ctx.state.batch_item_status(batch, asset_id)
+    item: dict[str, Any] = {
+        "asset_id": asset_id,
+        "filename": slot.filename if slot else None,
+        "status": status,
+    }
+    if status == "completed":
+        item["url"] = ctx.asset_url(asset_id)
+    if status == "failed":
+        item["error"] = {"code": "upload_missing", "message": "no bytes were uploaded"}
+    return item
+
+
+def batch_status(completed: bool, item_statuses: set[str]) -> str:
+    if not completed:
+        return "pending_upload"
+    if "processing" in item_statuses:
+        return "processing"
+    if len(item_statuses) == 1:
+        return "completed" if item_statuses == {"completed"} else "failed"
+    return "partial"
+
+
+def get_batch(ctx: Context, exchange: Exchange, batch_id: str) -> Response:
+    batch = find_batch(ctx, batch_id)
+    items = [batch_item(ctx, batch, asset_id) for asset_id in batch.asset_ids]
+    status = batch_status(batch.completed_at is not None, {item["status"] for item in items})
+    return json_response(200, {"data": {"batch_id": batch_id, "status": status, "items": items}})
+
+
+# v3 multipart --------------------------------------------------------------------------------
+
+
+def read_multipart(exchange: Exchange) -> tuple[bytes, str]:
+    """The raw body and its boundary, refused from the headers alone when too big or unframed."""
+    try:
+        length = exchange.required_length()
+    except BodyError as error:
+        raise body_error(error) from None
+    if length > MULTIPART_MAX_BYTES:
+        raise ApiError(
+            413,
+            f"multipart uploads are limited to {MULTIPART_MAX_BYTES} bytes",
+            "file_too_large",
+            "file",
+        )
+    try:
+        boundary = boundary_of(exchange.header("Content-Type"))
+    except MultipartError as error:
+        raise ApiError(400, str(error), "invalid_request") from None
+    try:
+        return exchange.read_body(MULTIPART_MAX_BYTES), boundary
+    except BodyError as error:
+        raise body_error(error) from None
+
+
+@dataclass(frozen=True)
+class FilePart:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def file_part(raw: bytes, boundary: str) -> FilePart:
+    try:
+        part = parse(raw, boundary).get("file")
+    except MultipartError as error:
+        raise ApiError(400, f"malformed multipart body: {error}", "invalid_request") from None
+    if part is None:
+        raise invalid("file", "is required: send the bytes in a part named file")
+    if not part.filename:
+        raise invalid("file", "part needs a filename")
+    content_type = (part.content_type or "").split(";")[0].strip().lower()
+    if content_type not in V3_TYPES:
+        raise unsupported(content_type or "(none)", "file")
+    if not part.data:
+        raise invalid("file", "is empty")
+    if len(part.data) > max_bytes(content_type):
+        raise too_large(len(part.data), content_type, "file")
+    return FilePart(part.filename, content_type, part.data)
+
+
+def upload_multipart(ctx: Context, exchange: Exchange) -> Response:
+    raw, boundary = read_multipart(exchange)
+    part = file_part(raw, boundary)
+
+    def perform() -> tuple[int, dict[str, Any]]:
+        received = ctx.state.incoming_path()
+        received.write_bytes(part.data)
+        digest = hashlib.sha256(part.data).hexdigest()
+        asset = ctx.state.store_upload(
+            received, part.content_type, part.filename, len(part.data), digest
+        )
+        data = {
+            "asset_id": asset.asset_id,
+            "url": ctx.asset_url(asset.asset_id),
+            "mime_type": asset.content_type,
+            "size_bytes": asset.size,
+        }
+        return 201, {"data": data}
+
+    return idempotent(ctx, exchange, hashlib.sha256(raw).hexdigest(), perform)
