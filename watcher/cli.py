@@ -192,7 +192,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     paths = [str(Path(p).absolute()) for p in args.paths] or None
     journal = Journal(config.state_dir / "journal.sqlite3")
     try:
-        marked = journal.mark_for_retry(paths)
+        marked = journal.mark_for_retry(paths) + journal.mark_videos_for_retry(paths)
     finally:
         journal.close()
     if StateLock(config.state_dir).held_by_other():
@@ -201,7 +201,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     print(f"{marked} file(s) marked for retry; retrying now", file=sys.stderr)
     daemon = Daemon(config)
     daemon.start(watch=False)
-    daemon.wait_until_idle()
+    daemon.wait_until_idle(include_videos=True)
     daemon.stop()
     counts = daemon.final_counts()
     unfinished = sum(counts.get(state, 0) for state in ("failed", "retrying", "held"))

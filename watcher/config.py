@@ -19,6 +19,14 @@ import yaml
 
 from watcher.configcheck import Checker, ConfigError, Problem, join_key
 from watcher.mediatypes import DEFAULT_TYPES, MAJOR_TYPES, SUPPORTED_TYPES
+from watcher.templates import (
+    SAMPLE_VALUES,
+    RenderError,
+    Template,
+    check_placeholder,
+    placeholders_in,
+    render,
+)
 
 UPLOAD_PROTOCOLS = ("v1-presigned", "v3-direct", "v3-multipart")
 DEFAULT_BASE_URL = "https://api.heygen.com"
@@ -65,6 +73,7 @@ class FolderConfig:
     on_reject: str = "sidecar"
     sidecar_dir: Path | None = None
     move_to: Path | None = None
+    template: str | None = None
 
     def max_bytes_for(self, content_type: str) -> int | None:
         return self.max_bytes.get(content_type.split("/", 1)[0])
@@ -81,6 +90,11 @@ class Config:
     asset_cache_days: float = 30.0
     retry_window_seconds: float = 3600.0
     shutdown_timeout_seconds: float = 20.0
+    quota_pause_seconds: float = 600.0
+    templates: Mapping[str, Template] = field(default_factory=dict)
+
+    def template_for(self, folder: FolderConfig) -> Template | None:
+        return self.templates.get(folder.template) if folder.template else None
 
 
 _TOP_KEYS = (
@@ -92,6 +106,8 @@ _TOP_KEYS = (
     "asset_cache_days",
     "retry_window_seconds",
     "shutdown_timeout_seconds",
+    "quota_pause_seconds",
+    "templates",
 )
 _API_KEYS = tuple(ApiConfig.__dataclass_fields__)
 _FOLDER_KEYS = (
@@ -105,6 +121,18 @@ _FOLDER_KEYS = (
     "on_reject",
     "sidecar_dir",
     "after_upload",
+    "template",
+)
+_TEMPLATE_KEYS = (
+    "endpoint",
+    "body",
+    "wait",
+    "initial_delay_seconds",
+    "poll_interval_seconds",
+    "timeout_minutes",
+    "status_endpoint",
+    "download_to",
+    "script_wait_seconds",
 )
 
 
@@ -214,6 +242,7 @@ def _read_folder_settings(
         ),
         sidecar_dir=sidecar_dir,
         move_to=_read_after_upload(check, section, key, base, inherited.move_to),
+        template=check.string(section, key, "template", inherited.template),
     )
 
 
@@ -256,6 +285,72 @@ def _check_folder_overlaps(check: Checker, folders: list[FolderConfig]) -> None:
             )
 
 
+def _read_api_path(
+    check: Checker, section: Mapping[str, Any], key: str, name: str, default: str | None
+) -> str | None:
+    """An API path such as /v2/video/generate: never a URL, so the key only goes to the API."""
+    value = check.string(section, key, name, default)
+    if value is not None and (
+        not value.startswith("/") or "://" in value or value.startswith("//")
+    ):
+        check.error(join_key(key, name), f"must be an API path starting with '/', got {value!r}")
+    return value
+
+
+def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
+    key = join_key("templates", name)
+    section = check.mapping(raw, key)
+    check.known_keys(section, key, _TEMPLATE_KEYS)
+    body = check.mapping(section.get("body"), join_key(key, "body"))
+    for placeholder in sorted(placeholders_in(body)):
+        reason = check_placeholder(placeholder)
+        if reason is not None:
+            check.error(join_key(key, "body"), f"template {name!r}: {reason}")
+    try:
+        # Render against sample values so that malformed bodies fail here, not at 3 a.m.
+        render(body, SAMPLE_VALUES, where=join_key(key, "body"), environ=_AnyEnvironment())
+    except RenderError as error:
+        check.error(join_key(key, "body"), str(error))
+    status_endpoint = _read_api_path(check, section, key, "status_endpoint", None)
+    if status_endpoint is not None and "{video_id}" not in status_endpoint:
+        check.error(join_key(key, "status_endpoint"), "must contain {video_id}")
+    download_to = section.get("download_to")
+    defaults = Template(name=name)
+    return Template(
+        name=name,
+        endpoint=_read_api_path(check, section, key, "endpoint", defaults.endpoint) or "",
+        body=body,
+        wait=check.boolean(section, key, "wait", True),
+        initial_delay_seconds=float(check.number(section, key, "initial_delay_seconds", 120.0)),
+        poll_interval_seconds=float(
+            check.number(section, key, "poll_interval_seconds", 45.0, minimum=0.01)
+        ),
+        timeout_minutes=float(check.number(section, key, "timeout_minutes", 30.0, minimum=0.001)),
+        status_endpoint=status_endpoint,
+        download_to=check.path(download_to, join_key(key, "download_to"), base)
+        if download_to is not None
+        else None,
+        script_wait_seconds=float(check.number(section, key, "script_wait_seconds", 10.0)),
+    )
+
+
+class _AnyEnvironment(dict):
+    """For checking: every environment variable "exists" (the service's may differ from ours)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def _read_templates(check: Checker, raw: Any, base: Path) -> dict[str, Template]:
+    section = check.mapping(raw, "templates")
+    return {
+        str(name): _read_template(check, str(name), body, base) for name, body in section.items()
+    }
+
+
 def default_state_dir() -> Path:
     systemd_state = os.environ.get("STATE_DIRECTORY")
     if systemd_state:
@@ -285,10 +380,21 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     if need_folders and not folders:
         check.error("folders", "at least one folder is required")
     _check_folder_overlaps(check, folders)
+    templates = _read_templates(check, top.get("templates"), base)
+    for index, folder in enumerate(folders):
+        if folder.template is not None and folder.template not in templates:
+            known = ", ".join(sorted(templates)) or "none defined"
+            check.error(
+                f"folders[{index}].template",
+                f"no template named {folder.template!r} (templates: {known})",
+            )
+    if defaults.template is not None and defaults.template not in templates:
+        check.error("defaults.template", f"no template named {defaults.template!r}")
     rescan_seconds = float(check.number(top, "", "rescan_seconds", 60.0, minimum=0.1))
     asset_cache_days = float(check.number(top, "", "asset_cache_days", 30.0))
     retry_window_seconds = float(check.number(top, "", "retry_window_seconds", 3600.0))
     shutdown_timeout = float(check.number(top, "", "shutdown_timeout_seconds", 20.0))
+    quota_pause = float(check.number(top, "", "quota_pause_seconds", 600.0, minimum=0.01))
     check.raise_if_any()
     return Config(
         source=source,
@@ -300,6 +406,8 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         asset_cache_days=asset_cache_days,
         retry_window_seconds=retry_window_seconds,
         shutdown_timeout_seconds=shutdown_timeout,
+        quota_pause_seconds=quota_pause,
+        templates=templates,
     )
 
 

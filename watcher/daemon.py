@@ -20,11 +20,12 @@ from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config import Config, FolderConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import make_protocol
-from watcher.journal import Journal
+from watcher.journal import VIDEO_ACTIVE_STATES, Journal
 from watcher.pipeline import Pipeline
 from watcher.settle import Settler
 from watcher.sources import FolderWatch, walk_files
 from watcher.statelock import StateLock
+from watcher.videostage import VideoStage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Daemon:
     journal: Journal = field(init=False)
     client: HeyGenClient = field(init=False)
     pipeline: Pipeline = field(init=False)
+    videos: VideoStage = field(init=False)
     settler: Settler = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
@@ -69,11 +71,20 @@ class Daemon:
             on_event=self.on_event,
             on_retry_scheduled=self._wake.set,
         )
+        self.videos = VideoStage(
+            self.config,
+            self.journal,
+            self.client,
+            rewrite_sidecar=self.pipeline.rewrite_sidecar,
+            on_event=self.on_event,
+        )
+        self.pipeline.videos = self.videos
 
     def start(self, *, watch: bool = True) -> None:
         self.open()
         self.pipeline.start()
         self.settler.start()
+        self.videos.resume()
         self.resume_unfinished()
         if watch:
             for folder in self.config.folders:
@@ -126,7 +137,7 @@ class Daemon:
     def notice(self, path: Path, folder: FolderConfig) -> None:
         """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
-        if gate.screen_name(relative, folder.ignore) is not None:
+        if gate.screen_name(relative, folder.ignore, scripts=folder.template is not None):
             return
         self.settler.notice(path, folder, folder.settle_seconds, trust_ctime=not folder.polling)
 
@@ -176,14 +187,27 @@ class Daemon:
         self.submit_due()
 
     def submit_due(self) -> None:
-        for row in self.journal.due(time.time()):
+        now = time.time()
+        for row in self.journal.due(now):
             self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+        for key in self.journal.due_videos(now):
+            self.pipeline.submit_video(key)
 
     # -- waiting (scan mode) -----------------------------------------------------------------
-    def wait_until_idle(self, progress: Callable[[int], None] | None = None) -> None:
-        """Until nothing is settling, queued or uploading (retries scheduled later don't count)."""
+    def wait_until_idle(
+        self, progress: Callable[[int], None] | None = None, *, include_videos: bool = False
+    ) -> None:
+        """Until nothing is settling, queued or uploading (retries scheduled later don't count).
+        With ``include_videos``, also until every video has finished (polling them as due)."""
         while not self._stop.is_set():
             busy = self.settler.pending_count() + self.pipeline.busy
+            if include_videos:
+                self.submit_due()
+                busy += sum(
+                    1
+                    for video in self.journal.videos_in(VIDEO_ACTIVE_STATES)
+                    if video.next_at is not None
+                )
             if progress is not None:
                 progress(busy)
             if busy == 0 and self.pipeline.wait_idle(0.05) and self.settler.pending_count() == 0:
@@ -205,10 +229,10 @@ class Daemon:
         next_auth_reminder = time.monotonic() + AUTH_REMINDER_SECONDS
         while not self._stop.is_set():
             now = time.monotonic()
-            due_at = self.journal.next_due_at()
             wake = min(next_rescan, next_root_check)
-            if due_at is not None:
-                wake = min(wake, now + max(0.0, due_at - time.time()))
+            for due_at in (self.journal.next_due_at(), self.journal.next_video_at()):
+                if due_at is not None:
+                    wake = min(wake, now + max(0.0, due_at - time.time()))
             self._wake.wait(max(0.0, wake - now))
             self._wake.clear()
             if self._stop.is_set():

@@ -41,8 +41,11 @@ class Decision:
         return self.reason.split(":", 1)[0]
 
 
-def screen_name(relative: PurePath, ignore: tuple[str, ...] = ()) -> Decision | None:
-    """IGNORE for names we never touch; None to go on."""
+def screen_name(
+    relative: PurePath, ignore: tuple[str, ...] = (), *, scripts: bool = False
+) -> Decision | None:
+    """IGNORE for names we never touch; None to go on. With ``scripts`` (a templated folder),
+    ``.txt`` files are the companion scripts of media files, not files to upload."""
     name = relative.name
     if any(part.startswith(".") for part in relative.parts):
         return Decision(Outcome.IGNORE, "hidden")
@@ -50,6 +53,8 @@ def screen_name(relative: PurePath, ignore: tuple[str, ...] = ()) -> Decision | 
         return Decision(Outcome.IGNORE, "sidecar")
     if any(fnmatch.fnmatch(name, pattern) for pattern in PARTIAL_PATTERNS):
         return Decision(Outcome.IGNORE, "partial download or temporary file")
+    if scripts and name.lower().endswith(".txt"):
+        return Decision(Outcome.IGNORE, "script companion")
     relative_text = relative.as_posix()
     if any(
         fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(relative_text, pattern)

@@ -71,7 +71,42 @@ CREATE TABLE IF NOT EXISTS assets (
     PRIMARY KEY (sha256, content_type)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+    path          TEXT PRIMARY KEY,
+    template      TEXT NOT NULL,
+    endpoint      TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    video_id      TEXT,
+    script_path   TEXT,
+    body          TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       REAL,
+    deadline      REAL,
+    video_url     TEXT,
+    thumbnail_url TEXT,
+    duration      REAL,
+    error         TEXT,
+    submitted_at  REAL,
+    completed_at  REAL,
+    downloaded_to TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
 """
+
+# A video's life: waiting_script → ready → submitting → submitted → pending → processing →
+# downloading → completed; or failed, timed_out, or unknown (the generate answer was lost:
+# never re-sent on our own, since each generation costs credits).
+VIDEO_ACTIVE_STATES = (
+    "waiting_script",
+    "ready",
+    "submitted",
+    "pending",
+    "processing",
+    "downloading",
+)
+VIDEO_STATES = (*VIDEO_ACTIVE_STATES, "submitting", "completed", "failed", "timed_out", "unknown")
 
 
 class JournalError(Exception):
@@ -110,6 +145,32 @@ class FileRow:
 
 
 _COLUMNS = [f.name for f in fields(FileRow)]
+
+
+@dataclass(frozen=True)
+class VideoRow:
+    path: str
+    template: str
+    endpoint: str
+    state: str
+    video_id: str | None
+    script_path: str | None
+    body: str | None
+    attempts: int
+    next_at: float | None
+    deadline: float | None
+    video_url: str | None
+    thumbnail_url: str | None
+    duration: float | None
+    error: str | None
+    submitted_at: float | None
+    completed_at: float | None
+    downloaded_to: str | None
+    created_at: float
+    updated_at: float
+
+
+_VIDEO_COLUMNS = [f.name for f in fields(VideoRow)]
 
 
 @dataclass(frozen=True)
@@ -196,11 +257,87 @@ class Journal:
     def move(self, old_path: str, new_path: str) -> None:
         """The file was moved (``after_upload: move``): its row follows it, in one commit."""
         with self._transaction() as db:
-            db.execute("DELETE FROM files WHERE path = ?", (new_path,))
+            for table in ("files", "videos"):
+                db.execute(f"DELETE FROM {table} WHERE path = ?", (new_path,))
+                db.execute(
+                    f"UPDATE {table} SET path = ?, updated_at = ? WHERE path = ?",
+                    (new_path, time.time(), old_path),
+                )
+
+    # -- videos ------------------------------------------------------------------------------
+    def video(self, path: str) -> VideoRow | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = ?", (path,)
+            ).fetchone()
+        return VideoRow(*row) if row else None
+
+    def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
+        now = time.time()
+        columns = {
+            "path": path,
+            "template": template,
+            "endpoint": endpoint,
+            "state": state,
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+        marks = ", ".join("?" for _ in columns)
+        with self._transaction() as db:
             db.execute(
-                "UPDATE files SET path = ?, updated_at = ? WHERE path = ?",
-                (new_path, time.time(), old_path),
+                f"INSERT OR REPLACE INTO videos ({', '.join(columns)}) VALUES ({marks})",
+                tuple(columns.values()),
             )
+
+    def update_video(self, path: str, **changes: Any) -> None:
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        with self._transaction() as db:
+            db.execute(f"UPDATE videos SET {assignments} WHERE path = ?", (*changes.values(), path))
+
+    def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
+        """Move a video from one state to another only if it is still in the first: the one
+        caller that wins may act (e.g. send the generate request), any other must not."""
+        changes.update(state=to_state, updated_at=time.time())
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE videos SET {assignments} WHERE path = ? AND state = ?",
+                (*changes.values(), path, from_state),
+            )
+            return cursor.rowcount == 1
+
+    def due_videos(self, now: float) -> list[str]:
+        marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT path FROM videos WHERE state IN ({marks}) AND next_at <= ? "
+                "ORDER BY next_at",
+                (*VIDEO_ACTIVE_STATES, now),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def next_video_at(self) -> float | None:
+        marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT MIN(next_at) FROM videos WHERE state IN ({marks})", VIDEO_ACTIVE_STATES
+            ).fetchone()
+        return row[0] if row else None
+
+    def videos_in(self, states: tuple[str, ...]) -> list[VideoRow]:
+        marks = ", ".join("?" for _ in states)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE state IN ({marks})", states
+            ).fetchall()
+        return [VideoRow(*row) for row in rows]
+
+    def video_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM videos GROUP BY state").fetchall()
+        return {state: count for state, count in rows}
 
     def forget(self, path: str) -> None:
         with self._transaction() as db:
@@ -286,6 +423,24 @@ class Journal:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
+        """Videos that did not complete (lost answer, failed, timed out) start over: a rendered
+        body is sent again; one that never got that far looks for its script again."""
+        query = (
+            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
+            "ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = ?, "
+            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
+            "submitted_at = NULL, completed_at = NULL, updated_at = ? "
+            "WHERE state IN ('unknown', 'failed', 'timed_out')"
+        )
+        now = time.time()
+        with self._transaction() as db:
+            if paths is None:
+                return db.execute(query, (now, now)).rowcount
+            return sum(
+                db.execute(query + " AND path = ?", (now, now, path)).rowcount for path in paths
+            )
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int:
         """Failed (or waiting) rows become due now with a fresh attempt count."""

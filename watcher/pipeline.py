@@ -26,6 +26,7 @@ from watcher.heygen.throttle import Interrupted
 from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
 from watcher.journal import FINAL_STATES, FileRow, Journal
 from watcher.placement import move_file, moved_path, sidecar_for
+from watcher.videostage import VideoStage, sidecar_video
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Work:
     path: Path
     folder: FolderConfig
     row: FileRow | None = None  # a retry or a resume of this journal row
+    video: bool = False  # a step of this file's video, not the file itself
 
 
 class AuthPause:
@@ -73,11 +75,14 @@ class Pipeline:
     auth_pause: AuthPause = field(default_factory=AuthPause)
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
     on_retry_scheduled: Callable[[], None] = lambda: None
+    videos: VideoStage | None = None
     _queue: queue.Queue[Work | None] = field(default_factory=queue.Queue)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _in_flight: set[Path] = field(default_factory=set)
     _again: dict[Path, Work] = field(default_factory=dict)
     _queued: set[Path] = field(default_factory=set)
+    _videos_queued: set[str] = field(default_factory=set)
+    _videos_running: set[str] = field(default_factory=set)
     _workers: list[threading.Thread] = field(default_factory=list)
     _idle: threading.Condition = field(default_factory=threading.Condition)
     _busy: int = 0
@@ -105,6 +110,16 @@ class Pipeline:
             self._busy += 1
         self._queue.put(Work(path, folder, row))
 
+    def submit_video(self, key: str) -> None:
+        """Queue one step of a file's video (a poll, a download, a submission)."""
+        with self._lock:
+            if not self._accepting or key in self._videos_queued:
+                return
+            self._videos_queued.add(key)
+        with self._idle:
+            self._busy += 1
+        self._queue.put(Work(Path(key), FolderConfig(path=Path(key).parent), video=True))
+
     def stop_accepting(self) -> None:
         with self._lock:
             self._accepting = False
@@ -125,7 +140,10 @@ class Pipeline:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not None:
+            if item is not None and item.video:
+                with self._idle:
+                    self._busy -= 1
+            elif item is not None:
                 self._finished(item.path)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -142,6 +160,9 @@ class Pipeline:
             item = self._queue.get()
             if item is None:
                 return
+            if item.video:
+                self._video_work(item)
+                continue
             with self._lock:
                 self._queued.discard(item.path)
                 self._in_flight.add(item.path)
@@ -153,6 +174,21 @@ class Pipeline:
                 log.exception("unexpected error while processing %s", item.path)
             finally:
                 self._finished(item.path)
+
+    def _video_work(self, item: Work) -> None:
+        key = str(item.path)
+        try:
+            with self._lock:
+                self._videos_queued.discard(key)
+            self.run_video_step(key)
+        except Interrupted:
+            log.info("stopped during a video step of %s; it resumes at the next start", key)
+        except Exception:
+            log.exception("unexpected error in the video step of %s", key)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def _finished(self, path: Path) -> None:
         with self._lock:
@@ -169,7 +205,7 @@ class Pipeline:
         folder = work.folder
         path = work.path
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
-        screened = gate.screen_name(relative, folder.ignore)
+        screened = gate.screen_name(relative, folder.ignore, scripts=folder.template is not None)
         if screened is not None:
             return
         try:
@@ -390,7 +426,12 @@ class Pipeline:
         self.journal.record_slot(key, slot)
 
     def _record(self, row: FileRow) -> None:
+        """Asset known: start its video (templated folders), move it, write the sidecar."""
         folder = self.folder_of(row)
+        template = self.config.template_for(folder)
+        if template is not None and self.videos is not None:
+            # Before the move: the companion script is looked for beside the original file.
+            self.videos.begin(row, folder, template)
         path = Path(row.path)
         target = moved_path(path, folder)
         if target is not None and path.exists():
@@ -398,20 +439,14 @@ class Pipeline:
             self.journal.move(row.path, str(target))
             log.info("moved to %s", target, extra={"file": row.path})
             path = target
-        assert row.asset_id is not None and row.asset_url is not None
-        local = LocalFile(path, row.size, row.content_type or "", row.sha256 or "")
-        asset = UploadedAsset(row.asset_id, row.asset_url, row.protocol or "")
-        extra: dict[str, Any] = {"mtime_ns": row.mtime_ns}
-        if row.reused:
-            extra["reused"] = True
-        if row.previous_asset_id and row.previous_asset_id != row.asset_id:
-            extra["previous_asset_id"] = row.previous_asset_id
-        document = records.uploaded(local, asset, **extra)
-        if not self._write_sidecar(path, folder, document):
-            self._schedule_retry(row, "cannot write sidecar", state="recording")
+        key = str(path)
+        if not self.rewrite_sidecar(key):
+            moved = self.journal.get(key)
+            if moved is not None:
+                self._schedule_retry(moved, "cannot write sidecar", state="recording")
             return
         self.journal.update(
-            str(path),
+            key,
             state="uploaded",
             slot=None,
             slot_expires_at=None,
@@ -419,6 +454,7 @@ class Pipeline:
             next_attempt_at=None,
             sidecar=str(sidecar_for(path, folder)),
         )
+        assert row.asset_id is not None and row.asset_url is not None
         if not row.reused:
             self.journal.remember_asset(
                 row.sha256 or "",
@@ -431,8 +467,47 @@ class Pipeline:
             "uploaded as %s%s",
             row.asset_id,
             " (reused)" if row.reused else "",
-            extra={"file": str(path)},
+            extra={"file": key},
         )
+        if template is not None:
+            self.run_video_step(key)
+
+    def uploaded_document(self, row: FileRow) -> dict[str, Any]:
+        """The sidecar of an uploaded file, rebuilt from the journal (with its video, if any)."""
+        assert row.asset_id is not None and row.asset_url is not None
+        local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
+        asset = UploadedAsset(row.asset_id, row.asset_url, row.protocol or "")
+        extra: dict[str, Any] = {"mtime_ns": row.mtime_ns}
+        if row.reused:
+            extra["reused"] = True
+        if row.previous_asset_id and row.previous_asset_id != row.asset_id:
+            extra["previous_asset_id"] = row.previous_asset_id
+        video = self.journal.video(row.path)
+        if video is not None and video.state not in ("waiting_script", "ready"):
+            extra["video"] = sidecar_video(video)
+        return records.uploaded(local, asset, **extra)
+
+    def rewrite_sidecar(self, key: str) -> bool:
+        row = self.journal.get(key)
+        if row is None or row.asset_id is None:
+            return False
+        return self._write_sidecar(Path(key), self.folder_of(row), self.uploaded_document(row))
+
+    def run_video_step(self, key: str) -> None:
+        """One step of a video, never two at once for the same file."""
+        if self.videos is None:
+            return
+        with self._lock:
+            if key in self._videos_running:
+                return  # the step under way leaves the next look in the journal
+            self._videos_running.add(key)
+        try:
+            self.videos.step(key)
+        finally:
+            with self._lock:
+                self._videos_running.discard(key)
+            # The step left its next look in the journal: the housekeeper must see it.
+            self.on_retry_scheduled()
 
     def _write_sidecar(self, path: Path, folder: FolderConfig, document: dict[str, Any]) -> bool:
         location = sidecar_for(path, folder)

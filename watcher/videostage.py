@@ -1,0 +1,357 @@
+"""The video step: render a template, generate, wait in the journal, download.
+
+Nothing sleeps per video: each step is short and leaves the video's next look (``next_at``)
+in the journal, where the daemon's housekeeping finds it, so a restart simply carries on.
+A generate request is committed as ``submitting`` before it is sent; one found in that state
+after a restart, or whose answer was lost, becomes ``unknown`` and is never sent again on our
+own: each generation costs credits, and `heygen-watcher retry` resubmits on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher.config import Config, FolderConfig
+from watcher.heygen import videos
+from watcher.heygen.client import HeyGenClient
+from watcher.heygen.errors import (
+    ApiError,
+    AuthError,
+    PermanentError,
+    QuotaError,
+    RateLimited,
+    ResponseLost,
+    TransientError,
+)
+from watcher.journal import FileRow, Journal, VideoRow
+from watcher.sidecar import iso_from_epoch
+from watcher.templates import RenderError, Template, render, values_for
+
+log = logging.getLogger(__name__)
+
+SCRIPT_CHECK_SECONDS = 0.25
+DOWNLOAD_ATTEMPTS = 6
+DOWNLOAD_FIRST_DELAY_SECONDS = 2.0
+SUBMIT_RETRY_SECONDS = 30.0
+AUTH_RETRY_SECONDS = 60.0
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+LOST_ANSWER = (
+    "the answer to the generate request was lost: the video may or may not have been "
+    "created; run `heygen-watcher retry` to submit it again"
+)
+
+
+def script_path_for(media: Path) -> Path:
+    return media.with_name(media.stem + ".txt")
+
+
+def download_name(stem: str, video_id: str) -> str:
+    """``<stem>.<video_id>.mp4`` with both parts reduced to safe characters: nothing the API
+    returns can name a path outside ``download_to``."""
+    safe_id = _SAFE_ID.sub("_", video_id)[:128] or "video"
+    safe_stem = stem.replace("/", "_").replace("\\", "_").lstrip(".") or "video"
+    return f"{safe_stem}.{safe_id}.mp4"
+
+
+def sidecar_status(state: str) -> str:
+    return {"downloading": "completed", "submitting": "unknown"}.get(state, state)
+
+
+def sidecar_video(row: VideoRow) -> dict[str, Any]:
+    """The sidecar's ``video`` object."""
+    document: dict[str, Any] = {
+        "template": row.template,
+        "endpoint": row.endpoint,
+        "video_id": row.video_id,
+        "status": sidecar_status(row.state),
+        "video_url": row.video_url,
+        "thumbnail_url": row.thumbnail_url,
+        "duration": row.duration,
+        "error": row.error,
+        "submitted_at": iso_from_epoch(row.submitted_at) if row.submitted_at else None,
+        "completed_at": iso_from_epoch(row.completed_at) if row.completed_at else None,
+        "downloaded_to": row.downloaded_to,
+    }
+    return document
+
+
+@dataclass
+class VideoPause:
+    """402: video generation waits (uploads go on); shared by every video."""
+
+    until: float = 0.0
+    reason: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, seconds: float, reason: str) -> None:
+        with self._lock:
+            self.until = time.time() + seconds
+            self.reason = reason
+
+    def active(self) -> bool:
+        with self._lock:
+            return time.time() < self.until
+
+
+@dataclass
+class VideoStage:
+    config: Config
+    journal: Journal
+    client: HeyGenClient
+    rewrite_sidecar: Callable[[str], None]
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    pause: VideoPause = field(default_factory=VideoPause)
+
+    # -- entry points ------------------------------------------------------------------------
+    def begin(self, row: FileRow, folder: FolderConfig, template: Template) -> None:
+        """Called once a templated folder's file is uploaded, before its sidecar is final."""
+        if self.journal.video(row.path) is not None:
+            return  # a resumed file: its video is already on its way (or done)
+        script_path = script_path_for(Path(row.path)) if template.uses_script else None
+        self.journal.add_video(
+            row.path,
+            template.name,
+            template.endpoint,
+            "waiting_script" if script_path else "ready",
+            script_path=str(script_path) if script_path else None,
+            next_at=time.time(),
+            deadline=time.time() + template.script_wait_seconds if script_path else None,
+        )
+
+    def resume(self) -> None:
+        """At start: a generate request found in flight may have been carried out."""
+        for row in self.journal.videos_in(("submitting",)):
+            log.warning(
+                "video request was in flight when the daemon stopped; not re-sending",
+                extra={"file": row.path},
+            )
+            self.journal.update_video(row.path, state="unknown", error=LOST_ANSWER)
+            self.rewrite_sidecar(row.path)
+
+    def step(self, path: str) -> None:
+        """Move one video forward by one step."""
+        row = self.journal.video(path)
+        if row is None:
+            return
+        template = self.config.templates.get(row.template)
+        if template is None:
+            self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
+            return
+        handler = {
+            "waiting_script": self._look_for_script,
+            "ready": self._submit,
+            "submitted": self._poll,
+            "pending": self._poll,
+            "processing": self._poll,
+            "downloading": self._download,
+        }.get(row.state)
+        if handler is not None:
+            handler(row, template)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _look_for_script(self, row: VideoRow, template: Template) -> None:
+        script_path = Path(row.script_path or "")
+        try:
+            script = script_path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            deadline = row.deadline or time.time() + template.script_wait_seconds
+            if time.time() >= deadline:
+                self._finish(
+                    row,
+                    "failed",
+                    error=(
+                        f"script {script_path.name} did not appear beside the file within "
+                        f"{template.script_wait_seconds:g}s"
+                    ),
+                )
+            else:
+                self.journal.update_video(
+                    row.path, deadline=deadline, next_at=time.time() + SCRIPT_CHECK_SECONDS
+                )
+            return
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            self._finish(row, "failed", error=f"cannot read script {script_path.name}: {reason}")
+            return
+        self._prepare(row, template, script)
+
+    def _prepare(self, row: VideoRow, template: Template, script: str | None) -> None:
+        file_row = self.journal.get(row.path)
+        if file_row is None or not file_row.asset_id:
+            return
+        values = values_for(
+            asset_id=file_row.asset_id,
+            asset_url=file_row.asset_url or "",
+            path=Path(row.path),
+            content_type=file_row.content_type or "",
+            size=file_row.size,
+            sha256=file_row.sha256 or "",
+            folder=Path(file_row.folder),
+            script=script,
+        )
+        try:
+            body = render(template.body, values, where=f"templates.{template.name}.body")
+        except RenderError as error:
+            self._finish(row, "failed", error=str(error))
+            return
+        self.journal.update_video(
+            row.path, state="ready", body=json.dumps(body), next_at=time.time()
+        )
+        refreshed = self.journal.video(row.path)
+        if refreshed is not None:
+            self._submit(refreshed, template)
+
+    def _submit(self, row: VideoRow, template: Template) -> None:
+        if row.body is None:
+            self._prepare(row, template, None)
+            return
+        if self.pause.active():
+            self.journal.update_video(row.path, next_at=self.pause.until)
+            return
+        # Committed before sending: if we die mid-request, the next start knows not to resend;
+        # and only the one caller that moves it out of `ready` sends it at all.
+        if not self.journal.claim_video(row.path, "ready", "submitting", attempts=row.attempts + 1):
+            return
+        try:
+            video_id = videos.generate(self.client, row.endpoint, json.loads(row.body))
+        except ResponseLost:
+            log.warning("video request answer lost; not re-sending", extra={"file": row.path})
+            self._finish(row, "unknown", error=LOST_ANSWER)
+            return
+        except QuotaError as error:
+            self._quota_paused(row, error)
+            return
+        except (AuthError, TransientError, RateLimited) as error:
+            wait = AUTH_RETRY_SECONDS if isinstance(error, AuthError) else SUBMIT_RETRY_SECONDS
+            log.info(
+                "video request failed (%s); trying again in %.0fs",
+                error,
+                wait,
+                extra={"file": row.path},
+            )
+            self.journal.update_video(
+                row.path, state="ready", next_at=time.time() + wait, error=str(error)
+            )
+            return
+        except PermanentError as error:
+            self._finish(row, "failed", error=str(error))
+            return
+        now = time.time()
+        log.info("video %s submitted", video_id, extra={"file": row.path})
+        self.journal.update_video(
+            row.path,
+            state="submitted",
+            video_id=video_id,
+            error=None,
+            submitted_at=now,
+            # With `wait: false` there is no next look: the sidecar stays at `submitted`.
+            next_at=now + template.initial_delay_seconds if template.wait else None,
+            deadline=now + template.timeout_minutes * 60,
+        )
+        self.on_event("video", {"status": "submitted"})
+        self.rewrite_sidecar(row.path)
+
+    def _quota_paused(self, row: VideoRow, error: QuotaError) -> None:
+        seconds = self.config.quota_pause_seconds
+        first = not self.pause.active()
+        self.pause.set(seconds, str(error))
+        self.journal.set_meta("videos_paused", str(error))
+        if first:
+            log.error(
+                "no credits left (%s): video generation paused for %.0fs; uploads go on",
+                error,
+                seconds,
+            )
+        self.journal.update_video(
+            row.path, state="ready", next_at=self.pause.until, error=f"waiting for credits: {error}"
+        )
+        self.on_event("failure", {"kind": "quota"})
+
+    def _poll(self, row: VideoRow, template: Template) -> None:
+        now = time.time()
+        if row.deadline is not None and now >= row.deadline:
+            self._finish(
+                row,
+                "timed_out",
+                error=(f"not completed after {template.timeout_minutes:g} minutes"),
+            )
+            return
+        assert row.video_id is not None
+        try:
+            status = videos.get_status(self.client, template.status_path(row.video_id))
+        except (TransientError, RateLimited, AuthError) as error:
+            log.info("video status unavailable (%s)", error, extra={"file": row.path})
+            self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
+            return
+        except ApiError as error:
+            self._finish(row, "failed", error=str(error))
+            return
+        if status.status == "failed":
+            self._finish(row, "failed", error=status.error)
+            return
+        if status.status == "completed":
+            self.journal.update_video(
+                row.path,
+                state="downloading" if template.download_to else "completed",
+                video_url=status.video_url,
+                thumbnail_url=status.thumbnail_url,
+                duration=status.duration,
+                completed_at=now,
+                next_at=now,
+                attempts=0,
+            )
+            self.on_event("video", {"status": "completed"})
+            log.info("video %s completed", row.video_id, extra={"file": row.path})
+            self.rewrite_sidecar(row.path)
+            if template.download_to:
+                refreshed = self.journal.video(row.path)
+                if refreshed is not None:
+                    self._download(refreshed, template)
+            return
+        if status.status != row.state:
+            self.journal.update_video(row.path, state=status.status)
+            self.rewrite_sidecar(row.path)
+        self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
+
+    def _download(self, row: VideoRow, template: Template) -> None:
+        assert template.download_to is not None and row.video_id is not None
+        if not row.video_url:
+            self._finish(row, "failed", error="completed without a video_url")
+            return
+        target = template.download_to / download_name(Path(row.path).stem, row.video_id)
+        if target.resolve().parent != template.download_to.resolve():
+            self._finish(row, "failed", error="refused a download name outside download_to")
+            return
+        try:
+            videos.download(self.client, row.video_url, target)
+        except (ApiError, OSError) as error:
+            attempts = row.attempts + 1
+            if attempts >= DOWNLOAD_ATTEMPTS or not isinstance(error, ApiError):
+                self._finish(row, "failed", error=f"download failed: {error}")
+                return
+            # The URL may 404 for a short while after `completed`: back off and try again.
+            delay = DOWNLOAD_FIRST_DELAY_SECONDS * 2 ** (attempts - 1)
+            self.journal.update_video(
+                row.path, attempts=attempts, next_at=time.time() + delay, error=str(error)
+            )
+            return
+        self.journal.update_video(
+            row.path, state="completed", downloaded_to=str(target), error=None
+        )
+        log.info("video saved to %s", target, extra={"file": row.path})
+        self.rewrite_sidecar(row.path)
+
+    def _finish(self, row: VideoRow, state: str, *, error: str | None) -> None:
+        self.journal.update_video(row.path, state=state, error=error, next_at=None)
+        if state != "completed":
+            log.warning("video %s: %s", state, error, extra={"file": row.path})
+        self.on_event("video", {"status": state})
+        self.rewrite_sidecar(row.path)
