@@ -59,6 +59,7 @@ class Daemon:
         self.lock.acquire()
         self.journal = Journal(self.config.state_dir / "journal.sqlite3")
         self.journal.set_meta("uploads_paused", None)
+        self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.client = HeyGenClient(self.config.api, key)

@@ -31,6 +31,8 @@ def collect(config: Config) -> dict[str, Any]:
         oldest = journal.oldest_waiting()
         failures = journal.recent_failures()
         pause_reason = journal.get_meta("uploads_paused") if running else None
+        video_counts = journal.video_counts()
+        videos_paused = journal.get_meta("videos_paused") if running else None
     finally:
         journal.close()
     return {
@@ -52,6 +54,8 @@ def collect(config: Config) -> dict[str, Any]:
         ],
         "paused": pause_reason is not None,
         "pause_reason": pause_reason,
+        "videos": video_counts,
+        "videos_paused_reason": videos_paused,
     }
 
 
@@ -68,6 +72,10 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
     if report["paused"]:
         lines.append(f"uploads PAUSED: {report['pause_reason']}")
+    if report["videos"]:
+        lines.append("videos: " + ", ".join(f"{n} {s}" for s, n in report["videos"].items()))
+    if report["videos_paused_reason"]:
+        lines.append(f"video generation PAUSED: {report['videos_paused_reason']}")
     for failure in report["recent_failures"]:
         when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
         lines.append(

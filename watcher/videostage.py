@@ -100,6 +100,15 @@ class VideoPause:
         with self._lock:
             return time.time() < self.until
 
+    def clear_if_over(self) -> bool:
+        """True once, when a pause that has run out is cleared."""
+        with self._lock:
+            if self.until and time.time() >= self.until:
+                self.until = 0.0
+                self.reason = ""
+                return True
+            return False
+
 
 @dataclass
 class VideoStage:
@@ -244,6 +253,9 @@ class VideoStage:
         except PermanentError as error:
             self._finish(row, "failed", error=str(error))
             return
+        if self.pause.clear_if_over():
+            self.journal.set_meta("videos_paused", None)
+            log.info("video generation resumed")
         now = time.time()
         log.info("video %s submitted", video_id, extra={"file": row.path})
         self.journal.update_video(
