@@ -85,7 +85,7 @@ def measure_bookkeeping(path: Path, files: int, base: int) -> list[float]:
         journal.update(fresh.path, state="uploading", attempts=1)
         journal.update(fresh.path, state="recording", asset_id=f"a{index}", asset_url="u")
         journal.update(fresh.path, state="uploaded", slot=None, slot_expires_at=None)
-        journal.remember_asset(fresh.sha256 or "", "image/jpeg", f"a{index}", "u", "v1")
+        journal.remember_asset(fresh.sha256 or "", "image/jpeg", fresh.size, f"a{index}", "u", "v1")
         journal.get(fresh.path)
         timings.append(time.perf_counter() - started)
     journal.close()

@@ -379,3 +379,47 @@ def test_many_files_at_once_each_uploaded_once(tmp_path: Path, drop: Path, sandb
     assert len(sandbox.assets) == len({data for data in payloads.values()})
     puts = [r for r in sandbox.requests if r.method == "PUT"]
     assert len(puts) == len(sandbox.assets)
+
+
+# -- finishing fast where it is safe ------------------------------------------------------------
+def test_a_rename_into_place_skips_the_quiet_period(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with running(make_config(sandbox, tmp_path, [folder(drop, settle_seconds=30)])):
+        (staging / "done.png").write_bytes(media.png(seed=101))
+        os.rename(staging / "done.png", drop / "done.png")
+        # Far sooner than the 30 s quiet period: the rename says the writer is done.
+        wait_sidecar(drop / "done.png", timeout=10)
+
+
+def test_close_after_write_is_trusted_only_where_configured(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    folders = [
+        folder(drop, settle_seconds=30),
+        folder(trusted, settle_seconds=30, trust_close_write=True),
+    ]
+    with running(make_config(sandbox, tmp_path, folders)):
+        (drop / "plain.png").write_bytes(media.png(seed=102))
+        (trusted / "plain.png").write_bytes(media.png(seed=103))
+        wait_sidecar(trusted / "plain.png", timeout=10)
+        assert not sidecar_of(drop / "plain.png").exists()  # still in its 30 s quiet period
+
+
+def test_v1_uploads_read_a_new_file_once(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    import watcher.pipeline
+
+    def no_separate_hash(path: Path) -> str:
+        raise AssertionError(f"{path} was hashed before its upload")
+
+    monkeypatch.setattr(watcher.pipeline, "sha256_file", no_separate_hash)
+    data = media.mp4(payload=200_000, seed=104)
+    with running(make_config(sandbox, tmp_path, [folder(drop)])):
+        (drop / "clip.mp4").write_bytes(data)
+        document = wait_sidecar(drop / "clip.mp4")
+    (asset,) = uploads_of(sandbox, data)
+    assert document["sha256"] == asset.sha256

@@ -1255,3 +1255,20 @@ def test_serve_prints_its_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_admin_settings_change_tunables_at_run_time() -> None:
+    with Sandbox() as sandbox:
+        answer = requests.post(
+            f"{sandbox.api_url}/_sandbox/settings", json={"latency_seconds": 0.05}, timeout=5
+        )
+        assert answer.status_code == 200
+        assert sandbox.latency_seconds == 0.05
+        started = time.monotonic()
+        requests.get(f"{sandbox.api_url}/v2/videos/x", headers={"X-Api-Key": "sandbox"}, timeout=5)
+        assert time.monotonic() - started >= 0.05
+        refused = requests.post(
+            f"{sandbox.api_url}/_sandbox/settings", json={"api_key": "x"}, timeout=5
+        )
+        assert refused.status_code == 400
+        assert sandbox.api_key == "sandbox"

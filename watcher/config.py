@@ -70,6 +70,7 @@ class FolderConfig:
     max_bytes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_BYTES))
     ignore: tuple[str, ...] = ()
     polling: bool = False
+    trust_close_write: bool = False
     on_reject: str = "sidecar"
     sidecar_dir: Path | None = None
     move_to: Path | None = None
@@ -118,6 +119,7 @@ _FOLDER_KEYS = (
     "max_bytes",
     "ignore",
     "polling",
+    "trust_close_write",
     "on_reject",
     "sidecar_dir",
     "after_upload",
@@ -237,6 +239,9 @@ def _read_folder_settings(
         ),
         ignore=check.string_list(section, key, "ignore", inherited.ignore),
         polling=check.boolean(section, key, "polling", inherited.polling),
+        trust_close_write=check.boolean(
+            section, key, "trust_close_write", inherited.trust_close_write
+        ),
         on_reject=check.string(
             section, key, "on_reject", inherited.on_reject, choices=("sidecar", "ignore")
         ),

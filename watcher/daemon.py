@@ -8,6 +8,7 @@ went away and came back, hands due retries to the pipeline and notices a changed
 from __future__ import annotations
 
 import logging
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +21,8 @@ from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config import Config, FolderConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import make_protocol
-from watcher.journal import VIDEO_ACTIVE_STATES, Journal
-from watcher.pipeline import Pipeline
+from watcher.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
+from watcher.pipeline import Pipeline, adoptable_row
 from watcher.settle import Settler
 from watcher.sources import FolderWatch, walk_files
 from watcher.statelock import StateLock
@@ -135,12 +136,18 @@ class Daemon:
         return finished
 
     # -- sources -----------------------------------------------------------------------------
-    def notice(self, path: Path, folder: FolderConfig) -> None:
+    def notice(self, path: Path, folder: FolderConfig, finished: bool = False) -> None:
         """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
         if gate.screen_name(relative, folder.ignore, scripts=folder.template is not None):
             return
-        self.settler.notice(path, folder, folder.settle_seconds, trust_ctime=not folder.polling)
+        self.settler.notice(
+            path,
+            folder,
+            folder.settle_seconds,
+            trust_ctime=not folder.polling,
+            finished=finished,
+        )
 
     def notice_tree(self, path: Path, folder: FolderConfig) -> None:
         # A whole folder moved in: walking it is I/O, so not on watchdog's thread.
@@ -156,24 +163,42 @@ class Daemon:
         self.pipeline.submit(path, folder)
 
     def scan_all(self, *, initial: bool = False) -> int:
-        """Notice every file whose size or mtime differs from what the journal recorded."""
+        """Notice every file whose size or mtime differs from what the journal recorded.
+
+        Files whose sidecar from an earlier run still matches are adopted into the journal
+        right here, in bulk, instead of going through the pipeline one by one: a restart
+        over a large, finished backlog costs a directory walk and a read of each sidecar.
+        """
         known = self.journal.fingerprints()
         noticed = 0
+        adopted: list[FileRow] = []
         for folder in self.config.folders:
             if not folder.path.is_dir():
                 continue
+            scripts = folder.template is not None
             for entry in walk_files(folder.path, folder.recursive):
+                path = Path(entry.path)
+                if gate.screen_name(path.relative_to(folder.path), folder.ignore, scripts=scripts):
+                    continue
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if not initial and not entry.is_file(follow_symlinks=False):
+                if not initial and not stat.S_ISREG(info.st_mode):
                     continue  # skipped kinds were logged once already
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
                     continue
-                self.notice(Path(entry.path), folder)
+                if record is None and stat.S_ISREG(info.st_mode):
+                    row = adoptable_row(path, folder, info)
+                    if row is not None:
+                        adopted.append(row)
+                        continue
+                self.notice(path, folder)
                 noticed += 1
+        self.journal.put_many(adopted)
+        if adopted:
+            log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
         if noticed and not initial:
             log.info("rescan found %d new or changed file(s)", noticed)
         return noticed

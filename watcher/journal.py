@@ -64,12 +64,14 @@ CREATE INDEX IF NOT EXISTS files_state ON files (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS assets (
     sha256       TEXT NOT NULL,
     content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
     asset_id     TEXT NOT NULL,
     url          TEXT NOT NULL,
     protocol     TEXT NOT NULL,
     uploaded_at  REAL NOT NULL,
     PRIMARY KEY (sha256, content_type)
 );
+CREATE INDEX IF NOT EXISTS assets_size ON assets (size, content_type);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
     path          TEXT PRIMARY KEY,
@@ -246,6 +248,20 @@ class Journal:
                 f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 tuple(getattr(row, name) for name in _COLUMNS),
             )
+
+    def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
+        """Insert many rows in a few transactions (adopting a backlog at start-up)."""
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        statement = f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        for start in range(0, len(rows), chunk):
+            with self._transaction() as db:
+                db.executemany(
+                    statement,
+                    [
+                        tuple(getattr(row, name) for name in _COLUMNS)
+                        for row in rows[start : start + chunk]
+                    ],
+                )
 
     def update(self, key: str, **changes: Any) -> None:
         """Change some columns of the row for path ``key``, committed before returning."""
@@ -466,11 +482,24 @@ class Journal:
             ).fetchone()
         return CachedAsset(*row) if row else None
 
+    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
+        """Could the cache hold these bytes? Identical bytes have identical sizes, so when no
+        cached asset has this size the file need not be hashed before its upload."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM assets WHERE size = ? AND content_type = ? AND uploaded_at >= ? "
+                "LIMIT 1",
+                (size, content_type, newer_than),
+            ).fetchone()
+        return row is not None
+
     def remember_asset(
-        self, sha256: str, content_type: str, asset_id: str, url: str, protocol: str
+        self, sha256: str, content_type: str, size: int, asset_id: str, url: str, protocol: str
     ) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO assets VALUES (?, ?, ?, ?, ?, ?)",
-                (sha256, content_type, asset_id, url, protocol, time.time()),
+                "INSERT OR REPLACE INTO assets "
+                "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sha256, content_type, size, asset_id, url, protocol, time.time()),
             )

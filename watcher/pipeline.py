@@ -248,11 +248,10 @@ class Pipeline:
         self, path: Path, folder: FolderConfig, info: Any, document: dict[str, Any]
     ) -> bool:
         """A sidecar from an earlier run (or a lost journal) that still matches: skip the file."""
-        if document.get("status") not in FINAL_STATES:
+        row = adoptable_row(path, folder, info, document)
+        if row is None:
             return False
-        if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
-            return False
-        self.journal.put(_new_row(path, folder, info, time.time(), document["status"], document))
+        self.journal.put(row)
         return True
 
     def _reject(self, path: Path, folder: FolderConfig, info: Any, verdict: Decision) -> None:
@@ -283,23 +282,25 @@ class Pipeline:
         row: FileRow | None,
         earlier: dict[str, Any] | None,
     ) -> None:
-        digest = sha256_file(path)
-        after = path.lstat()
-        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
-            log.info(
-                "file changed while being hashed; waiting for it to settle",
-                extra={"file": str(path)},
-            )
-            self.renotice(path, folder)
-            return
         if row is not None and row.state == "uploaded":
             previous_sha256, previous_asset = row.sha256, row.asset_id
         elif earlier is not None and earlier.get("status") == "uploaded":
             previous_sha256, previous_asset = earlier.get("sha256"), earlier.get("asset_id")
         else:
             previous_sha256 = previous_asset = None
+        digest: str | None = None
+        if self._hash_first(info.st_size, content_type, previous_sha256 is not None):
+            digest = sha256_file(path)
+            after = path.lstat()
+            if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
+                log.info(
+                    "file changed while being hashed; waiting for it to settle",
+                    extra={"file": str(path)},
+                )
+                self.renotice(path, folder)
+                return
         now = time.time()
-        if previous_sha256 == digest:
+        if digest is not None and previous_sha256 == digest:
             # Same bytes (touched, or copied over with identical content): nothing to upload.
             if row is not None:
                 self.journal.update(
@@ -331,6 +332,15 @@ class Pipeline:
         self.journal.put(fresh)
         self.upload(str(path))
 
+    def _hash_first(self, size: int, content_type: str, uploaded_before: bool) -> bool:
+        """Hash before uploading only when something needs the hash up front: the protocol
+        (v3 signs it), a comparison with this path's earlier upload, or a cached asset of the
+        same size. Otherwise the bytes are hashed while they are sent: one read, not two."""
+        if self.protocol.needs_checksum or uploaded_before:
+            return True
+        cache_after = time.time() - self.config.asset_cache_days * 86400
+        return self.journal.may_have_asset(size, content_type, cache_after)
+
     def _refresh_sidecar_fingerprint(self, path: Path, folder: FolderConfig, info: Any) -> None:
         location = sidecar_for(path, folder)
         document = sidecar.read(location)
@@ -357,10 +367,14 @@ class Pipeline:
 
     def _send(self, row: FileRow) -> UploadedAsset | None:
         path = Path(row.path)
-        assert row.sha256 is not None and row.content_type is not None
+        assert row.content_type is not None
         local = LocalFile(path, row.size, row.content_type, row.sha256)
         cache_after = time.time() - self.config.asset_cache_days * 86400
-        cached = self.journal.cached_asset(row.sha256, row.content_type, cache_after)
+        cached = (
+            self.journal.cached_asset(row.sha256, row.content_type, cache_after)
+            if row.sha256
+            else None
+        )
         if cached is not None:
             log.info(
                 "same bytes already uploaded; reusing asset %s",
@@ -403,6 +417,16 @@ class Pipeline:
         except FileNotFoundError:
             self._vanished(path)
             return None
+        sha256 = row.sha256 or asset.sha256
+        if row.sha256 is None and not self._unchanged_since_admitted(row):
+            # Hashed on the way: the stat must show the same file, or what went up may be a mix.
+            log.info(
+                "file changed during its upload; it will be uploaded again once it settles",
+                extra={"file": row.path},
+            )
+            self.journal.update(row.path, state="queued")
+            self._renotice_row(row)
+            return None
         self.on_event(
             "uploaded",
             {
@@ -417,9 +441,18 @@ class Pipeline:
             asset_id=asset.asset_id,
             asset_url=asset.url,
             protocol=asset.protocol,
+            sha256=sha256,
             reused=0,
         )
         return asset
+
+    @staticmethod
+    def _unchanged_since_admitted(row: FileRow) -> bool:
+        try:
+            info = Path(row.path).lstat()
+        except OSError:
+            return False
+        return row.same_file(info.st_size, info.st_mtime_ns, info.st_ino)
 
     def _slot_taken(self, key: str, slot: UploadSlot) -> None:
         # Committed before the first byte is sent: a resumed upload reuses this slot.
@@ -459,6 +492,7 @@ class Pipeline:
             self.journal.remember_asset(
                 row.sha256 or "",
                 row.content_type or "",
+                row.size,
                 row.asset_id,
                 row.asset_url,
                 row.protocol or "",
@@ -579,6 +613,20 @@ class Pipeline:
 
     def _renotice_row(self, row: FileRow) -> None:
         self.renotice(Path(row.path), self.folder_of(row))
+
+
+def adoptable_row(
+    path: Path, folder: FolderConfig, info: Any, document: dict[str, Any] | None = None
+) -> FileRow | None:
+    """A final journal row for a file whose sidecar still describes it (same size and
+    mtime), or None. Reads the sidecar unless given."""
+    if document is None:
+        document = sidecar.read(sidecar_for(path, folder))
+    if document is None or document.get("status") not in FINAL_STATES:
+        return None
+    if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
+        return None
+    return _new_row(path, folder, info, time.time(), document["status"], document)
 
 
 def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:

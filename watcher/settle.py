@@ -74,6 +74,7 @@ class _Pending:
     folder: Any  # opaque to the settler: handed back with the path
     settle_seconds: float
     trust_ctime: bool
+    finished_hint: bool = False  # renamed into place (or closed, where that is trusted)
     signature: Signature | None = None
     changed_at: float = 0.0  # monotonic time of the last change we saw ourselves
     due: float = 0.0
@@ -104,14 +105,29 @@ class Settler:
             self._thread.join(timeout=5)
 
     def notice(
-        self, path: Path, folder: Any, settle_seconds: float, *, trust_ctime: bool = True
+        self,
+        path: Path,
+        folder: Any,
+        settle_seconds: float,
+        *,
+        trust_ctime: bool = True,
+        finished: bool = False,
     ) -> None:
-        """Look at ``path`` soon. Cheap and thread-safe: called from event handlers."""
+        """Look at ``path`` soon. Cheap and thread-safe: called from event handlers.
+
+        ``finished`` says the event itself means the writer is done (a rename into place):
+        then the quiet period is skipped as long as no process holds the file open for writing.
+        """
         with self._wake:
-            if path in self._pending:
-                # Already scheduled: its next look will see whatever changed.
+            entry = self._pending.get(path)
+            if entry is not None:
+                if finished and not entry.finished_hint:
+                    entry.finished_hint = True
+                    self._schedule(entry, self.clock())
+                    self._wake.notify()
+                # Otherwise already scheduled: its next look will see whatever changed.
                 return
-            entry = _Pending(path, folder, settle_seconds, trust_ctime)
+            entry = _Pending(path, folder, settle_seconds, trust_ctime, finished)
             self._schedule(entry, self.clock())
             self._pending[path] = entry
             self._wake.notify()
@@ -173,6 +189,10 @@ class Settler:
         if not stat.S_ISREG(info.st_mode):
             return None  # the pipeline decides (and logs) what to do with other kinds
         signature = Signature.of(info)
+        if entry.finished_hint and entry.signature in (None, signature):
+            if not held_open_for_writing(entry.path):
+                return None
+            entry.finished_hint = False  # someone writes to it after all: wait for quiet
         if signature != entry.signature:
             entry.signature = signature
             entry.changed_at = now

@@ -51,11 +51,21 @@ def walk_files(root: Path, recursive: bool) -> Iterator[os.DirEntry[str]]:
             log.warning("cannot list %s: %s", folder, error.strerror)
 
 
+def _native_observer() -> BaseObserver:
+    """inotify with "full events" where available: a file moved in from outside the folder
+    then arrives as a move (finished) instead of looking like a new, still-written file."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux: the platform's own observer
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(
         self,
         folder: FolderConfig,
-        on_path: Callable[[Path, Any], None],
+        on_path: Callable[[Path, Any, bool], None],
         on_tree: Callable[[Path, Any], None],
     ) -> None:
         self.folder = folder
@@ -68,12 +78,19 @@ class _Handler(FileSystemEventHandler):
         target = event.dest_path if event.event_type == "moved" else event.src_path
         if isinstance(target, bytes):
             target = os.fsdecode(target)
+        if not target:
+            return  # moved out of the folder
         if event.is_directory:
             if event.event_type in ("created", "moved"):
                 # A folder moved in arrives with its files already inside: no event for them.
                 self.on_tree(Path(target), self.folder)
             return
-        self.on_path(Path(target), self.folder)
+        # A rename into place is how finished files arrive (rsync, browsers, mv); a close
+        # after writing only where the folder trusts its writers to write in one go.
+        finished = event.event_type == "moved" or (
+            event.event_type == "closed" and self.folder.trust_close_write
+        )
+        self.on_path(Path(target), self.folder, finished)
 
 
 class FolderWatch:
@@ -82,7 +99,7 @@ class FolderWatch:
     def __init__(
         self,
         config: FolderConfig,
-        on_path: Callable[[Path, Any], None],
+        on_path: Callable[[Path, Any, bool], None],
         on_tree: Callable[[Path, Any], None],
     ) -> None:
         self.config = config
@@ -116,7 +133,7 @@ class FolderWatch:
         return True
 
     def _start_observer(self, polling: bool) -> BaseObserver:
-        observer: BaseObserver = PollingObserver(timeout=1.0) if polling else Observer()
+        observer: BaseObserver = PollingObserver(timeout=1.0) if polling else _native_observer()
         observer.name = f"watch {self.config.path.name}"
         observer.daemon = True
         observer.schedule(self._handler, str(self.config.path), recursive=self.config.recursive)

@@ -14,7 +14,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -43,7 +43,9 @@ class LocalFile:
     path: Path
     size: int
     content_type: str
-    sha256: str
+    # None: not hashed beforehand. Protocols that do not need the checksum up front then hash
+    # the bytes as they send them, so a big file is read from disk once, not twice.
+    sha256: str | None
 
     @property
     def filename(self) -> str:
@@ -90,6 +92,7 @@ class UploadedAsset:
     asset_id: str
     url: str
     protocol: str
+    sha256: str | None = None  # the hash of the bytes sent, when they were hashed on the way
 
 
 SlotCallback = Callable[[UploadSlot], None]
@@ -110,18 +113,23 @@ def _raise_local_error(file: LocalFile, bodies: list[FileBody]) -> None:
     body = bodies[-1]
     if body.local_error is not None:
         raise body.local_error
-    if body.finished and body.sha256() != file.sha256:
+    if body.finished and file.sha256 is not None and body.sha256() != file.sha256:
         raise FileChangedError(f"{file.path} changed while it was being uploaded")
 
 
-def _checked_body(file: LocalFile, body: FileBody) -> None:
-    """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us."""
-    if body.sha256() != file.sha256:
+def _checked_body(file: LocalFile, body: FileBody) -> str:
+    """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us.
+    Returns the hash of what was sent."""
+    sent = body.sha256()
+    if file.sha256 is not None and sent != file.sha256:
         raise FileChangedError(f"{file.path} changed while it was being uploaded")
+    return sent
 
 
 class UploadProtocol(ABC):
     name: str
+    # Whether the SHA-256 must be known before the first request (v3 signs it into the slot).
+    needs_checksum: bool = False
 
     def __init__(self, client: HeyGenClient) -> None:
         self.client = client
@@ -168,17 +176,18 @@ class PresignedProtocol(UploadProtocol):
                 if on_slot is not None:
                     on_slot(slot)
             try:
-                self._put_with_retries(file, slot)
-                return self.finish(file, slot)
+                sent_sha256 = self._put_with_retries(file, slot)
+                return replace(self.finish(file, slot), sha256=sent_sha256)
             except SlotExpired:
                 if fresh_slots >= self.client.policy.max_attempts:
                     raise
                 log.info("upload slot for %s expired; asking for a fresh one", file.filename)
                 slot = None
 
-    def _put_with_retries(self, file: LocalFile, slot: UploadSlot) -> None:
-        """Retry the PUT on the same slot; an expired slot is the caller's business."""
-        with_retries(
+    def _put_with_retries(self, file: LocalFile, slot: UploadSlot) -> str:
+        """Retry the PUT on the same slot; an expired slot is the caller's business.
+        Returns the hash of the bytes sent."""
+        return with_retries(
             lambda: self._put(file, slot),
             self.client.policy,
             self.client.throttle,
@@ -186,7 +195,7 @@ class PresignedProtocol(UploadProtocol):
             retryable=lambda error: is_retryable(error) and not isinstance(error, SlotExpired),
         )
 
-    def _put(self, file: LocalFile, slot: UploadSlot) -> None:
+    def _put(self, file: LocalFile, slot: UploadSlot) -> str:
         bodies: list[FileBody] = []
 
         def body_factory() -> FileBody:
@@ -199,7 +208,7 @@ class PresignedProtocol(UploadProtocol):
         except ApiError:
             _raise_local_error(file, bodies)
             raise
-        _checked_body(file, bodies[-1])
+        return _checked_body(file, bodies[-1])
 
 
 class V1Presigned(PresignedProtocol):
@@ -242,6 +251,8 @@ def slot_from_v3(data: Any, protocol: str, what: str) -> UploadSlot:
 
 
 def v3_file_spec(file: LocalFile) -> dict[str, Any]:
+    if file.sha256 is None:
+        raise ValueError("v3 uploads need the file's SHA-256 before the first request")
     return {
         "filename": file.filename,
         "content_type": file.content_type,
@@ -254,6 +265,7 @@ class V3Direct(PresignedProtocol):
     """``POST /v3/assets/direct-uploads`` → PUT with exactly the signed headers → complete."""
 
     name = "v3-direct"
+    needs_checksum = True
 
     def new_slot(self, file: LocalFile) -> UploadSlot:
         # One idempotency key per slot request: a retried create whose answer was lost
@@ -278,14 +290,14 @@ class V3Direct(PresignedProtocol):
             # The PUT that was in flight when we stopped may well have finished: completing
             # is idempotent and tells, and it saves sending the bytes (or a second asset) again.
             try:
-                return self.complete(resume.asset_id, file.sha256)
+                return self.complete(resume.asset_id, v3_file_spec(file)["checksum_sha256"])
             except PermanentError as error:
                 if error.status not in (404, 409):
                     raise
         return super().upload(file, resume=resume, on_slot=on_slot)
 
     def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
-        return self.complete(slot.asset_id, file.sha256)
+        return self.complete(slot.asset_id, v3_file_spec(file)["checksum_sha256"])
 
     def complete(self, asset_id: str, sha256: str) -> UploadedAsset:
         """Idempotent on the server, so retrying it (or repeating it on resume) is safe."""
@@ -343,9 +355,10 @@ class V3Multipart(UploadProtocol):
         except ApiError:
             _raise_local_error(file, bodies)
             raise
-        _checked_body(file, bodies[-1])
+        sent_sha256 = _checked_body(file, bodies[-1])
         asset_id = _require_str(data, "asset_id", "POST /v3/assets")
-        return UploadedAsset(asset_id, data.get("url") or self.asset_url(asset_id), self.name)
+        url = data.get("url") or self.asset_url(asset_id)
+        return UploadedAsset(asset_id, url, self.name, sent_sha256)
 
 
 PROTOCOLS: dict[str, type[UploadProtocol]] = {

@@ -62,7 +62,29 @@ def _expire_slots(ctx: Context, exchange: Exchange) -> Response:
     return _ok()
 
 
+_TUNABLE = (
+    "url_ttl_seconds",
+    "latency_seconds",
+    "video_pending_seconds",
+    "video_processing_seconds",
+    "batch_processing_seconds",
+)
+
+
+def _settings(ctx: Context, exchange: Exchange) -> Response:
+    """Change run-time tunables of a sandbox running in another process (benchmarks)."""
+    changes = read_json_object(exchange)
+    for name, value in changes.items():
+        if name not in _TUNABLE:
+            raise ApiError(400, f"unknown setting {name!r} (settable: {', '.join(_TUNABLE)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ApiError(400, f"{name} must be a number of seconds, got {value!r}")
+        setattr(ctx.settings, name, float(value))
+    return _ok({name: getattr(ctx.settings, name) for name in _TUNABLE})
+
+
 ROUTES = {
+    ("POST", "settings"): _settings,
     ("POST", "faults"): _add_fault,
     ("DELETE", "faults"): _clear_faults,
     ("GET", "requests"): _requests,
