@@ -18,9 +18,10 @@ from typing import Any
 
 from watcher import gate
 from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
+from watcher.batching import V3Batcher
 from watcher.config import Config, FolderConfig
 from watcher.heygen.client import HeyGenClient
-from watcher.heygen.uploads import make_protocol
+from watcher.heygen.uploads import V3Direct, make_protocol
 from watcher.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
 from watcher.pipeline import Pipeline, adoptable_row
 from watcher.settle import Settler
@@ -81,10 +82,14 @@ class Daemon:
             on_event=self.on_event,
         )
         self.pipeline.videos = self.videos
+        if isinstance(self.pipeline.protocol, V3Direct):
+            self.pipeline.batcher = V3Batcher(self.pipeline, self.pipeline.protocol)
 
     def start(self, *, watch: bool = True) -> None:
         self.open()
         self.pipeline.start()
+        if self.pipeline.batcher is not None:
+            self.pipeline.batcher.start()
         self.settler.start()
         self.videos.resume()
         self.resume_unfinished()
@@ -117,6 +122,8 @@ class Daemon:
         for folder_watch in self.watches:
             folder_watch.stop()
         self.settler.stop()
+        if self.pipeline.batcher is not None:
+            self.pipeline.batcher.stop()
         self.pipeline.stop_accepting()
         self.pipeline.drain_queue()
         finished = self.pipeline.join(self.config.shutdown_timeout_seconds)

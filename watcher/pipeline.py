@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher import gate, records, sidecar
 from watcher.config import Config, FolderConfig
@@ -28,6 +28,9 @@ from watcher.journal import FINAL_STATES, FileRow, Journal
 from watcher.placement import move_file, moved_path, sidecar_for
 from watcher.videostage import VideoStage, sidecar_video
 
+if TYPE_CHECKING:
+    from watcher.batching import V3Batcher
+
 log = logging.getLogger(__name__)
 
 RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
@@ -38,7 +41,14 @@ class Work:
     path: Path
     folder: FolderConfig
     row: FileRow | None = None  # a retry or a resume of this journal row
-    video: bool = False  # a step of this file's video, not the file itself
+
+
+@dataclass
+class Task:
+    """Internal work for the pool: a video step, a batch item's PUT, a batch completion."""
+
+    run: Callable[[], None]
+    what: str
 
 
 class AuthPause:
@@ -76,7 +86,9 @@ class Pipeline:
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
     on_retry_scheduled: Callable[[], None] = lambda: None
     videos: VideoStage | None = None
-    _queue: queue.Queue[Work | None] = field(default_factory=queue.Queue)
+    batcher: V3Batcher | None = None
+    _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
+    _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _in_flight: set[Path] = field(default_factory=set)
     _again: dict[Path, Work] = field(default_factory=dict)
@@ -113,12 +125,33 @@ class Pipeline:
     def submit_video(self, key: str) -> None:
         """Queue one step of a file's video (a poll, a download, a submission)."""
         with self._lock:
-            if not self._accepting or key in self._videos_queued:
+            if key in self._videos_queued:
                 return
             self._videos_queued.add(key)
+
+        def step() -> None:
+            with self._lock:
+                self._videos_queued.discard(key)
+            self.run_video_step(key)
+
+        self.run_task(step, f"the video step of {key}")
+
+    def run_task(self, run: Callable[[], None], what: str) -> None:
+        with self._lock:
+            if not self._accepting:
+                return
         with self._idle:
             self._busy += 1
-        self._queue.put(Work(Path(key), FolderConfig(path=Path(key).parent), video=True))
+        self._queue.put(Task(run, what))
+
+    def hand_off(self, path: Path) -> None:
+        """The file's upload continues elsewhere (a batch): it stays in flight until
+        `release` is called, so it is neither processed twice nor counted as idle."""
+        with self._lock:
+            self._handed_off.add(path)
+
+    def release(self, path: Path) -> None:
+        self._finished(path)
 
     def stop_accepting(self) -> None:
         with self._lock:
@@ -140,9 +173,10 @@ class Pipeline:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not None and item.video:
+            if isinstance(item, Task):
                 with self._idle:
                     self._busy -= 1
+                    self._idle.notify_all()
             elif item is not None:
                 self._finished(item.path)
 
@@ -160,8 +194,8 @@ class Pipeline:
             item = self._queue.get()
             if item is None:
                 return
-            if item.video:
-                self._video_work(item)
+            if isinstance(item, Task):
+                self._run_task(item)
                 continue
             with self._lock:
                 self._queued.discard(item.path)
@@ -173,18 +207,18 @@ class Pipeline:
             except Exception:
                 log.exception("unexpected error while processing %s", item.path)
             finally:
-                self._finished(item.path)
+                with self._lock:
+                    handed_off = item.path in self._handed_off
+                if not handed_off:
+                    self._finished(item.path)
 
-    def _video_work(self, item: Work) -> None:
-        key = str(item.path)
+    def _run_task(self, task: Task) -> None:
         try:
-            with self._lock:
-                self._videos_queued.discard(key)
-            self.run_video_step(key)
+            task.run()
         except Interrupted:
-            log.info("stopped during a video step of %s; it resumes at the next start", key)
+            log.info("stopped during %s; it resumes at the next start", task.what)
         except Exception:
-            log.exception("unexpected error in the video step of %s", key)
+            log.exception("unexpected error during %s", task.what)
         finally:
             with self._idle:
                 self._busy -= 1
@@ -192,6 +226,7 @@ class Pipeline:
 
     def _finished(self, path: Path) -> None:
         with self._lock:
+            self._handed_off.discard(path)
             self._in_flight.discard(path)
             again = self._again.pop(path, None)
         if again is not None:
@@ -330,6 +365,11 @@ class Pipeline:
             # same slot again, which replaces its bytes instead of leaving a stray asset.
             fresh = replace(fresh, slot=row.slot, slot_expires_at=row.slot_expires_at)
         self.journal.put(fresh)
+        if self.batcher is not None:
+            # Several files ready at once go up together: slots and completion in batches.
+            self.hand_off(path)
+            self.batcher.enqueue(str(path))
+            return
         self.upload(str(path))
 
     def _hash_first(self, size: int, content_type: str, uploaded_before: bool) -> bool:
@@ -398,25 +438,34 @@ class Pipeline:
                 resume=row.upload_slot(),
                 on_slot=lambda slot: self._slot_taken(row.path, slot),
             )
-        except AuthError as error:
-            self._hold_for_auth(row, error)
+        except (ApiError, OSError) as error:
+            self.upload_failed(row, error)
             return None
-        except FileChangedError as error:
+        return self.upload_succeeded(row, asset, started)
+
+    def upload_failed(self, row: FileRow, error: ApiError | OSError) -> None:
+        """Decide what a failed upload attempt means for its file."""
+        if isinstance(error, AuthError):
+            self._hold_for_auth(row, error)
+        elif isinstance(error, FileChangedError):
             log.info(
                 "%s; it will be uploaded again once it settles", error, extra={"file": row.path}
             )
             self.journal.update(row.path, state="queued")
             self._renotice_row(row)
-            return None
-        except PermanentError as error:
+        elif isinstance(error, PermanentError):
             self._fail(row, str(error), final=True)
-            return None
-        except ApiError as error:
+        elif isinstance(error, ApiError):
             self._fail(row, str(error), final=False)
-            return None
-        except FileNotFoundError:
-            self._vanished(path)
-            return None
+        elif isinstance(error, FileNotFoundError):
+            self._vanished(Path(row.path))
+        else:
+            self._fail(row, f"cannot read the file: {error.strerror or error}", final=False)
+
+    def upload_succeeded(
+        self, row: FileRow, asset: UploadedAsset, started: float
+    ) -> UploadedAsset | None:
+        """Record the asset of a finished upload (state `recording`), unless the file changed."""
         sha256 = row.sha256 or asset.sha256
         if row.sha256 is None and not self._unchanged_since_admitted(row):
             # Hashed on the way: the stat must show the same file, or what went up may be a mix.

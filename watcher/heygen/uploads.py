@@ -176,7 +176,7 @@ class PresignedProtocol(UploadProtocol):
                 if on_slot is not None:
                     on_slot(slot)
             try:
-                sent_sha256 = self._put_with_retries(file, slot)
+                sent_sha256 = self.put_with_retries(file, slot)
                 return replace(self.finish(file, slot), sha256=sent_sha256)
             except SlotExpired:
                 if fresh_slots >= self.client.policy.max_attempts:
@@ -184,7 +184,7 @@ class PresignedProtocol(UploadProtocol):
                 log.info("upload slot for %s expired; asking for a fresh one", file.filename)
                 slot = None
 
-    def _put_with_retries(self, file: LocalFile, slot: UploadSlot) -> str:
+    def put_with_retries(self, file: LocalFile, slot: UploadSlot) -> str:
         """Retry the PUT on the same slot; an expired slot is the caller's business.
         Returns the hash of the bytes sent."""
         return with_retries(

@@ -1,0 +1,266 @@
+"""v3 batch uploads: files ready at about the same time share slot requests and completion.
+
+One `POST /v3/assets/direct-uploads/batches` asks for up to 100 slots at once; each file's bytes
+are PUT by the worker pool as usual; once every PUT of a batch has ended, one
+`POST /v3/assets/complete/batches` completes them and the batch status tells each file's
+outcome. A file alone in its gathering window takes the single direct-upload path, which needs
+fewer round trips. Every slot is recorded in the journal before its PUT, and completion is
+idempotent, so a file interrupted anywhere resumes on the single path (complete, or PUT again).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from watcher.heygen.errors import ApiError, PermanentError, TransientError
+from watcher.heygen.uploads import (
+    LocalFile,
+    UploadedAsset,
+    UploadSlot,
+    V3Direct,
+    slot_from_v3,
+    v3_file_spec,
+)
+from watcher.journal import FileRow, Journal
+
+if TYPE_CHECKING:
+    from watcher.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_FILES = 100
+# Long enough for a burst's files to find each other, short enough not to delay a lone file.
+GATHER_SECONDS = 0.02
+POLL_FIRST_SECONDS = 0.05
+POLL_MAX_SECONDS = 2.0
+POLL_GIVE_UP_SECONDS = 600.0
+
+
+@dataclass
+class _Batch:
+    batch_id: str
+    slots: dict[str, UploadSlot]  # journal key → slot
+    started: float
+    waiting: set[str] = field(default_factory=set)  # PUTs not yet ended
+    sent: set[str] = field(default_factory=set)  # PUTs that succeeded
+
+
+@dataclass
+class V3Batcher:
+    pipeline: Pipeline
+    protocol: V3Direct
+    gather_seconds: float = GATHER_SECONDS
+    max_files: int = MAX_BATCH_FILES
+    _pending: list[str] = field(default_factory=list)
+    _first_pending_at: float = 0.0
+    _wake: threading.Condition = field(default_factory=threading.Condition)
+    _stopped: bool = False
+    _thread: threading.Thread | None = None
+
+    @property
+    def journal(self) -> Journal:
+        return self.pipeline.journal
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop gathering; files not yet in a batch stay `queued` in the journal."""
+        with self._wake:
+            self._stopped = True
+            left, self._pending = self._pending, []
+            self._wake.notify()
+        for key in left:
+            self.pipeline.release(Path(key))
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def enqueue(self, key: str) -> None:
+        with self._wake:
+            if not self._pending:
+                self._first_pending_at = time.monotonic()
+            self._pending.append(key)
+            self._wake.notify()
+
+    # -- gathering ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._stopped:
+                    self._wake.wait()
+                deadline = self._first_pending_at + self.gather_seconds
+                while (
+                    not self._stopped
+                    and len(self._pending) < self.max_files
+                    and time.monotonic() < deadline
+                ):
+                    self._wake.wait(deadline - time.monotonic())
+                if self._stopped:
+                    return
+                keys = self._pending[: self.max_files]
+                del self._pending[: self.max_files]
+                self._first_pending_at = time.monotonic()
+            try:
+                self._start_batch(keys)
+            except Exception:
+                log.exception("batch upload failed to start")
+                for key in keys:
+                    self.pipeline.release(Path(key))
+
+    def _start_batch(self, keys: list[str]) -> None:
+        rows = self._live_rows(keys)
+        if len(rows) == 1:
+            self._single(rows[0])
+            return
+        if not rows:
+            return
+        if self.pipeline.auth_pause.active:
+            for row in rows:
+                self.journal.update(row.path, state="held")
+                self.pipeline.release(Path(row.path))
+            return
+        files = [LocalFile(Path(r.path), r.size, r.content_type or "", r.sha256) for r in rows]
+        try:
+            data = self.pipeline.protocol.client.request(
+                "POST",
+                "/v3/assets/direct-uploads/batches",
+                json={"files": [v3_file_spec(file) for file in files]},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            batch = self._batch_from(data, rows)
+        except ApiError as error:
+            for row in rows:
+                self.pipeline.upload_failed(row, error)
+                self.pipeline.release(Path(row.path))
+            return
+        log.info("batch %s: %d files", batch.batch_id, len(rows))
+        for row, file in zip(rows, files, strict=True):
+            slot = batch.slots[row.path]
+            self.journal.record_slot(row.path, slot)
+            self.pipeline.run_task(
+                lambda row=row, file=file, slot=slot: self._put(batch, row, file, slot),
+                f"the upload of {file.filename}",
+            )
+
+    def _live_rows(self, keys: list[str]) -> list[FileRow]:
+        rows = []
+        for key in keys:
+            row = self.journal.get(key)
+            if row is None or row.state != "queued" or row.sha256 is None:
+                self.pipeline.release(Path(key))
+                continue
+            rows.append(row)
+        return rows
+
+    def _single(self, row: FileRow) -> None:
+        def upload() -> None:
+            try:
+                self.pipeline.upload(row.path)
+            finally:
+                self.pipeline.release(Path(row.path))
+
+        self.pipeline.run_task(upload, f"the upload of {Path(row.path).name}")
+
+    def _batch_from(self, data: Any, rows: list[FileRow]) -> _Batch:
+        items = data.get("items") if isinstance(data, dict) else None
+        batch_id = data.get("batch_id") if isinstance(data, dict) else None
+        if not isinstance(batch_id, str) or not isinstance(items, list) or len(items) != len(rows):
+            raise PermanentError("malformed response to the batch create: items do not match")
+        slots = {
+            row.path: slot_from_v3(item, self.protocol.name, "the batch create")
+            for row, item in zip(rows, items, strict=True)
+        }
+        return _Batch(batch_id, slots, time.monotonic(), waiting=set(slots))
+
+    # -- per file: the PUT -------------------------------------------------------------------
+    def _put(self, batch: _Batch, row: FileRow, file: LocalFile, slot: UploadSlot) -> None:
+        ok = False
+        try:
+            self.journal.update(row.path, attempts=row.attempts + 1)
+            self.protocol.put_with_retries(file, slot)
+            ok = True
+        except (ApiError, OSError) as error:
+            self.pipeline.upload_failed(row, error)
+            self.pipeline.release(Path(row.path))
+        finally:
+            self._put_ended(batch, row.path, ok)
+
+    def _put_ended(self, batch: _Batch, key: str, ok: bool) -> None:
+        with self._wake:
+            batch.waiting.discard(key)
+            if ok:
+                batch.sent.add(key)
+            last = not batch.waiting
+        if last and batch.sent:
+            self.pipeline.run_task(lambda: self._complete(batch), f"batch {batch.batch_id}")
+
+    # -- the batch: complete and read the outcome --------------------------------------------
+    def _complete(self, batch: _Batch) -> None:
+        client = self.pipeline.protocol.client
+        try:
+            client.request(
+                "POST",
+                "/v3/assets/complete/batches",
+                json={"batch_id": batch.batch_id},
+                headers={"Idempotency-Key": f"complete-{batch.batch_id}"},
+            )
+            items = self._wait_for_outcome(batch)
+        except ApiError as error:
+            # The bytes are up and completion is idempotent: each file's retry completes it.
+            for key in batch.sent:
+                self._failed(key, error)
+            return
+        for key in batch.sent:
+            item = items.get(batch.slots[key].asset_id, {})
+            if item.get("status") == "completed":
+                self._uploaded(batch, key, item)
+            else:
+                reason = item.get("error") or item.get("status") or "missing from the batch"
+                self._failed(key, TransientError(f"batch item not completed: {reason}"))
+
+    def _wait_for_outcome(self, batch: _Batch) -> dict[str, dict[str, Any]]:
+        client = self.pipeline.protocol.client
+        delay = POLL_FIRST_SECONDS
+        give_up = time.monotonic() + POLL_GIVE_UP_SECONDS
+        while True:
+            data = client.request("GET", f"/v3/assets/batches/{batch.batch_id}")
+            items = {
+                item.get("asset_id"): item
+                for item in (data.get("items") or [] if isinstance(data, dict) else [])
+                if isinstance(item, dict)
+            }
+            statuses = {
+                items.get(batch.slots[key].asset_id, {}).get("status") for key in batch.sent
+            }
+            if not statuses & {"queued", "processing"} or time.monotonic() > give_up:
+                return items
+            client.throttle.sleep(delay)
+            delay = min(delay * 2, POLL_MAX_SECONDS)
+
+    def _uploaded(self, batch: _Batch, key: str, item: dict[str, Any]) -> None:
+        try:
+            row = self.journal.get(key)
+            if row is None:
+                return
+            asset_id = batch.slots[key].asset_id
+            url = item.get("url") or self.protocol.asset_url(asset_id)
+            asset = UploadedAsset(asset_id, url, self.protocol.name, row.sha256)
+            if self.pipeline.upload_succeeded(row, asset, batch.started) is not None:
+                self.pipeline.upload(key)
+        finally:
+            self.pipeline.release(Path(key))
+
+    def _failed(self, key: str, error: ApiError) -> None:
+        try:
+            row = self.journal.get(key)
+            if row is not None:
+                self.pipeline.upload_failed(row, error)
+        finally:
+            self.pipeline.release(Path(key))
