@@ -84,10 +84,11 @@ def _install_signal_handlers(stop: threading.Event, reload: threading.Event) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from watcher.daemon import Daemon
+    from watcher.service import Service
 
     sandbox = None
     key = None
+    config_path = None
     if args.sandbox:
         from watcher.sandbox import Sandbox
         from watcher.tour import tour_config
@@ -99,34 +100,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise CommandError("run needs -c CONFIG (or --sandbox for the built-in tour)")
     else:
-        config = load_config(args.config)
+        config_path = args.config
+        config = load_config(config_path)
     if args.rebuild_journal:
         rebuild_journal(config)
-    stop = threading.Event()
-    reload = threading.Event()
-    _install_signal_handlers(stop, reload)
-    daemon = Daemon(config, key=key)
-    try:
-        daemon.start()
+
+    def announce(daemon: object) -> None:
         if sandbox is not None:
-            drop = config.folders[0].path
             print(
                 f"Sandbox HeyGen at {sandbox.api_url} (no key needed).\n"
-                f"Drop files into {drop}/ and watch <name>.asset.json appear beside them.\n"
-                "Press Ctrl-C to stop.",
+                f"Drop files into {config.folders[0].path}/ and watch <name>.asset.json "
+                "appear beside them.\nPress Ctrl-C to stop.",
                 file=sys.stderr,
                 flush=True,
             )
-        while not stop.wait(0.5):
-            if reload.is_set():
-                reload.clear()
-                daemon.reload_key()
-        log.info("stopping")
-        daemon.stop()
+
+    service = Service(config, config_path=config_path, key=key, on_started=announce)
+    service.install_signal_handlers()
+    try:
+        return service.run()
     finally:
         if sandbox is not None:
             sandbox.stop()
-    return EXIT_OK
 
 
 def rebuild_journal(config: Config) -> None:
@@ -304,3 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.code
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # an unexpected failure: one clear line, detail with -v
+        log.debug("fatal error", exc_info=True)
+        print(f"heygen-watcher: fatal: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED

@@ -93,6 +93,20 @@ class Config:
     shutdown_timeout_seconds: float = 20.0
     quota_pause_seconds: float = 600.0
     templates: Mapping[str, Template] = field(default_factory=dict)
+    metrics_listen: str | None = None
+    stall_seconds: float | None = None
+
+    @property
+    def stall_limit_seconds(self) -> float:
+        """How long a busy worker may go without a sign of life before it counts as wedged:
+        longer than any single wait it can legitimately be in (a socket timeout, a clamped
+        Retry-After), unless configured."""
+        if self.stall_seconds is not None:
+            return self.stall_seconds
+        api = self.api
+        return (
+            2 * api.timeout_seconds + max(api.max_retry_after_seconds, api.backoff_max_seconds) + 60
+        )
 
     def template_for(self, folder: FolderConfig) -> Template | None:
         return self.templates.get(folder.template) if folder.template else None
@@ -109,6 +123,8 @@ _TOP_KEYS = (
     "shutdown_timeout_seconds",
     "quota_pause_seconds",
     "templates",
+    "metrics",
+    "stall_seconds",
 )
 _API_KEYS = tuple(ApiConfig.__dataclass_fields__)
 _FOLDER_KEYS = (
@@ -356,6 +372,21 @@ def _read_templates(check: Checker, raw: Any, base: Path) -> dict[str, Template]
     }
 
 
+def _read_metrics(check: Checker, raw: Any) -> str | None:
+    """``metrics: {listen: "127.0.0.1:9464"}``; off when absent."""
+    from watcher.metrics import parse_listen
+
+    section = check.mapping(raw, "metrics")
+    check.known_keys(section, "metrics", ("listen",))
+    listen = check.string(section, "metrics", "listen", None)
+    if listen is not None:
+        try:
+            parse_listen(listen)
+        except ValueError as error:
+            check.error("metrics.listen", str(error))
+    return listen
+
+
 def default_state_dir() -> Path:
     systemd_state = os.environ.get("STATE_DIRECTORY")
     if systemd_state:
@@ -400,6 +431,12 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     retry_window_seconds = float(check.number(top, "", "retry_window_seconds", 3600.0))
     shutdown_timeout = float(check.number(top, "", "shutdown_timeout_seconds", 20.0))
     quota_pause = float(check.number(top, "", "quota_pause_seconds", 600.0, minimum=0.01))
+    metrics_listen = _read_metrics(check, top.get("metrics"))
+    stall_seconds = (
+        float(check.number(top, "", "stall_seconds", 600.0, minimum=0.1))
+        if top.get("stall_seconds") is not None
+        else None
+    )
     check.raise_if_any()
     return Config(
         source=source,
@@ -413,6 +450,8 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         shutdown_timeout_seconds=shutdown_timeout,
         quota_pause_seconds=quota_pause,
         templates=templates,
+        metrics_listen=metrics_listen,
+        stall_seconds=stall_seconds,
     )
 
 

@@ -12,11 +12,11 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from watcher import gate
+from watcher import gate, heartbeat
 from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.batching import V3Batcher
 from watcher.config import Config, FolderConfig
@@ -306,6 +306,57 @@ class Daemon:
                 log.warning("watch stopped; starting it again", extra={"folder": str(root)})
                 folder_watch.start()
                 self._scan_tree(root, folder_watch.config)
+
+    # -- reload ------------------------------------------------------------------------------
+    def apply_config(self, new: Config) -> None:
+        """Take a re-read configuration: folders come and go without a restart."""
+        if new.api != self.config.api or new.state_dir != self.config.state_dir:
+            log.warning("changes to `api` and `state_dir` take effect at the next restart")
+            new = replace(new, api=self.config.api, state_dir=self.config.state_dir)
+        wanted = {folder.path: folder for folder in new.folders}
+        self.config = new
+        self.pipeline.config = new
+        self.videos.config = new
+        for folder_watch in list(self.watches):
+            if wanted.get(folder_watch.config.path) != folder_watch.config:
+                folder_watch.stop()
+                self.watches.remove(folder_watch)
+                if folder_watch.config.path not in wanted:
+                    log.info(
+                        "folder no longer watched", extra={"folder": str(folder_watch.config.path)}
+                    )
+        watched = {folder_watch.config.path for folder_watch in self.watches}
+        for folder in new.folders:
+            if folder.path in watched:
+                continue
+            folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
+            folder_watch.missing = not folder_watch.start()
+            self.watches.append(folder_watch)
+            log.info("watching folder", extra={"folder": str(folder.path)})
+            self.notice_tree(folder.path, folder)
+        self._wake.set()
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        """(True, "ok") while working; else False and why (paused, stuck, missing folder)."""
+        if self.pipeline.auth_pause.active:
+            return (
+                False,
+                f"uploads paused: the API refused the key ({self.pipeline.auth_pause.reason})",
+            )
+        if self.videos.pause.active():
+            return False, f"video generation paused: {self.videos.pause.reason}"
+        if not self.making_progress():
+            return False, "stuck: a worker has shown no sign of life for too long"
+        missing = [str(w.config.path) for w in self.watches if w.missing]
+        if missing:
+            return False, f"folder missing: {', '.join(missing)}"
+        return True, "ok"
+
+    def making_progress(self) -> bool:
+        """False when a worker is wedged or a service thread died: stop the watchdog pings."""
+        threads_alive = self._housekeeper is None or self._housekeeper.is_alive()
+        return threads_alive and heartbeat.longest_silence() <= self.config.stall_limit_seconds
 
     # -- the key -----------------------------------------------------------------------------
     def _key_file_stamp(self) -> tuple[float, int] | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher import gate, records, sidecar
+from watcher import gate, heartbeat, records, sidecar
 from watcher.config import Config, FolderConfig
 from watcher.gate import Decision, Outcome
 from watcher.heygen.body import FileChangedError, sha256_file
@@ -194,23 +194,30 @@ class Pipeline:
             item = self._queue.get()
             if item is None:
                 return
-            if isinstance(item, Task):
-                self._run_task(item)
-                continue
-            with self._lock:
-                self._queued.discard(item.path)
-                self._in_flight.add(item.path)
+            heartbeat.begin()
             try:
-                self.process(item)
-            except Interrupted:
-                log.info("stopped while working on %s; it resumes at the next start", item.path)
-            except Exception:
-                log.exception("unexpected error while processing %s", item.path)
+                self._handle(item)
             finally:
-                with self._lock:
-                    handed_off = item.path in self._handed_off
-                if not handed_off:
-                    self._finished(item.path)
+                heartbeat.end()
+
+    def _handle(self, item: Work | Task) -> None:
+        if isinstance(item, Task):
+            self._run_task(item)
+            return
+        with self._lock:
+            self._queued.discard(item.path)
+            self._in_flight.add(item.path)
+        try:
+            self.process(item)
+        except Interrupted:
+            log.info("stopped while working on %s; it resumes at the next start", item.path)
+        except Exception:
+            log.exception("unexpected error while processing %s", item.path)
+        finally:
+            with self._lock:
+                handed_off = item.path in self._handed_off
+            if not handed_off:
+                self._finished(item.path)
 
     def _run_task(self, task: Task) -> None:
         try:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from watcher import heartbeat
+
 READ_BLOCK_BYTES = 1024 * 1024
 
 
@@ -76,6 +78,7 @@ class FileBody:
             raise FileChangedError(f"{self._path} shrank while it was being uploaded")
         self._left -= len(block)
         self._hasher.update(block)
+        heartbeat.beat()
         return block
 
     def _close(self) -> None:

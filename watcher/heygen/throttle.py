@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
+from watcher import heartbeat
+
 
 class Interrupted(Exception):
     """Raised from a wait when the process is shutting down."""
@@ -50,6 +52,7 @@ class Throttle:
     # -- waiting -----------------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once on shutdown."""
+        heartbeat.beat()  # a deliberate, bounded wait is not a stall
         if seconds > 0 and self._stop.wait(seconds):
             raise Interrupted("shutting down")
         if self._stop.is_set():

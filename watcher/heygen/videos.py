@@ -12,6 +12,7 @@ import requests
 
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import PermanentError, TransientError
+from watcher.sidecar import current_umask
 
 VIDEO_STATES = ("pending", "processing", "completed", "failed")
 _DOWNLOAD_BLOCK_BYTES = 1024 * 1024
@@ -87,6 +88,7 @@ def download(client: HeyGenClient, url: str, destination: Path) -> int:
             prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
         )
         try:
+            os.fchmod(handle, 0o666 & ~current_umask())
             with os.fdopen(handle, "wb") as out:
                 for block in response.iter_content(_DOWNLOAD_BLOCK_BYTES):
                     out.write(block)

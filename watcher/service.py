@@ -1,0 +1,146 @@
+"""`heygen-watcher run` as a service: signals, sd_notify, the watchdog, reload, metrics.
+
+- SIGTERM/SIGINT: stop taking work, let uploads finish (``shutdown_timeout_seconds``), exit 0.
+- SIGHUP: re-read the configuration (folders come and go; a bad file is logged and the old
+  configuration kept) and the API key, between ``RELOADING=1`` and ``READY=1``.
+- ``READY=1`` once every folder is watched and the start-up scan is queued; ``STATUS=`` with the
+  queue; ``WATCHDOG=1`` only while the pipeline makes progress; ``STOPPING=1`` on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from watcher.apikey import ApiKey
+from watcher.config import Config, ConfigError, load_config
+from watcher.daemon import Daemon
+from watcher.metrics import Metrics, MetricsServer
+from watcher.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
+
+log = logging.getLogger(__name__)
+
+STATUS_REFRESH_SECONDS = 5.0
+
+
+def status_line(counts: dict[str, int]) -> str:
+    waiting = sum(counts.get(s, 0) for s in ("queued", "uploading", "recording", "retrying"))
+    parts = [f"{waiting} waiting", f"{counts.get('uploaded', 0)} uploaded"]
+    for state in ("rejected", "failed", "held"):
+        if counts.get(state):
+            parts.append(f"{counts[state]} {state}")
+    return ", ".join(parts)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        key: ApiKey | None = None,
+        notifier: Notifier | None = None,
+        on_started: Callable[[Daemon], None] = lambda daemon: None,
+    ) -> None:
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics() if config.metrics_listen else None
+        self.daemon = Daemon(
+            config, key=key, on_event=self.metrics.on_event if self.metrics else _ignore
+        )
+        self.on_started = on_started
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake = threading.Event()
+        self._last_status = ""
+
+    # -- signals -----------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self._reload.set()
+        self._wake.set()
+
+    # -- life --------------------------------------------------------------------------------
+    def run(self) -> int:
+        daemon = self.daemon
+        daemon.start()
+        server = self._start_metrics()
+        pinger = self._start_pinger()
+        self.on_started(daemon)
+        self.notifier.ready(status=self._refresh_status())
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(STATUS_REFRESH_SECONDS)
+                self._wake.clear()
+                if self._reload.is_set() and not self._stop.is_set():
+                    self._reload.clear()
+                    self.reload()
+                self._refresh_status()
+        finally:
+            log.info("stopping")
+            self.notifier.stopping()
+            if pinger is not None:
+                pinger.stop()
+            daemon.stop()
+            if server is not None:
+                server.stop()
+            self.notifier.close()
+        return 0
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        if self.config_path is not None:
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload refused, keeping the running configuration: %s", problem)
+            else:
+                self.daemon.apply_config(new)
+                log.info("configuration reloaded", extra={"config": str(self.config_path)})
+        self.daemon.reload_key()
+        self.notifier.ready(status=self._refresh_status())
+
+    def _refresh_status(self) -> str:
+        counts = self.daemon.journal.counts()
+        if self.metrics is not None:
+            self.metrics.set_queue_depth(counts)
+        line = status_line(counts)
+        ok, reason = self.daemon.health()
+        if not ok:
+            line = f"{line}; {reason}"
+        if line != self._last_status:
+            self._last_status = line
+            self.notifier.status(line)
+        return line
+
+    def _start_metrics(self) -> MetricsServer | None:
+        if self.metrics is None or self.daemon.config.metrics_listen is None:
+            return None
+        server = MetricsServer(self.daemon.config.metrics_listen, self.metrics, self.daemon.health)
+        server.start()
+        return server
+
+    def _start_pinger(self) -> WatchdogPinger | None:
+        interval = watchdog_interval_seconds()
+        if interval is None or not self.notifier.enabled:
+            return None
+        pinger = WatchdogPinger(self.notifier, interval, self.daemon.making_progress)
+        pinger.start()
+        return pinger
+
+
+def _ignore(kind: str, details: dict) -> None:
+    return None
