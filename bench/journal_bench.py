@@ -4,8 +4,8 @@
 
 Start-up is what the daemon does with the journal before watching: open it (integrity check),
 load every row's fingerprint for the scan, and query the unfinished and due rows. Bookkeeping is
-every journal write one uploaded file costs (admitted, slot recorded, uploading, recording,
-uploaded, asset cached), each its own committed transaction as in the daemon.
+every journal write one uploaded file costs (admitted, slot recorded, recording, uploaded
+with its asset cached), each its own committed transaction as in the daemon.
 """
 
 from __future__ import annotations
@@ -80,12 +80,12 @@ def measure_bookkeeping(path: Path, files: int, base: int) -> list[float]:
         fresh = row(index, "queued", time.time())
         journal.put(fresh)
         journal.record_slot(
-            fresh.path, UploadSlot("v1-presigned", f"a{index}", f"https://s/{index}", {}, None)
+            fresh.path,
+            UploadSlot("v1-presigned", f"a{index}", f"https://s/{index}", {}, None),
+            attempts=1,
         )
-        journal.update(fresh.path, state="uploading", attempts=1)
         journal.update(fresh.path, state="recording", asset_id=f"a{index}", asset_url="u")
-        journal.update(fresh.path, state="uploaded", slot=None, slot_expires_at=None)
-        journal.remember_asset(fresh.sha256 or "", "image/jpeg", fresh.size, f"a{index}", "u", "v1")
+        journal.finish_upload(fresh.path, cache=True, slot=None, slot_expires_at=None)
         journal.get(fresh.path)
         timings.append(time.perf_counter() - started)
     journal.close()

@@ -12,25 +12,20 @@ import argparse
 import http.client
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from common import API_KEY, MIB, sandbox_process
 
-API_KEY = "bench"
 TARGET_PUT_MB_S = 300.0
 TARGET_SMALL_RPS = 1000.0
-MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,36 +34,6 @@ class Result:
     value: float
     unit: str
     target: float | None
-
-
-@contextmanager
-def sandbox_process(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """Start the sandbox in a child process; yields its API and storage URLs."""
-    command = [
-        sys.executable,
-        "-m",
-        "watcher.sandbox",
-        "--api-key",
-        API_KEY,
-        "--data-dir",
-        str(data_dir),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        api_url = _url_from(process.stdout.readline())
-        storage_url = _url_from(process.stdout.readline())
-        yield api_url, storage_url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _url_from(line: str) -> str:
-    match = re.search(r"http://\S+", line)
-    if match is None:
-        raise RuntimeError(f"the sandbox did not print a URL: {line!r}")
-    return match.group(0)
 
 
 def make_file(path: Path, size_mib: int) -> None:

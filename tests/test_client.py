@@ -466,3 +466,34 @@ def test_rate_limited_error_carries_the_delay(client: HeyGenClient, sandbox: San
     with pytest.raises(RateLimited) as caught:
         client.request("GET", "/v2/videos/x", retry=False)
     assert caught.value.retry_after_seconds == 9.0
+
+
+def test_v3_without_a_prior_hash_checks_the_bytes_at_completion(tmp_path: Path, sandbox: Sandbox):
+    data = media.mp4(payload=100_000, seed=9)
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    file = LocalFile(path, len(data), "video/mp4", None)
+    asset = make_protocol(client_for(sandbox, upload_protocol="v3-direct")).upload(file)
+    assert asset.sha256 == hashlib.sha256(data).hexdigest()
+    (create,) = api_requests(sandbox, "POST", "/v3/assets/direct-uploads")
+    assert create.status == 201
+    (put,) = [r for r in sandbox.requests if r.method == "PUT"]
+    assert "x-amz-checksum-sha256" not in {name.lower() for name in put.headers}
+    complete = api_requests(sandbox, "POST", f"/v3/assets/{asset.asset_id}/complete")
+    assert [r.status for r in complete] == [200]
+    assert sandbox.assets[asset.asset_id].sha256 == asset.sha256
+
+
+def test_v3_resume_after_the_file_changed_sends_the_new_bytes(tmp_path: Path, sandbox: Sandbox):
+    # The slot holds the old bytes: the checksum at completion catches that, and the new
+    # bytes go up instead of the old ones being completed.
+    protocol = make_protocol(client_for(sandbox, upload_protocol="v3-direct"))
+    first = local_file(tmp_path / "a.png", media.png(seed=1), "image/png")
+    slots = []
+    protocol.upload(
+        LocalFile(first.path, first.size, first.content_type, None), on_slot=slots.append
+    )
+    first.path.write_bytes(media.png(seed=2))  # same size, other bytes
+    changed = LocalFile(first.path, first.size, "image/png", None)
+    asset = protocol.upload(changed, resume=slots[0])
+    assert sandbox.assets[asset.asset_id].sha256 == hashlib.sha256(media.png(seed=2)).hexdigest()

@@ -107,12 +107,18 @@ class V3Batcher:
                 keys = self._pending[: self.max_files]
                 del self._pending[: self.max_files]
                 self._first_pending_at = time.monotonic()
-            try:
-                self._start_batch(keys)
-            except Exception:
-                log.exception("batch upload failed to start")
+            # The create is a round trip: let the pool make it while gathering goes on.
+            if not self.pipeline.run_task(lambda k=keys: self._start_batch_safely(k), "a batch"):
                 for key in keys:
                     self.pipeline.release(Path(key))
+
+    def _start_batch_safely(self, keys: list[str]) -> None:
+        try:
+            self._start_batch(keys)
+        except Exception:
+            log.exception("batch upload failed to start")
+            for key in keys:
+                self.pipeline.release(Path(key))
 
     def _start_batch(self, keys: list[str]) -> None:
         rows = self._live_rows(keys)
@@ -143,7 +149,7 @@ class V3Batcher:
         log.info("batch %s: %d files", batch.batch_id, len(rows))
         for row, file in zip(rows, files, strict=True):
             slot = batch.slots[row.path]
-            self.journal.record_slot(row.path, slot)
+            self.journal.record_slot(row.path, slot, attempts=row.attempts + 1)
             self.pipeline.run_task(
                 lambda row=row, file=file, slot=slot: self._put(batch, row, file, slot),
                 f"the upload of {file.filename}",
@@ -183,7 +189,6 @@ class V3Batcher:
     def _put(self, batch: _Batch, row: FileRow, file: LocalFile, slot: UploadSlot) -> None:
         ok = False
         try:
-            self.journal.update(row.path, attempts=row.attempts + 1)
             self.protocol.put_with_retries(file, slot)
             ok = True
         except (ApiError, OSError) as error:
@@ -220,7 +225,11 @@ class V3Batcher:
         for key in batch.sent:
             item = items.get(batch.slots[key].asset_id, {})
             if item.get("status") == "completed":
-                self._uploaded(batch, key, item)
+                # Recording (journal, sidecar with its fsyncs) spreads over the pool.
+                if not self.pipeline.run_task(
+                    lambda k=key, i=item: self._uploaded(batch, k, i), f"recording {key}"
+                ):
+                    self.pipeline.release(Path(key))
             else:
                 reason = item.get("error") or item.get("status") or "missing from the batch"
                 self._failed(key, TransientError(f"batch item not completed: {reason}"))

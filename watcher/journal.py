@@ -359,13 +359,14 @@ class Journal:
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE path = ?", (path,))
 
-    def record_slot(self, path: str, slot: UploadSlot) -> None:
+    def record_slot(self, path: str, slot: UploadSlot, **changes: Any) -> None:
         self.update(
             path,
             state="uploading",
             slot=json.dumps(slot.to_json()),
             slot_expires_at=slot.expires_at,
             asset_id=slot.asset_id,
+            **changes,
         )
 
     def fingerprints(self) -> dict[str, tuple[int, int, str]]:
@@ -493,13 +494,18 @@ class Journal:
             ).fetchone()
         return row is not None
 
-    def remember_asset(
-        self, sha256: str, content_type: str, size: int, asset_id: str, url: str, protocol: str
-    ) -> None:
+    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
+        """Mark a file `uploaded` and (unless its asset was reused) remember its asset for the
+        cache, in one transaction."""
+        changes.update(state="uploaded", updated_at=time.time())
+        assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO assets "
-                "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sha256, content_type, size, asset_id, url, protocol, time.time()),
-            )
+            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
+            if cache:
+                db.execute(
+                    "INSERT OR REPLACE INTO assets "
+                    "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+                    "SELECT sha256, content_type, size, asset_id, asset_url, protocol, ? "
+                    "FROM files WHERE path = ? AND sha256 IS NOT NULL AND asset_id IS NOT NULL",
+                    (time.time(), key),
+                )

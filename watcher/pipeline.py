@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
+# Files up to this size go up in v3 batches (hashed first); bigger ones alone, hashed on the way.
+BATCH_MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -136,13 +138,15 @@ class Pipeline:
 
         self.run_task(step, f"the video step of {key}")
 
-    def run_task(self, run: Callable[[], None], what: str) -> None:
+    def run_task(self, run: Callable[[], None], what: str) -> bool:
+        """Queue internal work; False (and nothing queued) once shutting down."""
         with self._lock:
             if not self._accepting:
-                return
+                return False
         with self._idle:
             self._busy += 1
         self._queue.put(Task(run, what))
+        return True
 
     def hand_off(self, path: Path) -> None:
         """The file's upload continues elsewhere (a batch): it stays in flight until
@@ -372,7 +376,7 @@ class Pipeline:
             # same slot again, which replaces its bytes instead of leaving a stray asset.
             fresh = replace(fresh, slot=row.slot, slot_expires_at=row.slot_expires_at)
         self.journal.put(fresh)
-        if self.batcher is not None:
+        if self.batcher is not None and digest is not None:
             # Several files ready at once go up together: slots and completion in batches.
             self.hand_off(path)
             self.batcher.enqueue(str(path))
@@ -385,6 +389,8 @@ class Pipeline:
         same size. Otherwise the bytes are hashed while they are sent: one read, not two."""
         if self.protocol.needs_checksum or uploaded_before:
             return True
+        if self.batcher is not None and size <= BATCH_MAX_FILE_BYTES:
+            return True  # batch creates carry each file's checksum; small files hash quickly
         cache_after = time.time() - self.config.asset_cache_days * 86400
         return self.journal.may_have_asset(size, content_type, cache_after)
 
@@ -534,25 +540,15 @@ class Pipeline:
             if moved is not None:
                 self._schedule_retry(moved, "cannot write sidecar", state="recording")
             return
-        self.journal.update(
+        self.journal.finish_upload(
             key,
-            state="uploaded",
+            cache=not row.reused,
             slot=None,
             slot_expires_at=None,
             last_error=None,
             next_attempt_at=None,
             sidecar=str(sidecar_for(path, folder)),
         )
-        assert row.asset_id is not None and row.asset_url is not None
-        if not row.reused:
-            self.journal.remember_asset(
-                row.sha256 or "",
-                row.content_type or "",
-                row.size,
-                row.asset_id,
-                row.asset_url,
-                row.protocol or "",
-            )
         log.info(
             "uploaded as %s%s",
             row.asset_id,

@@ -6,6 +6,7 @@ never sees half a sidecar. The temp name starts with a dot, which the watcher ig
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -93,6 +94,7 @@ def write(path: Path, document: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+@functools.cache
 def current_umask() -> int:
     """The process umask, read without changing it (setting and restoring it would briefly
     give files created by other threads the wrong mode)."""

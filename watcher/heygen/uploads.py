@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from watcher.heygen.body import FileBody, FileChangedError
+from watcher.heygen.body import FileBody, FileChangedError, sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import (
     ApiError,
@@ -155,7 +155,8 @@ class PresignedProtocol(UploadProtocol):
     def new_slot(self, file: LocalFile) -> UploadSlot: ...
 
     @abstractmethod
-    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset: ...
+    def finish(self, file: LocalFile, slot: UploadSlot, sent_sha256: str) -> UploadedAsset:
+        """After the bytes are in: whatever the protocol needs to turn them into an asset."""
 
     def put_headers(self, file: LocalFile, slot: UploadSlot) -> dict[str, str]:
         return dict(slot.headers)
@@ -177,7 +178,7 @@ class PresignedProtocol(UploadProtocol):
                     on_slot(slot)
             try:
                 sent_sha256 = self.put_with_retries(file, slot)
-                return replace(self.finish(file, slot), sha256=sent_sha256)
+                return replace(self.finish(file, slot, sent_sha256), sha256=sent_sha256)
             except SlotExpired:
                 if fresh_slots >= self.client.policy.max_attempts:
                     raise
@@ -228,7 +229,7 @@ class V1Presigned(PresignedProtocol):
     def put_headers(self, file: LocalFile, slot: UploadSlot) -> dict[str, str]:
         return {"Content-Type": file.content_type}
 
-    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
+    def finish(self, file: LocalFile, slot: UploadSlot, sent_sha256: str) -> UploadedAsset:
         return UploadedAsset(slot.asset_id, self.asset_url(slot.asset_id), self.name)
 
 
@@ -251,21 +252,23 @@ def slot_from_v3(data: Any, protocol: str, what: str) -> UploadSlot:
 
 
 def v3_file_spec(file: LocalFile) -> dict[str, Any]:
-    if file.sha256 is None:
-        raise ValueError("v3 uploads need the file's SHA-256 before the first request")
-    return {
+    """One file of a v3 create. The checksum is optional there: when the file was not hashed
+    beforehand, its bytes are hashed on the way and the checksum goes with the completion,
+    where the server checks it all the same."""
+    spec: dict[str, Any] = {
         "filename": file.filename,
         "content_type": file.content_type,
         "size_bytes": file.size,
-        "checksum_sha256": file.sha256,
     }
+    if file.sha256 is not None:
+        spec["checksum_sha256"] = file.sha256
+    return spec
 
 
 class V3Direct(PresignedProtocol):
     """``POST /v3/assets/direct-uploads`` → PUT with exactly the signed headers → complete."""
 
     name = "v3-direct"
-    needs_checksum = True
 
     def new_slot(self, file: LocalFile) -> UploadSlot:
         # One idempotency key per slot request: a retried create whose answer was lost
@@ -290,14 +293,17 @@ class V3Direct(PresignedProtocol):
             # The PUT that was in flight when we stopped may well have finished: completing
             # is idempotent and tells, and it saves sending the bytes (or a second asset) again.
             try:
-                return self.complete(resume.asset_id, v3_file_spec(file)["checksum_sha256"])
+                # The checksum makes the server refuse bytes that are not this file's.
+                return self.complete(resume.asset_id, file.sha256 or sha256_file(file.path))
             except PermanentError as error:
-                if error.status not in (404, 409):
+                # 404/409: the bytes never arrived; checksum_mismatch: other bytes did (the
+                # file changed since). Either way, send this file's bytes.
+                if error.status not in (404, 409) and error.code != "checksum_mismatch":
                     raise
         return super().upload(file, resume=resume, on_slot=on_slot)
 
-    def finish(self, file: LocalFile, slot: UploadSlot) -> UploadedAsset:
-        return self.complete(slot.asset_id, v3_file_spec(file)["checksum_sha256"])
+    def finish(self, file: LocalFile, slot: UploadSlot, sent_sha256: str) -> UploadedAsset:
+        return self.complete(slot.asset_id, sent_sha256)
 
     def complete(self, asset_id: str, sha256: str) -> UploadedAsset:
         """Idempotent on the server, so retrying it (or repeating it on resume) is safe."""

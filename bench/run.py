@@ -1,0 +1,532 @@
+"""heygen-watcher's benchmarks, side by side with their baselines, in one run.
+
+    python bench/run.py                      # every scenario (about 5 minutes)
+    python bench/run.py --only burst,latency # some of them
+
+The sandbox runs in its own process; the daemon runs as `heygen-watcher run` in another, exactly
+as a user starts it, and tells when it is ready over a notify socket (as it tells systemd).
+Prints a table and writes bench/results/<time>.json.
+
+1. burst    300 small files dropped at once, 50 ms added to every request: files per second
+            until every sidecar exists, against a watchdog handler calling the seed's
+            `get_upload_url`/`upload_file` one file after another (bench/baseline_seed.py).
+2. big      1 GiB renamed into a folder: drop-to-sidecar time against `curl -T` of the same
+            file to the same sandbox plus `openssl dgst -sha256`; the daemon's peak RSS.
+3. latency  200 single files renamed into place one after another: drop-to-sidecar p50/p99.
+4. backlog  100,000 files whose sidecars are already there: time and memory to steady state.
+5. idle     ten folders watched, nothing happening: CPU seconds of the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from common import (
+    API_KEY,
+    MIB,
+    NotifyListener,
+    cpu_seconds,
+    peak_rss_mb,
+    sandbox_process,
+    sandbox_settings,
+    wait_until,
+)
+
+BENCH = Path(__file__).resolve().parent
+SCENARIOS = ("burst", "big", "latency", "backlog", "idle")
+PROFILE_DIR: Path | None = None  # --profile: py-spy samples of each daemon run go here
+
+
+@dataclass
+class Row:
+    scenario: str
+    measure: str
+    ours: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None  # ours against the baseline, as the "must" and "aim" read it
+    must: str = ""
+    aim: str = ""
+    ok: bool | None = None  # the must; None where there is none
+
+
+# -- files --------------------------------------------------------------------------------------
+def png_bytes(seed: int) -> bytes:
+    """A small, unique PNG (unique: the asset cache must not turn uploads into reuses)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    rows = b"".join(b"\0" + bytes((seed * 7 + x + y) % 256 for x in range(48)) for y in range(16))
+    header = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
+    extra = chunk(b"tEXt", b"seed\0" + str(seed).encode())
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + extra
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_big_mp4(path: Path, size: int) -> None:
+    block = os.urandom(MIB)
+    with open(path, "wb") as out:
+        out.write(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
+        written = 24
+        while written < size:
+            piece = block[: min(MIB, size - written)]
+            out.write(piece)
+            written += len(piece)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def sidecars_in(folder: Path) -> int:
+    return sum(1 for entry in os.scandir(folder) if entry.name.endswith(".asset.json"))
+
+
+# -- the daemon as a user runs it ---------------------------------------------------------------
+class Daemon:
+    def __init__(
+        self, work: Path, api_url: str, folders: list[dict[str, Any]], **settings: Any
+    ) -> None:
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        api = {"base_url": api_url, **settings.pop("api", {})}
+        config = {"api": api, "state_dir": str(work / "state"), "folders": folders, **settings}
+        self.config_path = work / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.listener = NotifyListener(work / "notify.sock")
+        self.log = open(work / "daemon.log", "w")  # noqa: SIM115 - closed in stop()
+        self.started = time.monotonic()
+        self.profiler: subprocess.Popen[bytes] | None = None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "run", "-c", str(self.config_path)],
+            stderr=self.log,
+            env={**os.environ, "HEYGEN_API_KEY": API_KEY, "NOTIFY_SOCKET": str(self.listener.path)},
+        )
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        """Seconds from start to READY=1."""
+        wait_until(
+            lambda: self.listener.ready_at is not None or self.process.poll() is not None,
+            timeout,
+            "the daemon to be ready",
+            poll=0.01,
+        )
+        if self.listener.ready_at is None:
+            raise RuntimeError(f"the daemon exited: see {self.work / 'daemon.log'}")
+        if PROFILE_DIR is not None:
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            output = PROFILE_DIR / f"{self.work.name}.txt"
+            self.profiler = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(self.process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--threads",
+                    "-o",
+                    str(output),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        return self.listener.ready_at - self.started
+
+    def stop(self) -> None:
+        if self.profiler is not None:
+            self.profiler.send_signal(signal.SIGINT)
+            self.profiler.wait(timeout=60)
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.listener.close()
+        self.log.close()
+
+
+def fast_api(concurrency: int, protocol: str = "v1-presigned") -> dict[str, Any]:
+    return {"upload_protocol": protocol, "concurrency": concurrency, "timeout_seconds": 120}
+
+
+# -- 1. burst -----------------------------------------------------------------------------------
+def drop_burst(folder: Path, count: int, seed: int) -> float:
+    """Write ``count`` files at once; returns when the writing started."""
+    payloads = [png_bytes(seed + i) for i in range(count)]
+    started = time.monotonic()
+    for index, data in enumerate(payloads):
+        with open(folder / f"burst-{seed + index:06}.png", "wb") as out:
+            out.write(data)
+    return started
+
+
+def burst_daemon(work: Path, api_url: str, count: int, protocol: str, seed: int) -> float:
+    drop = work / "drop"
+    drop.mkdir(parents=True)
+    daemon = Daemon(
+        work, api_url, [{"path": str(drop), "trust_close_write": True}], api=fast_api(32, protocol)
+    )
+    try:
+        daemon.wait_ready()
+        started = drop_burst(drop, count, seed)
+        wait_until(lambda: sidecars_in(drop) >= count, 600, "every sidecar", poll=0.005)
+        return count / (time.monotonic() - started)
+    finally:
+        daemon.stop()
+
+
+def burst_baseline(work: Path, api_url: str, count: int, seed: int) -> float:
+    drop = work / "drop"
+    drop.mkdir(parents=True)
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "baseline_seed.py"), str(drop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HEYGEN_API_KEY": API_KEY, "HEYGEN_API_BASE": api_url},
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # "watching"
+        started = drop_burst(drop, count, seed)
+        wait_until(lambda: sidecars_in(drop) >= count, 1800, "every baseline sidecar", poll=0.005)
+        return count / (time.monotonic() - started)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def scenario_burst(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    sandbox_settings(api_url, latency_seconds=0.05)
+    try:
+        baseline = burst_baseline(work / "burst-baseline", api_url, args.files, 1_000_000)
+        v1 = burst_daemon(work / "burst-v1", api_url, args.files, "v1-presigned", 2_000_000)
+        v3 = burst_daemon(work / "burst-v3", api_url, args.files, "v3-direct", 3_000_000)
+    finally:
+        sandbox_settings(api_url, latency_seconds=0.0)
+    name = f"burst: {args.files} files, 50 ms/request"
+    return [
+        Row(name, "seed script (baseline)", baseline, "files/s"),
+        Row(
+            name,
+            "daemon, v1-presigned",
+            v1,
+            "files/s",
+            baseline,
+            v1 / baseline,
+            "≥ 3×",
+            "≥ 8×",
+            v1 / baseline >= 3,
+        ),
+        Row(
+            name,
+            "daemon, v3-direct batches",
+            v3,
+            "files/s",
+            baseline,
+            v3 / baseline,
+            "≥ 3×",
+            "≥ 20×",
+            v3 / baseline >= 3,
+        ),
+    ]
+
+
+# -- 2. big file --------------------------------------------------------------------------------
+def timed(command: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def scenario_big(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    work.mkdir(parents=True)
+    source = work / "big.mp4"
+    make_big_mp4(source, args.big_mib * MIB)
+    slot = requests.post(
+        f"{api_url}/v1/asset",
+        json={"content_type": "video/mp4"},
+        headers={"X-Api-Key": API_KEY},
+        timeout=30,
+    ).json()["data"]["url"]
+    curl = timed(
+        [
+            "curl",
+            "-sS",
+            "--fail",
+            "-T",
+            str(source),
+            "-H",
+            "Content-Type: video/mp4",
+            "-o",
+            "/dev/null",
+            slot,
+        ]
+    )
+    openssl = timed(["openssl", "dgst", "-sha256", str(source)])
+    rows = [
+        Row(f"big: {args.big_mib} MiB", "curl -T", curl, "s"),
+        Row(f"big: {args.big_mib} MiB", "openssl dgst -sha256", openssl, "s"),
+    ]
+    for protocol in ("v1-presigned", "v3-direct"):
+        drop = work / f"drop-{protocol}"
+        drop.mkdir()
+        daemon = Daemon(
+            work / f"daemon-{protocol}",
+            api_url,
+            [{"path": str(drop)}],
+            api=fast_api(4, protocol),
+            defaults={"max_bytes": {"video": "10 GB"}},
+        )
+        try:
+            daemon.wait_ready()
+            target = drop / f"big-{protocol}.mp4"
+            # Each run gets its own copy (a rename keeps the page cache warm, as for curl).
+            os.link(source, work / "staged.mp4")
+            started = time.monotonic()
+            os.rename(work / "staged.mp4", target)
+            sidecar = target.with_name(target.name + ".asset.json")
+            wait_until(sidecar.exists, 600, "the big file's sidecar", poll=0.005)
+            elapsed = time.monotonic() - started
+            rss = peak_rss_mb(daemon.process.pid)
+        finally:
+            daemon.stop()
+        both = curl + openssl
+        rows.append(
+            Row(
+                f"big: {args.big_mib} MiB",
+                f"daemon drop-to-sidecar, {protocol}",
+                elapsed,
+                "s",
+                both,
+                elapsed / both,
+                "≤ 1.3× curl+openssl",
+                f"≤ 1.15× max = {1.15 * max(curl, openssl):.2f} s",
+                elapsed / both <= 1.3,
+            )
+        )
+        rows.append(
+            Row(
+                f"big: {args.big_mib} MiB",
+                f"daemon peak RSS, {protocol}",
+                rss,
+                "MB",
+                None,
+                None,
+                "≤ 120 MB",
+                "≤ 100 MB",
+                rss <= 120,
+            )
+        )
+    source.unlink()
+    return rows
+
+
+# -- 3. latency ---------------------------------------------------------------------------------
+def scenario_latency(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    drop = work / "drop"
+    staging = work / "staging"
+    drop.mkdir(parents=True)
+    staging.mkdir()
+    daemon = Daemon(work, api_url, [{"path": str(drop)}], api=fast_api(4))
+    latencies = []
+    try:
+        daemon.wait_ready()
+        for index in range(args.latency_files):
+            staged = staging / f"one-{index:04}.png"
+            staged.write_bytes(png_bytes(4_000_000 + index))
+            target = drop / staged.name
+            sidecar = target.with_name(target.name + ".asset.json")
+            started = time.monotonic()
+            os.rename(staged, target)
+            wait_until(sidecar.exists, 30, "a sidecar", poll=0.0005)
+            latencies.append((time.monotonic() - started) * 1000)
+            time.sleep(0.02)  # spaced out: one file at a time
+    finally:
+        daemon.stop()
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    name = f"latency: {args.latency_files} files renamed into place"
+    return [
+        Row(name, "drop-to-sidecar p50", p50, "ms", aim="≤ 30 ms"),
+        Row(name, "drop-to-sidecar p99", p99, "ms", aim="≤ 100 ms"),
+    ]
+
+
+# -- 4. backlog ---------------------------------------------------------------------------------
+def make_backlog(folder: Path, count: int) -> None:
+    per_folder = 1000
+    for index in range(count):
+        sub = folder / f"batch-{index // per_folder:04}"
+        if index % per_folder == 0:
+            sub.mkdir(parents=True)
+        path = sub / f"old-{index:06}.png"
+        data = b"\x89PNG\r\n\x1a\n" + index.to_bytes(8, "big")
+        path.write_bytes(data)
+        info = path.stat()
+        document = {
+            "schema": "heygen-watcher/asset/v1",
+            "status": "uploaded",
+            "file": path.name,
+            "size": info.st_size,
+            "sha256": f"{index:064x}",
+            "content_type": "image/png",
+            "asset_id": f"asset{index}",
+            "url": f"https://files.heygen.ai/asset/asset{index}",
+            "protocol": "v1-presigned",
+            "uploaded_at": "2026-11-01T00:00:00Z",
+            "mtime_ns": info.st_mtime_ns,
+        }
+        (sub / (path.name + ".asset.json")).write_text(json.dumps(document, indent=2))
+
+
+def journal_rows(state: Path) -> int:
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        return db.execute("SELECT COUNT(*) FROM files WHERE state = 'uploaded'").fetchone()[0]
+
+
+def scenario_backlog(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    drop = work / "drop"
+    make_backlog(drop, args.backlog)
+    rows = []
+    for run in ("first start (journal empty)", "restart (journal filled)"):
+        daemon = Daemon(work, api_url, [{"path": str(drop)}], api=fast_api(4))
+        try:
+            ready = daemon.wait_ready(timeout=600)
+            rss = peak_rss_mb(daemon.process.pid)
+        finally:
+            daemon.stop()
+        known = journal_rows(work / "state")
+        if known != args.backlog:
+            raise RuntimeError(f"steady state with {known} of {args.backlog} files recorded")
+        name = f"backlog: {args.backlog:,} files with sidecars"
+        rows.append(Row(name, f"{run}: to ready", ready, "s", aim="≤ 10 s"))
+        rows.append(Row(name, f"{run}: peak RSS", rss, "MB", aim="≤ 200 MB"))
+    return rows
+
+
+# -- 5. idle ------------------------------------------------------------------------------------
+def scenario_idle(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    folders = []
+    for index in range(10):
+        folder = work / f"folder-{index}"
+        folder.mkdir(parents=True)
+        folders.append({"path": str(folder)})
+    daemon = Daemon(work, api_url, folders, api=fast_api(4))
+    try:
+        daemon.wait_ready()
+        time.sleep(2)  # let start-up work finish before measuring
+        before = cpu_seconds(daemon.process.pid)
+        time.sleep(args.idle_seconds)
+        used = cpu_seconds(daemon.process.pid) - before
+    finally:
+        daemon.stop()
+    per_10 = used / args.idle_seconds * 10
+    per_minute = used / args.idle_seconds * 60
+    name = f"idle: 10 folders, {args.idle_seconds:g} s"
+    return [
+        Row(name, "CPU per 10 s", per_10, "s", None, None, "≤ 0.1 s", "", per_10 <= 0.1),
+        Row(name, "CPU per minute", per_minute, "s", aim="≤ 0.1 s"),
+    ]
+
+
+# -- report -------------------------------------------------------------------------------------
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'measure':<44}{'ours':>10} {'unit':<8}{'baseline':>10}{'ratio':>8}  "
+        f"{'must':<22}{'aim':<26}ok"
+    )
+    scenario = None
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        if row.scenario != scenario:
+            scenario = row.scenario
+            print(f"[{scenario}]")
+        baseline = f"{row.baseline:>10.2f}" if row.baseline is not None else " " * 10
+        ratio = f"{row.ratio:>7.2f}×" if row.ratio is not None else " " * 8
+        ok = "" if row.ok is None else "yes" if row.ok else "NO"
+        print(
+            f"  {row.measure:<42}{row.ours:>10.2f} {row.unit:<8}{baseline}{ratio}  "
+            f"{row.must:<22}{row.aim:<26}{ok}"
+        )
+
+
+RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
+    "burst": scenario_burst,
+    "big": scenario_big,
+    "latency": scenario_latency,
+    "backlog": scenario_backlog,
+    "idle": scenario_idle,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--files", type=int, default=300, help="files in the burst")
+    parser.add_argument("--big-mib", type=int, default=1024, help="size of the big file")
+    parser.add_argument("--latency-files", type=int, default=200)
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of the daemon here")
+    args = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="heygen-watcher-bench-") as scratch:
+        work = Path(scratch)
+        with sandbox_process(work / "sandbox-data") as (api_url, _):
+            for name in chosen:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                rows.extend(RUNNERS[name](work / name, api_url, args))
+    print_table(rows)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = {
+        "date": stamp,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "rows": [asdict(row) for row in rows],
+    }
+    (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+    print(
+        f"\n{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+        f"written to bench/results/{stamp}.json"
+    )
+    return 0 if all(row.ok is not False for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
