@@ -71,6 +71,7 @@ class NotifyListener:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        path.unlink(missing_ok=True)  # left by an earlier run in the same folder
         self._socket.bind(str(path))
         self._socket.settimeout(0.2)
         self.ready_at: float | None = None

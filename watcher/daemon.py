@@ -183,9 +183,10 @@ class Daemon:
             if not folder.path.is_dir():
                 continue
             scripts = folder.template is not None
+            root_length = len(str(folder.path)) + 1
             for entry in walk_files(folder.path, folder.recursive):
-                path = Path(entry.path)
-                if gate.screen_name(path.relative_to(folder.path), folder.ignore, scripts=scripts):
+                # Strings, not Paths, on this path: it runs once per file of a large backlog.
+                if gate.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                     continue
                 try:
                     info = entry.stat(follow_symlinks=False)
@@ -196,6 +197,7 @@ class Daemon:
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
                     continue
+                path = Path(entry.path)
                 if record is None and stat.S_ISREG(info.st_mode):
                     row = adoptable_row(path, folder, info)
                     if row is not None:

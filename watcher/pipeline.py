@@ -673,7 +673,10 @@ def adoptable_row(
     """A final journal row for a file whose sidecar still describes it (same size and
     mtime), or None. Reads the sidecar unless given."""
     if document is None:
-        document = sidecar.read(sidecar_for(path, folder))
+        beside = folder.sidecar_dir is None and folder.move_to is None
+        # Beside the file (the usual case) the name is a string operation: this runs once per
+        # file of a backlog at start-up.
+        document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))
     if document is None or document.get("status") not in FINAL_STATES:
         return None
     if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:

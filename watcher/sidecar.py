@@ -122,10 +122,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> dict[str, Any] | None:
+def read(path: Path | str) -> dict[str, Any] | None:
     """The sidecar at ``path``, or None if it is missing or not one of ours."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read())
     except (OSError, ValueError):
         return None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:

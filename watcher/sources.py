@@ -15,7 +15,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -26,6 +36,17 @@ log = logging.getLogger(__name__)
 
 # Events that may mean "a file has new content or times here" (`attrib`: touch, cp -p).
 _FILE_EVENTS = {"created", "modified", "attrib", "closed", "moved"}
+# Only these reach us: the filter becomes the inotify mask, so the kernel does not even report
+# opens and reads (our own hashing and uploading would otherwise flood the event thread).
+_WATCHED_EVENTS = (
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+)
 
 
 def walk_files(root: Path, recursive: bool) -> Iterator[os.DirEntry[str]]:
@@ -136,7 +157,12 @@ class FolderWatch:
         observer: BaseObserver = PollingObserver(timeout=1.0) if polling else _native_observer()
         observer.name = f"watch {self.config.path.name}"
         observer.daemon = True
-        observer.schedule(self._handler, str(self.config.path), recursive=self.config.recursive)
+        observer.schedule(
+            self._handler,
+            str(self.config.path),
+            recursive=self.config.recursive,
+            event_filter=list(_WATCHED_EVENTS),
+        )
         observer.start()
         return observer
 
