@@ -455,6 +455,12 @@ def test_a_corrupt_journal_is_a_clear_error_and_can_be_rebuilt(
         assert journal.counts() == {"uploaded": 1, "rejected": 1}
     finally:
         journal.close()
+    # The asset cache came back too: the same bytes under another name are not uploaded again.
+    (drop / "copy.png").write_bytes((drop / "a.png").read_bytes())
+    result = cli("scan", "-c", str(config), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    assert read_sidecar(drop / "copy.png")["reused"] is True
+    assert len(sandbox.assets) == 1
 
 
 def test_two_daemons_cannot_share_a_state_directory(tmp_path: Path, drop: Path, sandbox: Sandbox):

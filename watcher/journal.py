@@ -451,13 +451,7 @@ class Journal:
             "submitted_at = NULL, completed_at = NULL, updated_at = ? "
             "WHERE state IN ('unknown', 'failed', 'timed_out')"
         )
-        now = time.time()
-        with self._transaction() as db:
-            if paths is None:
-                return db.execute(query, (now, now)).rowcount
-            return sum(
-                db.execute(query + " AND path = ?", (now, now, path)).rowcount for path in paths
-            )
+        return self._update_for_paths(query, paths)
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int:
         """Failed (or waiting) rows become due now with a fresh attempt count."""
@@ -465,6 +459,10 @@ class Journal:
             "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = ?, "
             "updated_at = ? WHERE state IN ('failed', 'retrying')"
         )
+        return self._update_for_paths(query, paths)
+
+    def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
+        """Run an UPDATE taking (now, now) for every row it matches, or only for ``paths``."""
         now = time.time()
         with self._transaction() as db:
             if paths is None:
@@ -493,6 +491,17 @@ class Journal:
                 (size, content_type, newer_than),
             ).fetchone()
         return row is not None
+
+    def cache_recorded_assets(self) -> int:
+        """Fill the asset cache from uploaded rows (after a rebuild from sidecars)."""
+        with self._transaction() as db:
+            return db.execute(
+                "INSERT OR IGNORE INTO assets "
+                "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+                "SELECT sha256, content_type, size, asset_id, asset_url, protocol, created_at "
+                "FROM files WHERE state = 'uploaded' AND reused = 0 "
+                "AND sha256 IS NOT NULL AND asset_id IS NOT NULL AND asset_url IS NOT NULL"
+            ).rowcount
 
     def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
         """Mark a file `uploaded` and (unless its asset was reused) remember its asset for the

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 from watcher import sidecar
-from watcher.config import Config
+from watcher.config import Config, FolderConfig
 from watcher.journal import FileRow, Journal
+from watcher.pipeline import adoptable_row
 from watcher.sources import walk_files
 
 JOURNAL_NAME = "journal.sqlite3"
@@ -25,63 +28,56 @@ def rebuild(config: Config) -> tuple[int, Path | None]:
             side = Path(str(path) + suffix)
             if side.exists():
                 os.replace(side, Path(str(kept) + suffix))
+    rows = [row for folder in config.folders for row in _rows_of(folder)]
     journal = Journal(path)
-    recovered = 0
     try:
-        for folder in config.folders:
-            roots = [folder.sidecar_dir or folder.path]
-            if folder.move_to is not None:
-                roots.append(folder.move_to)
-            for root in roots:
-                if not root.is_dir():
-                    continue
-                for entry in walk_files(root, recursive=True):
-                    if not entry.name.endswith(sidecar.SUFFIX):
-                        continue
-                    row = _row_from_sidecar(Path(entry.path), root, folder.path, folder)
-                    if row is not None:
-                        journal.put(row)
-                        recovered += 1
+        journal.put_many(rows)
+        journal.cache_recorded_assets()
     finally:
         journal.close()
-    return recovered, kept
+    return len(rows), kept
 
 
-def _row_from_sidecar(location: Path, root: Path, folder_root: Path, folder) -> FileRow | None:
+def _rows_of(folder: FolderConfig) -> list[FileRow]:
+    """A row for every file whose sidecar still describes it, wherever sidecars are kept."""
+    roots = [folder.sidecar_dir or folder.path]
+    if folder.move_to is not None:
+        roots.append(folder.move_to)
+    rows = []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for entry in walk_files(root, recursive=True):
+            if not entry.name.endswith(sidecar.SUFFIX):
+                continue
+            location = Path(entry.path)
+            media = location.with_name(location.name[: -len(sidecar.SUFFIX)])
+            if folder.sidecar_dir is not None and root == folder.sidecar_dir:
+                media = folder.path / media.relative_to(folder.sidecar_dir)
+            row = _row_for(media, folder, location)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _row_for(media: Path, folder: FolderConfig, location: Path) -> FileRow | None:
     document = sidecar.read(location)
-    if document is None or document.get("status") not in ("uploaded", "rejected"):
-        return None
-    media = location.with_name(location.name[: -len(sidecar.SUFFIX)])
-    if folder.sidecar_dir is not None and root == folder.sidecar_dir:
-        media = folder_root / media.relative_to(folder.sidecar_dir)
     try:
         info = media.lstat()
     except OSError:
         return None
-    now = time.time()
-    status = document["status"]
-    if (info.st_size, info.st_mtime_ns) != (document.get("size"), document.get("mtime_ns")):
-        return None  # the file changed since: let the daemon look at it afresh
-    return FileRow(
-        path=str(media),
-        folder=str(folder_root),
-        size=info.st_size,
-        mtime_ns=info.st_mtime_ns,
-        inode=info.st_ino,
-        sha256=document.get("sha256"),
-        content_type=document.get("content_type"),
-        state=status,
-        attempts=0,
-        next_attempt_at=None,
-        asset_id=document.get("asset_id"),
-        asset_url=document.get("url"),
-        protocol=document.get("protocol"),
-        reused=int(bool(document.get("reused"))),
-        previous_asset_id=document.get("previous_asset_id"),
-        slot=None,
-        slot_expires_at=None,
-        sidecar=str(location),
-        last_error=document.get("error"),
-        created_at=now,
-        updated_at=now,
-    )
+    row = adoptable_row(media, folder, info, document) if document else None
+    if row is None or document is None:
+        return None
+    # The cache's age limit counts from the original upload, not from this rebuild.
+    uploaded_at = _epoch(document.get("uploaded_at"))
+    return replace(row, sidecar=str(location), created_at=uploaded_at or row.created_at)
+
+
+def _epoch(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
