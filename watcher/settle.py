@@ -189,10 +189,13 @@ class Settler:
         if not stat.S_ISREG(info.st_mode):
             return None  # the pipeline decides (and logs) what to do with other kinds
         signature = Signature.of(info)
-        if entry.finished_hint and entry.signature in (None, signature):
+        if entry.finished_hint:
+            # The rename (or trusted close) came after the writes that made this signature,
+            # whatever an earlier look saw. Once used, the hint is gone: a later change waits
+            # for the quiet period like any other.
+            entry.finished_hint = False
             if not held_open_for_writing(entry.path):
                 return None
-            entry.finished_hint = False  # someone writes to it after all: wait for quiet
         if signature != entry.signature:
             entry.signature = signature
             entry.changed_at = now
