@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,7 @@ class V3Batcher:
                 del self._pending[: self.max_files]
                 self._first_pending_at = time.monotonic()
             # The create is a round trip: let the pool make it while gathering goes on.
-            if not self.pipeline.run_task(lambda k=keys: self._start_batch_safely(k), "a batch"):
+            if not self.pipeline.run_task(partial(self._start_batch_safely, keys), "a batch"):
                 for key in keys:
                     self.pipeline.release(Path(key))
 
@@ -151,8 +152,7 @@ class V3Batcher:
             slot = batch.slots[row.path]
             self.journal.record_slot(row.path, slot, attempts=row.attempts + 1)
             self.pipeline.run_task(
-                lambda row=row, file=file, slot=slot: self._put(batch, row, file, slot),
-                f"the upload of {file.filename}",
+                partial(self._put, batch, row, file, slot), f"the upload of {file.filename}"
             )
 
     def _live_rows(self, keys: list[str]) -> list[FileRow]:
@@ -227,7 +227,7 @@ class V3Batcher:
             if item.get("status") == "completed":
                 # Recording (journal, sidecar with its fsyncs) spreads over the pool.
                 if not self.pipeline.run_task(
-                    lambda k=key, i=item: self._uploaded(batch, k, i), f"recording {key}"
+                    partial(self._uploaded, batch, key, item), f"recording {key}"
                 ):
                     self.pipeline.release(Path(key))
             else:
@@ -240,10 +240,11 @@ class V3Batcher:
         give_up = time.monotonic() + POLL_GIVE_UP_SECONDS
         while True:
             data = client.request("GET", f"/v3/assets/batches/{batch.batch_id}")
-            items = {
-                item.get("asset_id"): item
-                for item in (data.get("items") or [] if isinstance(data, dict) else [])
-                if isinstance(item, dict)
+            listed = data.get("items") if isinstance(data, dict) else None
+            items: dict[str, dict[str, Any]] = {
+                item["asset_id"]: item
+                for item in (listed if isinstance(listed, list) else [])
+                if isinstance(item, dict) and isinstance(item.get("asset_id"), str)
             }
             statuses = {
                 items.get(batch.slots[key].asset_id, {}).get("status") for key in batch.sent

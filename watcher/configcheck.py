@@ -48,7 +48,7 @@ class Problem:
 class ConfigError(Exception):
     """One or more problems in a configuration file; `str()` lists them all."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 

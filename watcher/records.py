@@ -26,7 +26,9 @@ def uploaded(local: LocalFile, asset: UploadedAsset, **extra: Any) -> dict[str, 
     )
 
 
-def rejected(path: Path, info: os.stat_result, decision: Decision, allowed: tuple[str, ...]):
+def rejected(
+    path: Path, info: os.stat_result, decision: Decision, allowed: tuple[str, ...]
+) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if decision.detected_type is not None:
         extra = {"detected_type": decision.detected_type, "allowed_types": list(allowed)}

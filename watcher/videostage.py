@@ -115,7 +115,7 @@ class VideoStage:
     config: Config
     journal: Journal
     client: HeyGenClient
-    rewrite_sidecar: Callable[[str], None]
+    rewrite_sidecar: Callable[[str], object]
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
     pause: VideoPause = field(default_factory=VideoPause)
 

@@ -7,11 +7,13 @@ video generation", and `PermanentError` as "this file will not go up as it is".
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApiError(Exception):
     """Base of every error raised by the HeyGen client."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -38,7 +40,9 @@ class QuotaError(ApiError):
 class RateLimited(ApiError):
     """429: slow down; `retry_after_seconds` is the server's advice, if it gave one."""
 
-    def __init__(self, message: str, *, retry_after_seconds: float | None = None, **kwargs):
+    def __init__(
+        self, message: str, *, retry_after_seconds: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after_seconds = retry_after_seconds
 

@@ -141,7 +141,8 @@ class Exchange:
         return not self.body_pending
 
     def _discard_exact(self, cap_bytes: int, deadline: float) -> None:
-        left = (self._content_length or 0) - self.body_read
+        declared = self._content_length if isinstance(self._content_length, int) else 0
+        left = declared - self.body_read
         if left > cap_bytes:
             return
         while left > 0:
