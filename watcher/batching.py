@@ -79,7 +79,7 @@ class V3Batcher:
             left, self._pending = self._pending, []
             self._wake.notify()
         for key in left:
-            self.pipeline.release(Path(key))
+            self.pipeline.pool.release(Path(key))
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -109,9 +109,9 @@ class V3Batcher:
                 del self._pending[: self.max_files]
                 self._first_pending_at = time.monotonic()
             # The create is a round trip: let the pool make it while gathering goes on.
-            if not self.pipeline.run_task(partial(self._start_batch_safely, keys), "a batch"):
+            if not self.pipeline.pool.run_task(partial(self._start_batch_safely, keys), "a batch"):
                 for key in keys:
-                    self.pipeline.release(Path(key))
+                    self.pipeline.pool.release(Path(key))
 
     def _start_batch_safely(self, keys: list[str]) -> None:
         try:
@@ -119,7 +119,7 @@ class V3Batcher:
         except Exception:
             log.exception("batch upload failed to start")
             for key in keys:
-                self.pipeline.release(Path(key))
+                self.pipeline.pool.release(Path(key))
 
     def _start_batch(self, keys: list[str]) -> None:
         rows = self._live_rows(keys)
@@ -131,7 +131,7 @@ class V3Batcher:
         if self.pipeline.auth_pause.active:
             for row in rows:
                 self.journal.update(row.path, state="held")
-                self.pipeline.release(Path(row.path))
+                self.pipeline.pool.release(Path(row.path))
             return
         files = [LocalFile(Path(r.path), r.size, r.content_type or "", r.sha256) for r in rows]
         try:
@@ -145,13 +145,13 @@ class V3Batcher:
         except ApiError as error:
             for row in rows:
                 self.pipeline.upload_failed(row, error)
-                self.pipeline.release(Path(row.path))
+                self.pipeline.pool.release(Path(row.path))
             return
         log.info("batch %s: %d files", batch.batch_id, len(rows))
         for row, file in zip(rows, files, strict=True):
             slot = batch.slots[row.path]
             self.journal.record_slot(row.path, slot, attempts=row.attempts + 1)
-            self.pipeline.run_task(
+            self.pipeline.pool.run_task(
                 partial(self._put, batch, row, file, slot), f"the upload of {file.filename}"
             )
 
@@ -160,7 +160,7 @@ class V3Batcher:
         for key in keys:
             row = self.journal.get(key)
             if row is None or row.state != "queued" or row.sha256 is None:
-                self.pipeline.release(Path(key))
+                self.pipeline.pool.release(Path(key))
                 continue
             rows.append(row)
         return rows
@@ -170,9 +170,9 @@ class V3Batcher:
             try:
                 self.pipeline.upload(row.path)
             finally:
-                self.pipeline.release(Path(row.path))
+                self.pipeline.pool.release(Path(row.path))
 
-        self.pipeline.run_task(upload, f"the upload of {Path(row.path).name}")
+        self.pipeline.pool.run_task(upload, f"the upload of {Path(row.path).name}")
 
     def _batch_from(self, data: Any, rows: list[FileRow]) -> _Batch:
         items = data.get("items") if isinstance(data, dict) else None
@@ -193,7 +193,7 @@ class V3Batcher:
             ok = True
         except (ApiError, OSError) as error:
             self.pipeline.upload_failed(row, error)
-            self.pipeline.release(Path(row.path))
+            self.pipeline.pool.release(Path(row.path))
         finally:
             self._put_ended(batch, row.path, ok)
 
@@ -204,7 +204,7 @@ class V3Batcher:
                 batch.sent.add(key)
             last = not batch.waiting
         if last and batch.sent:
-            self.pipeline.run_task(lambda: self._complete(batch), f"batch {batch.batch_id}")
+            self.pipeline.pool.run_task(lambda: self._complete(batch), f"batch {batch.batch_id}")
 
     # -- the batch: complete and read the outcome --------------------------------------------
     def _complete(self, batch: _Batch) -> None:
@@ -226,10 +226,10 @@ class V3Batcher:
             item = items.get(batch.slots[key].asset_id, {})
             if item.get("status") == "completed":
                 # Recording (journal, sidecar with its fsyncs) spreads over the pool.
-                if not self.pipeline.run_task(
+                if not self.pipeline.pool.run_task(
                     partial(self._uploaded, batch, key, item), f"recording {key}"
                 ):
-                    self.pipeline.release(Path(key))
+                    self.pipeline.pool.release(Path(key))
             else:
                 reason = item.get("error") or item.get("status") or "missing from the batch"
                 self._failed(key, TransientError(f"batch item not completed: {reason}"))
@@ -265,7 +265,7 @@ class V3Batcher:
             if self.pipeline.upload_succeeded(row, asset, batch.started) is not None:
                 self.pipeline.upload(key)
         finally:
-            self.pipeline.release(Path(key))
+            self.pipeline.pool.release(Path(key))
 
     def _failed(self, key: str, error: ApiError) -> None:
         try:
@@ -273,4 +273,4 @@ class V3Batcher:
             if row is not None:
                 self.pipeline.upload_failed(row, error)
         finally:
-            self.pipeline.release(Path(key))
+            self.pipeline.pool.release(Path(key))

@@ -87,7 +87,7 @@ class Daemon:
 
     def start(self, *, watch: bool = True) -> None:
         self.open()
-        self.pipeline.start()
+        self.pipeline.pool.start()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
         self.settler.start()
@@ -124,9 +124,9 @@ class Daemon:
         self.settler.stop()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.stop()
-        self.pipeline.stop_accepting()
-        self.pipeline.drain_queue()
-        finished = self.pipeline.join(self.config.shutdown_timeout_seconds)
+        self.pipeline.pool.stop_accepting()
+        self.pipeline.pool.drain_queue()
+        finished = self.pipeline.pool.join(self.config.shutdown_timeout_seconds)
         if not finished:
             log.warning(
                 "uploads still running after %.0fs; aborting them (they resume at the next start)",
@@ -134,7 +134,7 @@ class Daemon:
             )
             self.client.throttle.stop()
             self.client.close()
-            self.pipeline.join(5.0)
+            self.pipeline.pool.join(5.0)
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.client.close()
@@ -167,7 +167,7 @@ class Daemon:
             self.notice(Path(entry.path), folder)
 
     def _ready(self, path: Path, folder: FolderConfig) -> None:
-        self.pipeline.submit(path, folder)
+        self.pipeline.pool.submit(path, folder)
 
     def scan_all(self, *, initial: bool = False) -> int:
         """Notice every file whose size or mtime differs from what the journal recorded.
@@ -218,13 +218,13 @@ class Daemon:
             self.journal.update(row.path, state="retrying", attempts=0, next_attempt_at=time.time())
         for row in self.journal.rows_in(RESUMED_STATES):
             folder = self.pipeline.folder_of(row)
-            self.pipeline.submit(Path(row.path), folder, row=row)
+            self.pipeline.pool.submit(Path(row.path), folder, row=row)
         self.submit_due()
 
     def submit_due(self) -> None:
         now = time.time()
         for row in self.journal.due(now):
-            self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+            self.pipeline.pool.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
         for key in self.journal.due_videos(now):
             self.pipeline.submit_video(key)
 
@@ -235,7 +235,7 @@ class Daemon:
         """Until nothing is settling, queued or uploading (retries scheduled later don't count).
         With ``include_videos``, also until every video has finished (polling them as due)."""
         while not self._stop.is_set():
-            busy = self.settler.pending_count() + self.pipeline.busy
+            busy = self.settler.pending_count() + self.pipeline.pool.busy
             if include_videos:
                 self.submit_due()
                 busy += sum(
@@ -245,7 +245,11 @@ class Daemon:
                 )
             if progress is not None:
                 progress(busy)
-            if busy == 0 and self.pipeline.wait_idle(0.05) and self.settler.pending_count() == 0:
+            if (
+                busy == 0
+                and self.pipeline.pool.wait_idle(0.05)
+                and self.settler.pending_count() == 0
+            ):
                 return
             self._stop.wait(0.05)
 
@@ -393,4 +397,4 @@ class Daemon:
             self.pipeline.auth_pause.clear()
             self.journal.set_meta("uploads_paused", None)
             for row in self.journal.rows_in(("held",)):
-                self.pipeline.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+                self.pipeline.pool.submit(Path(row.path), self.pipeline.folder_of(row), row=row)

@@ -1,14 +1,13 @@
-"""The workers: each moves one file through admit → sniff → hash → upload → sidecar.
+"""One file's way through admit → sniff → hash → upload → sidecar, and what failures mean.
 
 Every step commits its state to the journal before the next one starts, so a process killed
-anywhere resumes from the last committed step (see `resume_unfinished`). A bounded pool of
-threads (``api.concurrency``) does the work; a path is never processed by two workers at once.
+anywhere resumes from the last committed step (see `Daemon.resume_unfinished`). The threads
+that run these steps, ``api.concurrency`` of them, are the `WorkPool`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
 import time
@@ -17,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher import gate, heartbeat, records, sidecar
+from watcher import gate, records, sidecar
 from watcher.config import Config, FolderConfig
 from watcher.gate import Decision, Outcome
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.heygen.errors import ApiError, AuthError, PermanentError
-from watcher.heygen.throttle import Interrupted
 from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
 from watcher.journal import FINAL_STATES, FileRow, Journal
 from watcher.placement import move_file, moved_path, sidecar_for
 from watcher.videostage import VideoStage, sidecar_video
+from watcher.workpool import Work, WorkPool
 
 if TYPE_CHECKING:
     from watcher.batching import V3Batcher
@@ -36,21 +35,6 @@ log = logging.getLogger(__name__)
 RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
 # Files up to this size go up in v3 batches (hashed first); bigger ones alone, hashed on the way.
 BATCH_MAX_FILE_BYTES = 16 * 1024 * 1024
-
-
-@dataclass
-class Work:
-    path: Path
-    folder: FolderConfig
-    row: FileRow | None = None  # a retry or a resume of this journal row
-
-
-@dataclass
-class Task:
-    """Internal work for the pool: a video step, a batch item's PUT, a batch completion."""
-
-    run: Callable[[], None]
-    what: str
 
 
 class AuthPause:
@@ -89,162 +73,27 @@ class Pipeline:
     on_retry_scheduled: Callable[[], None] = lambda: None
     videos: VideoStage | None = None
     batcher: V3Batcher | None = None
-    _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
-    _handed_off: set[Path] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _in_flight: set[Path] = field(default_factory=set)
-    _again: dict[Path, Work] = field(default_factory=dict)
-    _queued: set[Path] = field(default_factory=set)
     _videos_queued: set[str] = field(default_factory=set)
     _videos_running: set[str] = field(default_factory=set)
-    _workers: list[threading.Thread] = field(default_factory=list)
-    _idle: threading.Condition = field(default_factory=threading.Condition)
-    _busy: int = 0
-    _accepting: bool = True
+    _video_lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: WorkPool = field(init=False)
 
-    # -- pool --------------------------------------------------------------------------------
-    def start(self) -> None:
-        for number in range(self.config.api.concurrency):
-            worker = threading.Thread(target=self._work, name=f"worker-{number}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
-
-    def submit(self, path: Path, folder: FolderConfig, *, row: FileRow | None = None) -> None:
-        with self._lock:
-            if not self._accepting:
-                return
-            if path in self._in_flight:
-                # Seen again while being processed: look once more when this round ends.
-                self._again[path] = Work(path, folder)
-                return
-            if path in self._queued:
-                return
-            self._queued.add(path)
-        with self._idle:
-            self._busy += 1
-        self._queue.put(Work(path, folder, row))
+    def __post_init__(self) -> None:
+        self.pool = WorkPool(self.config.api.concurrency, self.process, self.renotice)
 
     def submit_video(self, key: str) -> None:
         """Queue one step of a file's video (a poll, a download, a submission)."""
-        with self._lock:
+        with self._video_lock:
             if key in self._videos_queued:
                 return
             self._videos_queued.add(key)
 
         def step() -> None:
-            with self._lock:
+            with self._video_lock:
                 self._videos_queued.discard(key)
             self.run_video_step(key)
 
-        self.run_task(step, f"the video step of {key}")
-
-    def run_task(self, run: Callable[[], None], what: str) -> bool:
-        """Queue internal work; False (and nothing queued) once shutting down."""
-        with self._lock:
-            if not self._accepting:
-                return False
-        with self._idle:
-            self._busy += 1
-        self._queue.put(Task(run, what))
-        return True
-
-    def hand_off(self, path: Path) -> None:
-        """The file's upload continues elsewhere (a batch): it stays in flight until
-        `release` is called, so it is neither processed twice nor counted as idle."""
-        with self._lock:
-            self._handed_off.add(path)
-
-    def release(self, path: Path) -> None:
-        self._finished(path)
-
-    def stop_accepting(self) -> None:
-        with self._lock:
-            self._accepting = False
-
-    def join(self, timeout: float) -> bool:
-        """Let queued and in-flight work finish for up to ``timeout``; True if it all did."""
-        for _ in self._workers:
-            self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for worker in self._workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        return not any(worker.is_alive() for worker in self._workers)
-
-    def drain_queue(self) -> None:
-        """Drop work not yet started (shutdown): the journal still has it for the next start."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, Task):
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
-            elif item is not None:
-                self._finished(item.path)
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._busy == 0, timeout)
-
-    @property
-    def busy(self) -> int:
-        with self._idle:
-            return self._busy
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            heartbeat.begin()
-            try:
-                self._handle(item)
-            finally:
-                heartbeat.end()
-
-    def _handle(self, item: Work | Task) -> None:
-        if isinstance(item, Task):
-            self._run_task(item)
-            return
-        with self._lock:
-            self._queued.discard(item.path)
-            self._in_flight.add(item.path)
-        try:
-            self.process(item)
-        except Interrupted:
-            log.info("stopped while working on %s; it resumes at the next start", item.path)
-        except Exception:
-            log.exception("unexpected error while processing %s", item.path)
-        finally:
-            with self._lock:
-                handed_off = item.path in self._handed_off
-            if not handed_off:
-                self._finished(item.path)
-
-    def _run_task(self, task: Task) -> None:
-        try:
-            task.run()
-        except Interrupted:
-            log.info("stopped during %s; it resumes at the next start", task.what)
-        except Exception:
-            log.exception("unexpected error during %s", task.what)
-        finally:
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
-
-    def _finished(self, path: Path) -> None:
-        with self._lock:
-            self._handed_off.discard(path)
-            self._in_flight.discard(path)
-            again = self._again.pop(path, None)
-        if again is not None:
-            self.renotice(again.path, again.folder)
-        with self._idle:
-            self._busy -= 1
-            self._idle.notify_all()
+        self.pool.run_task(step, f"the video step of {key}")
 
     # -- one file ----------------------------------------------------------------------------
     def process(self, work: Work) -> None:
@@ -378,7 +227,7 @@ class Pipeline:
         self.journal.put(fresh)
         if self.batcher is not None and digest is not None:
             # Several files ready at once go up together: slots and completion in batches.
-            self.hand_off(path)
+            self.pool.hand_off(path)
             self.batcher.enqueue(str(path))
             return
         self.upload(str(path))
@@ -583,14 +432,14 @@ class Pipeline:
         """One step of a video, never two at once for the same file."""
         if self.videos is None:
             return
-        with self._lock:
+        with self._video_lock:
             if key in self._videos_running:
                 return  # the step under way leaves the next look in the journal
             self._videos_running.add(key)
         try:
             self.videos.step(key)
         finally:
-            with self._lock:
+            with self._video_lock:
                 self._videos_running.discard(key)
             # The step left its next look in the journal: the housekeeper must see it.
             self.on_retry_scheduled()
