@@ -29,6 +29,7 @@ from watcher.heygen.errors import (
 )
 from watcher.heygen.uploads import PROTOCOLS, LocalFile, V1Presigned, make_protocol
 from watcher.sandbox import Fault, Sandbox
+from watcher.templates import Template
 
 
 def local_file(path: Path, data: bytes, content_type: str) -> LocalFile:
@@ -418,9 +419,9 @@ def test_generate_poll_and_download(tmp_path: Path, client: HeyGenClient, sandbo
     asset = V1Presigned(client).upload(file)
     video_id = videos.generate(client, "/v2/video/generate", generate_body(asset.url))
     for status_path in (
-        videos.status_path_for("/v2/video/generate", video_id),
-        videos.status_path_for("/v3/videos", video_id),
-        videos.status_path_for("/v1/whatever", video_id),
+        Template("t", endpoint="/v2/video/generate").status_path(video_id),
+        Template("t", endpoint="/v3/videos").status_path(video_id),
+        Template("t", endpoint="/v1/whatever").status_path(video_id),
     ):
         status = videos.get_status(client, status_path)
         assert status.status in ("pending", "processing", "completed")

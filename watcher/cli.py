@@ -155,8 +155,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no files",
         file=sys.stderr,
     )
-    unfinished = counts.get("failed", 0) + counts.get("retrying", 0) + counts.get("held", 0)
-    return EXIT_FAILED if unfinished or stop.is_set() else EXIT_OK
+    return EXIT_FAILED if _unfinished(counts) or stop.is_set() else EXIT_OK
+
+
+def _unfinished(counts: dict[str, int]) -> int:
+    """Files a pass left without a final outcome (failed, waiting for a retry or a key)."""
+    return sum(counts.get(state, 0) for state in ("failed", "retrying", "held"))
 
 
 def _progress_bar() -> Callable[[int], None]:
@@ -185,7 +189,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     paths = [str(Path(p).absolute()) for p in args.paths] or None
-    journal = Journal(config.state_dir / "journal.sqlite3")
+    journal = Journal(config.journal_path)
     try:
         marked = journal.mark_for_retry(paths) + journal.mark_videos_for_retry(paths)
     finally:
@@ -198,9 +202,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     daemon.start(watch=False)
     daemon.wait_until_idle(include_videos=True)
     daemon.stop()
-    counts = daemon.final_counts()
-    unfinished = sum(counts.get(state, 0) for state in ("failed", "retrying", "held"))
-    return EXIT_FAILED if unfinished else EXIT_OK
+    return EXIT_FAILED if _unfinished(daemon.final_counts()) else EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

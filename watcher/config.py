@@ -108,6 +108,10 @@ class Config:
             2 * api.timeout_seconds + max(api.max_retry_after_seconds, api.backoff_max_seconds) + 60
         )
 
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "journal.sqlite3"
+
     def template_for(self, folder: FolderConfig) -> Template | None:
         return self.templates.get(folder.template) if folder.template else None
 

@@ -59,7 +59,7 @@ class Daemon:
         """Everything that can fail on bad input, before any thread starts."""
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
-        self.journal = Journal(self.config.state_dir / "journal.sqlite3")
+        self.journal = Journal(self.config.journal_path)
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
@@ -133,11 +133,12 @@ class Daemon:
                 self.config.shutdown_timeout_seconds,
             )
             self.client.throttle.stop()
-            self.client.close()
+            self.client.close()  # cuts the connections still sending
             self.pipeline.pool.join(5.0)
+        else:
+            self.client.close()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
-        self.client.close()
         self.journal.close()
         self.lock.release()
         return finished
@@ -255,7 +256,7 @@ class Daemon:
 
     def final_counts(self) -> dict[str, int]:
         """Rows per state, read after `stop` from a fresh journal handle."""
-        journal = Journal(self.config.state_dir / "journal.sqlite3")
+        journal = Journal(self.config.journal_path)
         try:
             return journal.counts()
         finally:

@@ -34,6 +34,10 @@ SCHEMA_VERSION = 1
 # `held` waits for the API key to be fixed (nothing is marked failed for a bad key).
 STATES = ("queued", "uploading", "recording", "uploaded", "rejected", "retrying", "failed", "held")
 WAITING_STATES = ("queued", "uploading", "recording", "retrying", "held")
+# Rows the retry scheduler hands back when their next_attempt_at comes (`recording`: a sidecar
+# that could not be written).
+DUE_STATES = ("retrying", "recording")
+_DUE_MARKS = ", ".join("?" for _ in DUE_STATES)
 FINAL_STATES = ("uploaded", "rejected")
 
 _SCHEMA = """
@@ -394,16 +398,16 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM files "
-                "WHERE state IN ('retrying', 'recording') AND next_attempt_at <= ? "
+                f"WHERE state IN ({_DUE_MARKS}) AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at",
-                (now,),
+                (*DUE_STATES, now),
             ).fetchall()
         return [FileRow(*row) for row in rows]
 
     def next_due_at(self) -> float | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'recording')"
+                f"SELECT MIN(next_attempt_at) FROM files WHERE state IN ({_DUE_MARKS})", DUE_STATES
             ).fetchone()
         return row[0] if row else None
 

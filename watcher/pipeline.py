@@ -43,19 +43,16 @@ class AuthPause:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.reason: str | None = None
-        self.since: float | None = None
 
     def set(self, reason: str) -> bool:
         with self._lock:
             first = self.reason is None
             self.reason = reason
-            self.since = self.since or time.time()
             return first
 
     def clear(self) -> None:
         with self._lock:
             self.reason = None
-            self.since = None
 
     @property
     def active(self) -> bool:
@@ -310,11 +307,7 @@ class Pipeline:
         if isinstance(error, AuthError):
             self._hold_for_auth(row, error)
         elif isinstance(error, FileChangedError):
-            log.info(
-                "%s; it will be uploaded again once it settles", error, extra={"file": row.path}
-            )
-            self.journal.update(row.path, state="queued")
-            self._renotice_row(row)
+            self._requeue_changed(row, str(error))
         elif isinstance(error, PermanentError):
             self._fail(row, str(error), final=True)
         elif isinstance(error, ApiError):
@@ -331,12 +324,7 @@ class Pipeline:
         sha256 = row.sha256 or asset.sha256
         if row.sha256 is None and not self._unchanged_since_admitted(row):
             # Hashed on the way: the stat must show the same file, or what went up may be a mix.
-            log.info(
-                "file changed during its upload; it will be uploaded again once it settles",
-                extra={"file": row.path},
-            )
-            self.journal.update(row.path, state="queued")
-            self._renotice_row(row)
+            self._requeue_changed(row, "file changed during its upload")
             return None
         self.on_event(
             "uploaded",
@@ -356,6 +344,12 @@ class Pipeline:
             reused=0,
         )
         return asset
+
+    def _requeue_changed(self, row: FileRow, reason: str) -> None:
+        """The file changed under its upload: look again once it settles (keeping its slot)."""
+        log.info("%s; it will be uploaded again once it settles", reason, extra={"file": row.path})
+        self.journal.update(row.path, state="queued")
+        self._renotice_row(row)
 
     @staticmethod
     def _unchanged_since_admitted(row: FileRow) -> bool:

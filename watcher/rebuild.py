@@ -14,15 +14,13 @@ from watcher.journal import FileRow, Journal
 from watcher.pipeline import adoptable_row
 from watcher.sources import walk_files
 
-JOURNAL_NAME = "journal.sqlite3"
-
 
 def rebuild(config: Config) -> tuple[int, Path | None]:
     """Returns (rows recovered, where the old journal was put aside or None)."""
-    path = config.state_dir / JOURNAL_NAME
+    path = config.journal_path
     kept: Path | None = None
     if path.exists():
-        kept = path.with_name(f"{JOURNAL_NAME}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+        kept = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, kept)
         for suffix in ("-wal", "-shm"):
             side = Path(str(path) + suffix)

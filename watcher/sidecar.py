@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ STATUSES = ("uploaded", "rejected", "failed")
 
 
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_from_epoch(time.time())
 
 
 def iso_from_epoch(seconds: float) -> str:

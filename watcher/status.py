@@ -13,7 +13,7 @@ from watcher.statelock import StateLock
 
 
 def collect(config: Config) -> dict[str, Any]:
-    journal_path = config.state_dir / "journal.sqlite3"
+    journal_path = config.journal_path
     running = StateLock(config.state_dir).held_by_other()
     if not journal_path.exists():
         return {

@@ -19,11 +19,6 @@ class ApiError(Exception):
         self.status = status
         self.code = code
 
-    @property
-    def kind(self) -> str:
-        """A short stable name for logs, metrics and sidecars."""
-        return type(self).__name__
-
     def __str__(self) -> str:
         prefix = f"HTTP {self.status}: " if self.status is not None else ""
         return f"{prefix}{self.message}"

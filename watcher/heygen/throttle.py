@@ -32,10 +32,6 @@ class Throttle:
         """Wake every waiter with `Interrupted`; used on shutdown."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def pause_for(self, seconds: float, reason: str) -> None:
         with self._lock:
             until = time.monotonic() + seconds

@@ -27,15 +27,6 @@ class VideoStatus:
     error: str | None = None
 
 
-def status_path_for(endpoint: str, video_id: str) -> str:
-    """The status endpoint matching a generate endpoint's API version."""
-    if endpoint.startswith("/v3/"):
-        return f"/v3/videos/{video_id}"
-    if endpoint.startswith("/v1/"):
-        return f"/v1/video_status.get?video_id={video_id}"
-    return f"/v2/videos/{video_id}"
-
-
 def generate(client: HeyGenClient, endpoint: str, body: dict[str, Any]) -> str:
     """POST a generation request; returns the new ``video_id``.
 
