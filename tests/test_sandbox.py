@@ -31,6 +31,15 @@ from watcher.sandbox import Fault, Sandbox, SeenRequest
 KEY = "test-key"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 MIB = 1 << 20
+# What a v3 direct-upload create answers per slot (single and batch alike).
+SLOT_FIELDS = (
+    "asset_id",
+    "upload_url",
+    "upload_headers",
+    "expires_in_seconds",
+    "max_bytes",
+    "status",
+)
 
 
 # Plumbing ------------------------------------------------------------------------------------
@@ -592,13 +601,15 @@ def test_batch_lifecycle(client: Client, sb: Sandbox) -> None:
     )
     assert created.status_code == 201
     batch_id, items = created.json()["data"]["batch_id"], created.json()["data"]["items"]
-    assert [item["filename"] for item in items] == ["f0.png", "f1.png", "f2.png"]
+    assert [set(item) for item in items] == [set(SLOT_FIELDS)] * 3
     for item in items[:2]:
         assert client.session.put(item["upload_url"], data=PNG, headers=item["upload_headers"]).ok
 
     before = client.get(f"/v3/assets/batches/{batch_id}").json()["data"]
-    assert before["status"] == "pending_upload"
-    assert {item["status"] for item in before["items"]} == {"queued"}
+    assert before["status"] == "processing"
+    assert before["items"] == [
+        {"item_index": i, "status": "queued", "video_id": None} for i in range(3)
+    ]
 
     sb.batch_processing_seconds = 60
     first = client.post("/v3/assets/complete/batches", {"batch_id": batch_id})
@@ -608,13 +619,115 @@ def test_batch_lifecycle(client: Client, sb: Sandbox) -> None:
     processing = client.get(f"/v3/assets/batches/{batch_id}").json()["data"]
     assert processing["status"] == "processing"
     assert [i["status"] for i in processing["items"]] == ["processing", "processing", "failed"]
+    assert [i["video_id"] for i in processing["items"]] == [
+        items[0]["asset_id"],
+        items[1]["asset_id"],
+        None,
+    ]
 
     sb.batch_processing_seconds = 0
     done = client.get(f"/v3/assets/batches/{batch_id}").json()["data"]
-    assert done["status"] == "partial"
+    assert done["status"] == "completed"
+    assert done["total_items"] == 3
+    assert done["counts_by_status"] == {"queued": 0, "processing": 0, "completed": 2, "failed": 1}
     assert [i["status"] for i in done["items"]] == ["completed", "completed", "failed"]
-    assert done["items"][0]["url"] == f"{sb.storage_url}/asset/{items[0]['asset_id']}"
-    assert done["items"][2]["error"]["code"] == "upload_missing"
+    assert done["items"][2]["error"]["code"] == "asset_not_available"
+    assert (done["has_more"], done["next_token"]) == (False, None)
+    assert set(done) == {
+        "batch_id",
+        "status",
+        "total_items",
+        "counts_by_status",
+        "created_at",
+        "items",
+        "has_more",
+        "next_token",
+    }
+
+
+def test_batch_reads_are_paginated_with_a_small_default_page(client: Client, sb: Sandbox) -> None:
+    created = client.post("/v3/assets/direct-uploads/batches", {"files": batch_files(25)})
+    batch_id = created.json()["data"]["batch_id"]
+    first = client.get(f"/v3/assets/batches/{batch_id}").json()["data"]
+    assert len(first["items"]) < 25 and first["has_more"] is True
+    seen = [item["item_index"] for item in first["items"]]
+    token = first["next_token"]
+    while token:
+        page = client.get(f"/v3/assets/batches/{batch_id}?token={token}").json()["data"]
+        seen += [item["item_index"] for item in page["items"]]
+        token = page["next_token"] if page["has_more"] else None
+    assert seen == list(range(25))
+    whole = client.get(f"/v3/assets/batches/{batch_id}?limit=100").json()["data"]
+    assert len(whole["items"]) == 25 and whole["has_more"] is False
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=5&limit=6", "limit"),
+        ("token=made-up", "token"),
+        ("page=2", "page"),
+    ],
+)
+def test_batch_read_refuses_bad_paging(client: Client, query: str, param: str) -> None:
+    batch_id = client.post("/v3/assets/direct-uploads/batches", {"files": batch_files(2)}).json()[
+        "data"
+    ]["batch_id"]
+    response = client.get(f"/v3/assets/batches/{batch_id}?{query}")
+    assert response.status_code == 400 and v3_error(response)["param"] == param
+
+
+def test_a_token_belongs_to_its_own_batch(client: Client, sb: Sandbox) -> None:
+    sb.batch_page_size = 1
+    first, second = (
+        client.post("/v3/assets/direct-uploads/batches", {"files": batch_files(2)}).json()["data"][
+            "batch_id"
+        ]
+        for _ in range(2)
+    )
+    token = client.get(f"/v3/assets/batches/{first}").json()["data"]["next_token"]
+    response = client.get(f"/v3/assets/batches/{second}?token={token}")
+    assert response.status_code == 400 and v3_error(response)["param"] == "token"
+
+
+def test_a_failed_ingestion_names_its_reason(client: Client, sb: Sandbox) -> None:
+    sb.fail_ingestion("f1.png", "invalid_media", "the image cannot be decoded")
+    data = client.post("/v3/assets/direct-uploads/batches", {"files": batch_files(2)}).json()[
+        "data"
+    ]
+    for item in data["items"]:
+        assert client.session.put(item["upload_url"], data=PNG, headers=item["upload_headers"]).ok
+    client.post("/v3/assets/complete/batches", {"batch_id": data["batch_id"]})
+    items = client.get(f"/v3/assets/batches/{data['batch_id']}").json()["data"]["items"]
+    assert items[0]["status"] == "completed" and "error" not in items[0]
+    assert items[1]["status"] == "failed"
+    assert items[1]["error"] == {"code": "invalid_media", "message": "the image cannot be decoded"}
+
+
+def test_statuses_share_the_read_model(client: Client, sb: Sandbox) -> None:
+    data = client.post("/v3/assets/direct-uploads/batches", {"files": batch_files(2)}).json()[
+        "data"
+    ]
+    for item in data["items"]:
+        assert client.session.put(item["upload_url"], data=PNG, headers=item["upload_headers"]).ok
+    client.post("/v3/assets/complete/batches", {"batch_id": data["batch_id"]})
+    asset = data["items"][0]["asset_id"]
+    answer = client.get(
+        f"/v3/assets/statuses?asset_ids={asset},nope&batch_ids={data['batch_id']}"
+    ).json()["data"]
+    assert [(i["status"], i["video_id"]) for i in answer["items"]] == [
+        ("completed", asset),
+        ("not_found", "nope"),
+        ("completed", asset),
+        ("completed", data["items"][1]["asset_id"]),
+    ]
+    assert answer["has_more"] is False
+    too_many = ",".join(f"a{i}" for i in range(101))
+    response = client.get(f"/v3/assets/statuses?asset_ids={too_many}")
+    assert response.status_code == 400 and v3_error(response)["param"] == "asset_ids"
 
 
 def test_batch_of_uploaded_files_completes(client: Client) -> None:

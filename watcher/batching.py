@@ -14,12 +14,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.heygen.errors import ApiError, PermanentError, TransientError
+from watcher.heygen.errors import ApiError, PermanentError
 from watcher.heygen.uploads import (
     LocalFile,
     UploadedAsset,
@@ -40,7 +41,51 @@ MAX_BATCH_FILES = 100
 GATHER_SECONDS = 0.02
 POLL_FIRST_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0
-POLL_GIVE_UP_SECONDS = 600.0
+# After this long without every item ended, the files left complete one by one.
+POLL_GIVE_UP_SECONDS = 120.0
+# A batch holds at most 100 items; even one per page ends well within this.
+MAX_PAGES = 200
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item of ``GET /v3/assets/batches/{id}``, read strictly as HeyGen's schema names it."""
+
+    index: int
+    status: str
+    asset_id: str | None  # `video_id` in the read model (it is shared with video batches)
+    error: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, raw: Any) -> BatchItem:
+        if not isinstance(raw, dict):
+            raise PermanentError("malformed batch item: not an object")
+        index, status, video_id = raw.get("item_index"), raw.get("status"), raw.get("video_id")
+        error = raw.get("error")
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int)
+            or not isinstance(status, str)
+            or not (video_id is None or isinstance(video_id, str))
+            or not (error is None or isinstance(error, dict))
+        ):
+            raise PermanentError(f"malformed batch item: {str(raw)[:200]}")
+        return cls(index, status, video_id or None, error)
+
+    @property
+    def ended(self) -> bool:
+        """Completed with its asset known, or failed; anything else is not finished yet."""
+        return (self.status == "completed" and self.asset_id is not None) or (
+            self.status == "failed"
+        )
+
+    @property
+    def reason(self) -> str:
+        """The failed item's ``error`` object, as one line for the sidecar."""
+        error = self.error or {}
+        code, message = error.get("code"), error.get("message")
+        parts = [str(part) for part in (code, message) if part]
+        return ": ".join(parts) or f"batch item {self.status} without a reason"
 
 
 @dataclass
@@ -58,6 +103,7 @@ class V3Batcher:
     protocol: V3Direct
     gather_seconds: float = GATHER_SECONDS
     max_files: int = MAX_BATCH_FILES
+    poll_give_up_seconds: float = POLL_GIVE_UP_SECONDS
     _pending: list[str] = field(default_factory=list)
     _first_pending_at: float = 0.0
     _wake: threading.Condition = field(default_factory=threading.Condition)
@@ -209,61 +255,102 @@ class V3Batcher:
     # -- the batch: complete and read the outcome --------------------------------------------
     def _complete(self, batch: _Batch) -> None:
         client = self.pipeline.protocol.client
+        outcome: dict[str, BatchItem] = {}
         try:
-            client.request(
-                "POST",
-                "/v3/assets/complete/batches",
-                json={"batch_id": batch.batch_id},
-                headers={"Idempotency-Key": f"complete-{batch.batch_id}"},
-            )
-            items = self._wait_for_outcome(batch)
+            client.request("POST", "/v3/assets/complete/batches", json={"batch_id": batch.batch_id})
+            outcome = self._wait_for_outcome(batch)
         except ApiError as error:
-            # The bytes are up and completion is idempotent: each file's retry completes it.
-            for key in batch.sent:
-                self._failed(key, error)
-            return
+            log.warning(
+                "batch %s: its outcome cannot be read (%s); completing its files one by one",
+                batch.batch_id,
+                error,
+            )
         for key in batch.sent:
-            item = items.get(batch.slots[key].asset_id, {})
-            if item.get("status") == "completed":
+            item = outcome.get(key)
+            if item is None:
+                # Completion is idempotent: each file completes on its own, at once, instead
+                # of waiting for the per-file retry window.
+                self._run_or_release(key, partial(self._complete_alone, key), f"completing {key}")
+            elif item.status == "completed":
                 # Recording (journal, sidecar with its fsyncs) spreads over the pool.
-                if not self.pipeline.pool.run_task(
-                    partial(self._uploaded, batch, key, item), f"recording {key}"
-                ):
-                    self.pipeline.pool.release(Path(key))
+                self._run_or_release(key, partial(self._uploaded, batch, key), f"recording {key}")
             else:
-                reason = item.get("error") or item.get("status") or "missing from the batch"
-                self._failed(key, TransientError(f"batch item not completed: {reason}"))
+                self._failed(key, PermanentError(f"refused by HeyGen: {item.reason}"))
 
-    def _wait_for_outcome(self, batch: _Batch) -> dict[str, dict[str, Any]]:
+    def _run_or_release(self, key: str, task: Callable[[], None], what: str) -> None:
+        if not self.pipeline.pool.run_task(task, what):
+            self.pipeline.pool.release(Path(key))
+
+    def _wait_for_outcome(self, batch: _Batch) -> dict[str, BatchItem]:
+        """Poll the batch until every sent file's item has ended (or the deadline passes);
+        returns the ended items by journal key."""
         client = self.pipeline.protocol.client
         delay = POLL_FIRST_SECONDS
-        give_up = time.monotonic() + POLL_GIVE_UP_SECONDS
+        give_up = time.monotonic() + self.poll_give_up_seconds
         while True:
-            data = client.request("GET", f"/v3/assets/batches/{batch.batch_id}")
-            listed = data.get("items") if isinstance(data, dict) else None
-            items: dict[str, dict[str, Any]] = {
-                item["asset_id"]: item
-                for item in (listed if isinstance(listed, list) else [])
-                if isinstance(item, dict) and isinstance(item.get("asset_id"), str)
+            ended = {
+                key: item
+                for key, item in self._items_by_key(batch, self._read_items(batch)).items()
+                if item.ended
             }
-            statuses = {
-                items.get(batch.slots[key].asset_id, {}).get("status") for key in batch.sent
-            }
-            if not statuses & {"queued", "processing"} or time.monotonic() > give_up:
-                return items
+            if len(ended) == len(batch.sent) or time.monotonic() > give_up:
+                return ended
             client.throttle.sleep(delay)
             delay = min(delay * 2, POLL_MAX_SECONDS)
 
-    def _uploaded(self, batch: _Batch, key: str, item: dict[str, Any]) -> None:
+    def _read_items(self, batch: _Batch) -> list[BatchItem]:
+        """Every item of the batch: the read model is paginated (follow ``next_token`` while
+        ``has_more``), and the default page is smaller than a full batch."""
+        client = self.pipeline.protocol.client
+        items: list[BatchItem] = []
+        params: dict[str, str] | None = None
+        for _ in range(MAX_PAGES):
+            data = client.request("GET", f"/v3/assets/batches/{batch.batch_id}", params=params)
+            page = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(page, list):
+                raise PermanentError("malformed batch read: 'items' is not a list")
+            items.extend(BatchItem.parse(raw) for raw in page)
+            token = data.get("next_token")
+            if data.get("has_more") is not True:
+                return items
+            if not isinstance(token, str) or not token:
+                raise PermanentError("malformed batch read: 'has_more' without 'next_token'")
+            params = {"token": token}
+        raise PermanentError(f"batch read did not end after {MAX_PAGES} pages")
+
+    @staticmethod
+    def _items_by_key(batch: _Batch, items: list[BatchItem]) -> dict[str, BatchItem]:
+        """Match items to files by ``item_index`` (the position in the submitted ``files``),
+        or by ``video_id`` (which holds the asset id once the item exists)."""
+        by_index = {item.index: item for item in items}
+        by_id = {item.asset_id: item for item in items if item.asset_id is not None}
+        matched = {}
+        for index, (key, slot) in enumerate(batch.slots.items()):
+            item = by_index.get(index)
+            if item is None or item.asset_id not in (None, slot.asset_id):
+                item = by_id.get(slot.asset_id)
+            if item is not None:
+                matched[key] = item
+        return matched
+
+    def _uploaded(self, batch: _Batch, key: str) -> None:
         try:
             row = self.journal.get(key)
             if row is None:
                 return
             asset_id = batch.slots[key].asset_id
-            url = item.get("url") or self.protocol.asset_url(asset_id)
-            asset = UploadedAsset(asset_id, url, self.protocol.name, row.sha256)
+            # The read model names no URL: the asset's URL is built from its id.
+            asset = UploadedAsset(asset_id, self.protocol.asset_url(asset_id), self.protocol.name)
             if self.pipeline.upload_succeeded(row, asset, batch.started) is not None:
                 self.pipeline.upload(key)
+        finally:
+            self.pipeline.pool.release(Path(key))
+
+    def _complete_alone(self, key: str) -> None:
+        """The file's bytes are in its recorded slot: the single path completes it (and PUTs
+        again only if the slot never received them)."""
+        try:
+            self.pipeline.upload(key)
         finally:
             self.pipeline.pool.release(Path(key))
 

@@ -69,18 +69,25 @@ _TUNABLE = (
     "video_processing_seconds",
     "batch_processing_seconds",
 )
+_COUNTS = ("batch_page_size",)
 
 
 def _settings(ctx: Context, exchange: Exchange) -> Response:
     """Change run-time tunables of a sandbox running in another process (benchmarks)."""
     changes = read_json_object(exchange)
+    settable = (*_TUNABLE, *_COUNTS)
     for name, value in changes.items():
-        if name not in _TUNABLE:
-            raise ApiError(400, f"unknown setting {name!r} (settable: {', '.join(_TUNABLE)})")
+        if name not in settable:
+            raise ApiError(400, f"unknown setting {name!r} (settable: {', '.join(settable)})")
+        if name in _COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ApiError(400, f"{name} must be a positive integer, got {value!r}")
+            setattr(ctx.settings, name, value)
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ApiError(400, f"{name} must be a number of seconds, got {value!r}")
         setattr(ctx.settings, name, float(value))
-    return _ok({name: getattr(ctx.settings, name) for name in _TUNABLE})
+    return _ok({name: getattr(ctx.settings, name) for name in settable})
 
 
 ROUTES = {

@@ -34,6 +34,7 @@ ROUTES = (
     _route("POST", r"/v3/assets/direct-uploads/batches", assets.create_batch),
     _route("POST", r"/v3/assets/complete/batches", assets.complete_batch),
     _route("GET", r"/v3/assets/batches/(?P<batch_id>[^/]+)", assets.get_batch),
+    _route("GET", r"/v3/assets/statuses", assets.get_statuses),
     _route("POST", r"/v3/assets/(?P<asset_id>[^/]+)/complete", assets.complete_asset),
     _route("POST", r"/v3/assets", assets.upload_multipart),
     _route("POST", r"/v2/video/generate", videos.generate_v2),

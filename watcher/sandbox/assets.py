@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from watcher.sandbox.context import Context, idempotent, json_fingerprint, signed_headers
@@ -18,10 +19,14 @@ from watcher.sandbox.limits import (
     max_bytes,
 )
 from watcher.sandbox.multipart import MultipartError, boundary_of, parse
-from watcher.sandbox.state import V1_PRESIGNED, V3_DIRECT, Batch, Slot
+from watcher.sandbox.state import V1_PRESIGNED, V3_DIRECT, Batch, ItemError, Slot
 from watcher.sandbox.validation import ApiError, Fields, body_error, invalid, read_json_object
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# Batch items, as HeyGen's read model names their statuses.
+ITEM_STATUSES = ("queued", "processing", "completed", "failed")
+# `limit` of a paginated read: 1 to 100.
+MAX_PAGE_ITEMS = 100
 
 
 def unsupported(content_type: str, param: str) -> ApiError:
@@ -154,7 +159,7 @@ def create_batch(ctx: Context, exchange: Exchange) -> Response:
     def perform() -> tuple[int, dict[str, Any]]:
         slots = [open_direct_slot(ctx, upload) for upload in uploads]
         batch = ctx.state.new_batch(slots, title)
-        items = [{**slot_payload(ctx, slot), "filename": slot.filename} for slot in slots]
+        items = [slot_payload(ctx, slot) for slot in slots]
         return 201, {"data": {"batch_id": batch.batch_id, "items": items}}
 
     return idempotent(ctx, exchange, json_fingerprint(body), perform)
@@ -179,36 +184,138 @@ def complete_batch(ctx: Context, exchange: Exchange) -> Response:
     return idempotent(ctx, exchange, json_fingerprint(body), perform)
 
 
-def batch_item(ctx: Context, batch: Batch, asset_id: str) -> dict[str, Any]:
-    slot = ctx.state.slot(asset_id)
-    status = ctx.state.batch_item_status(batch, asset_id)
-    item: dict[str, Any] = {
-        "asset_id": asset_id,
-        "filename": slot.filename if slot else None,
-        "status": status,
-    }
-    if status == "completed":
-        item["url"] = ctx.asset_url(asset_id)
-    if status == "failed":
-        item["error"] = {"code": "upload_missing", "message": "no bytes were uploaded"}
+def read_model_item(
+    item_index: int, status: str, asset_id: str | None, error: ItemError | None
+) -> dict[str, Any]:
+    """One item of HeyGen's batch read model. It is shared with video batches, so the id is
+    named ``video_id`` even for assets, and it is null until the item exists."""
+    item: dict[str, Any] = {"item_index": item_index, "status": status, "video_id": asset_id}
+    if error is not None:
+        item["error"] = {"code": error.code, "message": error.message}
     return item
 
 
-def batch_status(completed: bool, item_statuses: set[str]) -> str:
-    if not completed:
-        return "pending_upload"
-    if "processing" in item_statuses:
+def batch_items(ctx: Context, batch: Batch) -> list[dict[str, Any]]:
+    items = []
+    for index, asset_id in enumerate(batch.asset_ids):
+        status, error = ctx.state.batch_item(batch, asset_id)
+        # The asset exists once ingestion started: not while queued, not when it never arrived.
+        exists = status in ("processing", "completed") or (
+            status == "failed" and asset_id not in batch.missing
+        )
+        items.append(read_model_item(index, status, asset_id if exists else None, error))
+    return items
+
+
+def batch_status(item_statuses: list[str]) -> str:
+    """The batch as a whole: processing while any item is, failed when every item failed."""
+    if any(status in ("queued", "processing") for status in item_statuses):
         return "processing"
-    if len(item_statuses) == 1:
-        return "completed" if item_statuses == {"completed"} else "failed"
-    return "partial"
+    if item_statuses and all(status == "failed" for status in item_statuses):
+        return "failed"
+    return "completed"
+
+
+PAGE_PARAMS = ("limit", "token")
+
+
+def page_of(
+    ctx: Context, exchange: Exchange, listing: str, items: list[dict[str, Any]], *extra: str
+) -> dict[str, Any]:
+    """``items`` cut to the page that ``limit`` and ``token`` ask for, with ``has_more`` and
+    ``next_token``; unknown, repeated or malformed query parameters are refused."""
+    params = exchange.params
+    for name, values in params.items():
+        if name not in (*PAGE_PARAMS, *extra):
+            raise invalid(name, "is not a known query parameter")
+        if len(values) != 1:
+            raise invalid(name, "must be given once")
+    limit = ctx.settings.batch_page_size
+    if "limit" in params:
+        text = params["limit"][0]
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_ITEMS:
+            raise invalid("limit", f"must be an integer from 1 to {MAX_PAGE_ITEMS}")
+        limit = int(text)
+    offset = 0
+    if "token" in params:
+        cursor = ctx.state.cursor(params["token"][0])
+        if cursor is None or cursor.listing != listing:
+            raise invalid("token", "is not a token this listing issued")
+        offset = cursor.offset
+    page = items[offset : offset + limit]
+    more = offset + limit < len(items)
+    return {
+        "items": page,
+        "has_more": more,
+        "next_token": ctx.state.new_cursor(listing, offset + limit) if more else None,
+    }
 
 
 def get_batch(ctx: Context, exchange: Exchange, batch_id: str) -> Response:
     batch = find_batch(ctx, batch_id)
-    items = [batch_item(ctx, batch, asset_id) for asset_id in batch.asset_ids]
-    status = batch_status(batch.completed_at is not None, {item["status"] for item in items})
-    return json_response(200, {"data": {"batch_id": batch_id, "status": status, "items": items}})
+    items = batch_items(ctx, batch)
+    statuses = [item["status"] for item in items]
+    counts = {status: statuses.count(status) for status in ITEM_STATUSES}
+    data = {
+        "batch_id": batch_id,
+        "status": batch_status(statuses),
+        "total_items": len(items),
+        "counts_by_status": counts,
+        "created_at": iso_time(batch.created_at),
+        **page_of(ctx, exchange, f"batch {batch_id}", items),
+    }
+    return json_response(200, {"data": data})
+
+
+def get_statuses(ctx: Context, exchange: Exchange) -> Response:
+    """``GET /v3/assets/statuses?asset_ids=a,b&batch_ids=c``: the batch read model for single
+    assets (in the order asked) and then for every item of each batch asked."""
+    asked = {name: _id_list(exchange, name) for name in ("asset_ids", "batch_ids")}
+    total = sum(len(ids) for ids in asked.values())
+    if not 1 <= total <= MAX_PAGE_ITEMS:
+        raise invalid("asset_ids", f"give 1 to {MAX_PAGE_ITEMS} ids in asset_ids and batch_ids")
+    items: list[dict[str, Any]] = []
+    for index, asset_id in enumerate(asked["asset_ids"]):
+        items.append(asset_item(ctx, index, asset_id))
+    for batch_id in asked["batch_ids"]:
+        batch = ctx.state.batch(batch_id)
+        if batch is None:
+            missing = ItemError("not_found", f"batch not found: {batch_id}")
+            items.append(read_model_item(0, "not_found", None, missing))
+        else:
+            items.extend(batch_items(ctx, batch))
+    listing = "statuses " + exchange.query
+    page = page_of(ctx, exchange, listing, items, "asset_ids", "batch_ids")
+    return json_response(200, {"data": page})
+
+
+def asset_item(ctx: Context, index: int, asset_id: str) -> dict[str, Any]:
+    slot = ctx.state.slot(asset_id)
+    if slot is None:
+        return read_model_item(index, "not_found", asset_id, None)
+    batch = ctx.state.batch(slot.batch_id or "")
+    if batch is not None:
+        status, error = ctx.state.batch_item(batch, asset_id)
+        if status != "completed" and slot.completed:
+            status, error = "completed", None
+    else:
+        status = "completed" if slot.completed else "queued"
+        error = None
+    return read_model_item(index, status, asset_id, error)
+
+
+def _id_list(exchange: Exchange, name: str) -> list[str]:
+    values = exchange.params.get(name, [])
+    if len(values) > 1:
+        raise invalid(name, "must be given once, as a comma-separated list")
+    ids = [part.strip() for part in values[0].split(",")] if values else []
+    if any(not part for part in ids):
+        raise invalid(name, "must be a comma-separated list of ids")
+    return ids
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # v3 multipart --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Sandbox:
     video_pending_seconds = _Setting()
     video_processing_seconds = _Setting()
     batch_processing_seconds = _Setting()
+    batch_page_size = _Setting()
 
     def __init__(
         self,
@@ -140,6 +141,10 @@ class Sandbox:
 
     def clear_faults(self) -> None:
         self._state.clear_faults()
+
+    def fail_ingestion(self, filename: str, code: str, message: str) -> None:
+        """Make batch items for files of this name fail ingestion with this error object."""
+        self._state.fail_ingestion(filename, code, message)
 
     def queue_video_outcome(
         self,

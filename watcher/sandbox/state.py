@@ -36,6 +36,9 @@ class Settings:
     video_pending_seconds: float
     video_processing_seconds: float
     batch_processing_seconds: float
+    # HeyGen leaves the default page size of batch reads undocumented; a page smaller than a
+    # full batch makes a client that never follows `next_token` fail here, not in production.
+    batch_page_size: int = 10
 
 
 @dataclass
@@ -57,8 +60,25 @@ class Batch:
     batch_id: str
     asset_ids: list[str]
     title: str | None
+    created_at: float = field(default_factory=time.time)
     completed_at: float | None = None
     missing: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """Why a batch item failed: the read model's ``error`` object."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a `next_token` continues: which listing, from which position."""
+
+    listing: str
+    offset: int
 
 
 @dataclass
@@ -110,6 +130,8 @@ class _Stores:
     videos: dict[str, VideoRecord] = field(default_factory=dict)
     outcomes: deque[_Outcome] = field(default_factory=deque)
     idempotency: dict[tuple[str, str], Remembered] = field(default_factory=dict)
+    ingestion_failures: dict[str, ItemError] = field(default_factory=dict)
+    cursors: dict[str, PageCursor] = field(default_factory=dict)
     seen: deque[_Seen] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_LIMIT))
 
 
@@ -286,15 +308,44 @@ class SandboxState:
             batch.completed_at = time.monotonic()
 
     def batch_item_status(self, batch: Batch, asset_id: str) -> str:
+        return self.batch_item(batch, asset_id)[0]
+
+    def batch_item(self, batch: Batch, asset_id: str) -> tuple[str, ItemError | None]:
+        """(status, error) of one item: queued until the batch is completed, then processing
+        for ``batch_processing_seconds``, then completed, or failed with the reason."""
         with self.lock:
             if batch.completed_at is None:
-                return "queued"
+                return "queued", None
             if asset_id in batch.missing:
-                return "failed"
+                return "failed", ItemError(
+                    "asset_not_available", "no bytes were uploaded for this item"
+                )
             waited = time.monotonic() - batch.completed_at
             if waited < self.settings.batch_processing_seconds:
-                return "processing"
-            return "completed"
+                return "processing", None
+            slot = self._stores.slots.get(asset_id)
+            failure = self._stores.ingestion_failures.get(slot.filename or "") if slot else None
+            if failure is not None:
+                return "failed", failure
+            return "completed", None
+
+    def fail_ingestion(self, filename: str, code: str, message: str) -> None:
+        """Batch items for files of this name fail ingestion with this error."""
+        with self.lock:
+            self._stores.ingestion_failures[filename] = ItemError(code, message)
+
+    # Pagination -----------------------------------------------------------------------------
+
+    def new_cursor(self, listing: str, offset: int) -> str:
+        """An opaque `next_token` for ``listing`` continuing at ``offset``."""
+        token = new_id()
+        with self.lock:
+            self._stores.cursors[token] = PageCursor(listing, offset)
+        return token
+
+    def cursor(self, token: str) -> PageCursor | None:
+        with self.lock:
+            return self._stores.cursors.get(token)
 
     # Videos ---------------------------------------------------------------------------------
 
