@@ -221,14 +221,14 @@ def burst_baseline(work: Path, api_url: str, count: int, seed: int) -> float:
 
 
 def scenario_burst(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
-    sandbox_settings(api_url, latency_seconds=0.05)
+    sandbox_settings(api_url, latency_seconds=args.burst_latency_ms / 1000)
     try:
         baseline = burst_baseline(work / "burst-baseline", api_url, args.files, 1_000_000)
         v1 = burst_daemon(work / "burst-v1", api_url, args.files, "v1-presigned", 2_000_000)
         v3 = burst_daemon(work / "burst-v3", api_url, args.files, "v3-direct", 3_000_000)
     finally:
         sandbox_settings(api_url, latency_seconds=0.0)
-    name = f"burst: {args.files} files, 50 ms/request"
+    name = f"burst: {args.files} files, {args.burst_latency_ms:g} ms/request"
     return [
         Row(name, "seed script (baseline)", baseline, "files/s"),
         Row(
@@ -492,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--files", type=int, default=300, help="files in the burst")
+    parser.add_argument(
+        "--burst-latency-ms", type=float, default=50.0, help="sandbox latency in the burst"
+    )
     parser.add_argument("--big-mib", type=int, default=1024, help="size of the big file")
     parser.add_argument("--latency-files", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=100_000)
