@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from watcher.heygen.uploads import UploadSlot
-from watcher.journal import FileRow, Journal
+from watcher.state.journal import FileRow, Journal
 
 
 def row(index: int, state: str, now: float) -> FileRow:
@@ -81,7 +80,9 @@ def measure_bookkeeping(path: Path, files: int, base: int) -> list[float]:
         journal.put(fresh)
         journal.record_slot(
             fresh.path,
-            UploadSlot("v1-presigned", f"a{index}", f"https://s/{index}", {}, None),
+            slot=f'{{"protocol": "v1-presigned", "url": "https://s/{index}"}}',
+            asset_id=f"a{index}",
+            expires_at=None,
             attempts=1,
         )
         journal.update(fresh.path, state="recording", asset_id=f"a{index}", asset_url="u")

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from watcher.apikey import ApiKey
 from watcher.config import ApiConfig
+from watcher.config.apikey import ApiKey
 from watcher.heygen.client import HeyGenClient
 from watcher.sandbox import Sandbox
 

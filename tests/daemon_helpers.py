@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from conftest import SANDBOX_KEY, wait_for
 
-from watcher.apikey import ApiKey
 from watcher.config import Config, parse_config
-from watcher.daemon import Daemon
+from watcher.config.apikey import ApiKey
 from watcher.sandbox import Sandbox
+from watcher.service.daemon import Daemon
 
 FAST_API = {
     "timeout_seconds": 5,

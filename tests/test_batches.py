@@ -28,8 +28,8 @@ from daemon_helpers import (
     write_config,
 )
 
-from watcher.daemon import Daemon
 from watcher.sandbox import Fault, Sandbox
+from watcher.service.daemon import Daemon
 
 BATCHES = "/v3/assets/direct-uploads/batches"
 COMPLETE_BATCH = "/v3/assets/complete/batches"

@@ -13,7 +13,8 @@ import media
 import pytest
 from conftest import SANDBOX_KEY, fast_api
 
-from watcher.apikey import ApiKey
+from watcher.config.apikey import ApiKey
+from watcher.config.templates import Template
 from watcher.heygen import videos
 from watcher.heygen.body import FileBody, FileChangedError, sha256_file
 from watcher.heygen.client import HeyGenClient
@@ -29,7 +30,6 @@ from watcher.heygen.errors import (
 )
 from watcher.heygen.uploads import PROTOCOLS, LocalFile, V1Presigned, make_protocol
 from watcher.sandbox import Fault, Sandbox
-from watcher.templates import Template
 
 
 def local_file(path: Path, data: bytes, content_type: str) -> LocalFile:
@@ -350,7 +350,7 @@ def test_file_body_reports_length_and_stops_at_it(tmp_path: Path):
 RSS_PROBE = r"""
 import resource, sys
 from pathlib import Path
-from watcher.apikey import ApiKey
+from watcher.config.apikey import ApiKey
 from watcher.config import ApiConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import LocalFile, make_protocol

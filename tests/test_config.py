@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from watcher.apikey import ApiKeyError, load_api_key
 from watcher.config import ApiConfig, ConfigError, load_config
+from watcher.config.apikey import ApiKeyError, load_api_key
 
 
 def write(tmp_path: Path, document: object) -> Path:

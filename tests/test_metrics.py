@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from watcher.metrics import Metrics, MetricsServer, _ProcessCollector, parse_listen
+from watcher.service.metrics import Metrics, MetricsServer, _ProcessCollector, parse_listen
 
 
 class Http:
@@ -179,7 +179,7 @@ def test_scrapes_are_not_logged_to_stderr(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, http = served
-    caplog.set_level(logging.INFO, logger="watcher.metrics")
+    caplog.set_level(logging.INFO, logger="watcher.service.metrics")
     http.get("/metrics")
     http.get("/nothing-here")
     assert capfd.readouterr().err == ""

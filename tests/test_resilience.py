@@ -27,8 +27,8 @@ from daemon_helpers import (
     write_config,
 )
 
-from watcher.journal import Journal
 from watcher.sandbox import Fault, Sandbox
+from watcher.state.journal import Journal
 
 KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
+from watcher.service.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
 
 
 class Listener:

@@ -226,9 +226,9 @@ PROBE = textwrap.dedent(
     except OSError:
         print("setpriority refused")
 
-    from watcher.sniff import sniff_file
-    from watcher.settle import held_open_for_writing
-    from watcher.journal import Journal
+    from watcher.intake.sniff import sniff_file
+    from watcher.intake.settle import held_open_for_writing
+    from watcher.state.journal import Journal
     from watchdog.observers.inotify import InotifyObserver
     from watchdog.events import FileSystemEventHandler
 

@@ -21,10 +21,10 @@ from daemon_helpers import (
 )
 
 from watcher.config import ConfigError
+from watcher.config.templates import RenderError, render
+from watcher.intake.sniff import sniff_file
+from watcher.pipeline.videos import download_name
 from watcher.sandbox import Fault, Sandbox
-from watcher.sniff import sniff_file
-from watcher.templates import RenderError, render
-from watcher.videostage import download_name
 
 FAST = {"initial_delay_seconds": 0.05, "poll_interval_seconds": 0.05}
 BACKGROUND_BODY = {

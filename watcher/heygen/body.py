@@ -10,11 +10,9 @@ on the wire always match the header.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
-
-from watcher import heartbeat
 
 READ_BLOCK_BYTES = 1024 * 1024
 
@@ -27,8 +25,18 @@ class FileBody:
     """Exactly ``size`` bytes of ``path``, optionally between a prefix and a suffix
     (the multipart envelope), hashing the file's bytes on the way."""
 
-    def __init__(self, path: Path, size: int, *, prefix: bytes = b"", suffix: bytes = b"") -> None:
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        *,
+        prefix: bytes = b"",
+        suffix: bytes = b"",
+        on_block: Callable[[], None] = lambda: None,
+    ) -> None:
         self._path = path
+        # Told after every block read: a sender that keeps reading is making progress.
+        self._on_block = on_block
         self._size = size
         self._parts: list[bytes] = [prefix] if prefix else []
         self._suffix = suffix
@@ -78,7 +86,7 @@ class FileBody:
             raise FileChangedError(f"{self._path} shrank while it was being uploaded")
         self._left -= len(block)
         self._hasher.update(block)
-        heartbeat.beat()
+        self._on_block()
         return block
 
     def _close(self) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from watcher.apikey import ApiKey
 from watcher.config import ApiConfig
+from watcher.config.apikey import ApiKey
 from watcher.heygen.envelope import parse_api_response, raise_for_storage
 from watcher.heygen.errors import ApiError, ResponseLost, TransientError
 from watcher.heygen.retry import RetryPolicy, with_retries
@@ -52,10 +52,14 @@ class HeyGenClient:
         *,
         throttle: Throttle | None = None,
         policy: RetryPolicy | None = None,
+        on_progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.api = api
         self._key = key
-        self.throttle = throttle or Throttle(api.requests_per_second)
+        # Told whenever a request moves (a block sent, a bounded wait begun): a watchdog
+        # outside the client tells a slow upload from a wedged one by it.
+        self.on_progress = on_progress
+        self.throttle = throttle or Throttle(api.requests_per_second, on_wait=on_progress)
         self.policy = policy or RetryPolicy(
             max_attempts=api.max_attempts,
             base_delay_seconds=api.backoff_base_seconds,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-
-from watcher import heartbeat
+from collections.abc import Callable
 
 
 class Interrupted(Exception):
@@ -19,7 +18,13 @@ class Interrupted(Exception):
 
 
 class Throttle:
-    def __init__(self, requests_per_second: float | None = None) -> None:
+    def __init__(
+        self,
+        requests_per_second: float | None = None,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> None:
+        # Told before every deliberate, bounded wait: such a wait is not a stall.
+        self._on_wait = on_wait
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._paused_until = 0.0
@@ -48,7 +53,7 @@ class Throttle:
     # -- waiting -----------------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once on shutdown."""
-        heartbeat.beat()  # a deliberate, bounded wait is not a stall
+        self._on_wait()
         if seconds > 0 and self._stop.wait(seconds):
             raise Interrupted("shutting down")
         if self._stop.is_set():

@@ -200,7 +200,7 @@ class PresignedProtocol(UploadProtocol):
         bodies: list[FileBody] = []
 
         def body_factory() -> FileBody:
-            body = FileBody(file.path, file.size)
+            body = FileBody(file.path, file.size, on_block=self.client.on_progress)
             bodies.append(body)
             return body
 
@@ -344,7 +344,13 @@ class V3Multipart(UploadProtocol):
         bodies: list[FileBody] = []
 
         def body_factory() -> FileBody:
-            body = FileBody(file.path, file.size, prefix=prefix, suffix=suffix)
+            body = FileBody(
+                file.path,
+                file.size,
+                prefix=prefix,
+                suffix=suffix,
+                on_block=self.client.on_progress,
+            )
             bodies.append(body)
             return body
 

@@ -12,7 +12,6 @@ import requests
 
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import PermanentError, TransientError
-from watcher.sidecar import current_umask
 
 VIDEO_STATES = ("pending", "processing", "completed", "failed")
 _DOWNLOAD_BLOCK_BYTES = 1024 * 1024
@@ -69,9 +68,10 @@ def get_status(client: HeyGenClient, status_path: str) -> VideoStatus:
     return parse_status(client.request("GET", path, params=params or None))
 
 
-def download(client: HeyGenClient, url: str, destination: Path) -> int:
+def download(client: HeyGenClient, url: str, destination: Path, mode: int = 0o644) -> int:
     """Stream ``url`` into ``destination`` through a temp file in the same folder, then rename,
-    so a reader never sees a half-written video. Returns the number of bytes written."""
+    so a reader never sees a half-written video, created with permissions ``mode``. Returns the
+    number of bytes written."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with client.open_download(url) as response:
@@ -79,7 +79,7 @@ def download(client: HeyGenClient, url: str, destination: Path) -> int:
             prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
         )
         try:
-            os.fchmod(handle, 0o666 & ~current_umask())
+            os.fchmod(handle, mode)
             with os.fdopen(handle, "wb") as out:
                 for block in response.iter_content(_DOWNLOAD_BLOCK_BYTES):
                     out.write(block)

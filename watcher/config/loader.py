@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from watcher.configcheck import Checker, ConfigError, Problem, join_key
-from watcher.mediatypes import DEFAULT_TYPES, MAJOR_TYPES, SUPPORTED_TYPES
-from watcher.templates import (
+from watcher.config.checker import Checker, ConfigError, Problem, join_key
+from watcher.config.mediatypes import DEFAULT_TYPES, MAJOR_TYPES, SUPPORTED_TYPES
+from watcher.config.templates import (
     SAMPLE_VALUES,
     RenderError,
     Template,
@@ -378,7 +378,7 @@ def _read_templates(check: Checker, raw: Any, base: Path) -> dict[str, Template]
 
 def _read_metrics(check: Checker, raw: Any) -> str | None:
     """``metrics: {listen: "127.0.0.1:9464"}``; off when absent."""
-    from watcher.metrics import parse_listen
+    from watcher.config.listen import parse_listen
 
     section = check.mapping(raw, "metrics")
     check.known_keys(section, "metrics", ("listen",))

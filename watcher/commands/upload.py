@@ -11,13 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from watcher import gate, records, sidecar
 from watcher.config import Config
-from watcher.gate import Outcome
+from watcher.config.mediatypes import DEFAULT_TYPES, SUPPORTED_TYPES
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.heygen.errors import ApiError, AuthError
 from watcher.heygen.uploads import LocalFile, UploadProtocol
-from watcher.mediatypes import DEFAULT_TYPES, SUPPORTED_TYPES
+from watcher.intake import admission
+from watcher.intake.admission import Outcome
+from watcher.pipeline import records
+from watcher.state import sidecar
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,11 @@ class OneShotUploader:
             info = path.lstat()
         except OSError as error:
             return Report(path, records.failed(path, 0, f"cannot read: {error.strerror}"))
-        verdict = gate.screen_stat(info)
+        verdict = admission.screen_stat(info)
         if verdict is not None and verdict.outcome is not Outcome.REJECT:
             return Report(path, records.failed(path, info.st_size, f"skipped: {verdict.reason}"))
         if verdict is None:
-            verdict = gate.classify(path, info, self.rules)
+            verdict = admission.classify(path, info, self.rules)
         if verdict.outcome is Outcome.REJECT:
             return self._record(path, records.rejected(path, info, verdict, self.rules.types))
         assert verdict.content_type is not None

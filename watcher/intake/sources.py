@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +47,6 @@ _WATCHED_EVENTS = (
     DirMovedEvent,
     FileClosedEvent,
 )
-
-
-def walk_files(root: Path, recursive: bool) -> Iterator[os.DirEntry[str]]:
-    """Every non-directory entry under ``root`` (symlinks not followed), hidden folders skipped."""
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if is_dir:
-                        if recursive and not entry.name.startswith("."):
-                            stack.append(Path(entry.path))
-                    else:
-                        yield entry
-        except FileNotFoundError:
-            continue
-        except OSError as error:
-            log.warning("cannot list %s: %s", folder, error.strerror)
 
 
 def _native_observer() -> BaseObserver:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import magic
 
-from watcher.mediatypes import canonical_type
+from watcher.config.mediatypes import canonical_type
 
 # Enough for every container signature we care about (MP4's ftyp box, ID3 tags before an MP3
 # frame, RIFF/WAVE headers) without reading whole files.

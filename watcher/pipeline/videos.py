@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config, FolderConfig
+from watcher.config.templates import RenderError, Template, render, values_for
 from watcher.heygen import videos
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import (
@@ -31,9 +32,8 @@ from watcher.heygen.errors import (
     ResponseLost,
     TransientError,
 )
-from watcher.journal import FileRow, Journal, VideoRow
-from watcher.sidecar import iso_from_epoch
-from watcher.templates import RenderError, Template, render, values_for
+from watcher.state.journal import FileRow, Journal, VideoRow
+from watcher.state.sidecar import current_umask, iso_from_epoch
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class VideoStage:
             self._finish(row, "failed", error="refused a download name outside download_to")
             return
         try:
-            videos.download(self.client, row.video_url, target)
+            videos.download(self.client, row.video_url, target, 0o666 & ~current_umask())
         except (ApiError, OSError) as error:
             attempts = row.attempts + 1
             if attempts >= DOWNLOAD_ATTEMPTS or not isinstance(error, ApiError):

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.journal import STATES, Journal
-from watcher.sidecar import iso_from_epoch
-from watcher.statelock import StateLock
+from watcher.state.journal import STATES, Journal
+from watcher.state.lock import StateLock
+from watcher.state.sidecar import iso_from_epoch
 
 
 def collect(config: Config) -> dict[str, Any]:

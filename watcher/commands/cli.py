@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from watcher import __version__
-from watcher.apikey import ApiKeyError, load_api_key
 from watcher.config import Config, ConfigError, load_config
-from watcher.journal import JournalError
-from watcher.logsetup import setup_logging
-from watcher.statelock import StateLocked
+from watcher.config.apikey import ApiKeyError, load_api_key
+from watcher.service.logsetup import setup_logging
+from watcher.state.journal import JournalError
+from watcher.state.lock import StateLocked
 
 log = logging.getLogger("watcher")
 
@@ -48,9 +48,9 @@ def _add_common(parser: argparse.ArgumentParser, *, config_required: bool = True
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from watcher.commands.upload import OneShotUploader, exit_code, print_reports, summary
     from watcher.heygen.client import HeyGenClient
     from watcher.heygen.uploads import make_protocol
-    from watcher.oneshot import OneShotUploader, exit_code, print_reports, summary
 
     config = load_config(args.config, need_folders=False)
     key = load_api_key(config.api)
@@ -84,14 +84,14 @@ def _install_signal_handlers(stop: threading.Event, reload: threading.Event) -> 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from watcher.service import Service
+    from watcher.service.shell import Service
 
     sandbox = None
     key = None
     config_path = None
     if args.sandbox:
+        from watcher.commands.tour import tour_config
         from watcher.sandbox import Sandbox
-        from watcher.tour import tour_config
 
         workdir = Path.cwd()
         sandbox = Sandbox(data_dir=workdir / ".heygen-watcher" / "sandbox-data")
@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def rebuild_journal(config: Config) -> None:
-    from watcher.rebuild import rebuild
+    from watcher.state.rebuild import rebuild
 
     count, kept = rebuild(config)
     kept_text = f"; the old journal was kept as {kept}" if kept else ""
@@ -133,7 +133,7 @@ def rebuild_journal(config: Config) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from watcher.daemon import Daemon
+    from watcher.service.daemon import Daemon
 
     config = load_config(args.config)
     if args.rebuild_journal:
@@ -172,7 +172,7 @@ def _progress_bar() -> Callable[[int], None]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from watcher.status import collect, render
+    from watcher.commands.status import collect, render
 
     report = collect(load_config(args.config))
     if args.json:
@@ -183,9 +183,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from watcher.daemon import Daemon
-    from watcher.journal import Journal
-    from watcher.statelock import StateLock
+    from watcher.service.daemon import Daemon
+    from watcher.state.journal import Journal
+    from watcher.state.lock import StateLock
 
     config = load_config(args.config)
     paths = [str(Path(p).absolute()) for p in args.paths] or None

@@ -16,18 +16,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from watcher import gate, heartbeat
-from watcher.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
-from watcher.batching import V3Batcher
 from watcher.config import Config, FolderConfig
+from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import V3Direct, make_protocol
-from watcher.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
-from watcher.pipeline import Pipeline, adoptable_row
-from watcher.settle import Settler
-from watcher.sources import FolderWatch, walk_files
-from watcher.statelock import StateLock
-from watcher.videostage import VideoStage
+from watcher.intake import admission
+from watcher.intake.settle import Settler
+from watcher.intake.sources import FolderWatch
+from watcher.pipeline.batching import V3Batcher
+from watcher.pipeline.pipeline import Pipeline
+from watcher.pipeline.videos import VideoStage
+from watcher.service.heartbeat import Heartbeat
+from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
+from watcher.state.lock import StateLock
+from watcher.state.rows import adoptable_row
+from watcher.state.tree import walk_files
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class Daemon:
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
     # -- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -64,7 +68,7 @@ class Daemon:
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
-        self.client = HeyGenClient(self.config.api, key)
+        self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
         self.settler = Settler(on_ready=self._ready)
         self.pipeline = Pipeline(
             self.config,
@@ -73,6 +77,7 @@ class Daemon:
             renotice=self.notice,
             on_event=self.on_event,
             on_retry_scheduled=self._wake.set,
+            progress=self.heartbeat,
         )
         self.videos = VideoStage(
             self.config,
@@ -147,7 +152,7 @@ class Daemon:
     def notice(self, path: Path, folder: FolderConfig, finished: bool = False) -> None:
         """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
-        if gate.screen_name(relative, folder.ignore, scripts=folder.template is not None):
+        if admission.screen_name(relative, folder.ignore, scripts=folder.template is not None):
             return
         self.settler.notice(
             path,
@@ -187,7 +192,7 @@ class Daemon:
             root_length = len(str(folder.path)) + 1
             for entry in walk_files(folder.path, folder.recursive):
                 # Strings, not Paths, on this path: it runs once per file of a large backlog.
-                if gate.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
+                if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                     continue
                 try:
                     info = entry.stat(follow_symlinks=False)
@@ -363,7 +368,7 @@ class Daemon:
     def making_progress(self) -> bool:
         """False when a worker is wedged or a service thread died: stop the watchdog pings."""
         threads_alive = self._housekeeper is None or self._housekeeper.is_alive()
-        return threads_alive and heartbeat.longest_silence() <= self.config.stall_limit_seconds
+        return threads_alive and self.heartbeat.longest_silence() <= self.config.stall_limit_seconds
 
     # -- the key -----------------------------------------------------------------------------
     def _key_file_stamp(self) -> tuple[float, int] | None:

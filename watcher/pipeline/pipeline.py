@@ -16,19 +16,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher import gate, records, sidecar
 from watcher.config import Config, FolderConfig
-from watcher.gate import Decision, Outcome
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.heygen.errors import ApiError, AuthError, PermanentError
 from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
-from watcher.journal import FINAL_STATES, FileRow, Journal
-from watcher.placement import move_file, moved_path, sidecar_for
-from watcher.videostage import VideoStage, sidecar_video
-from watcher.workpool import Work, WorkPool
+from watcher.intake import admission
+from watcher.intake.admission import Decision, Outcome
+from watcher.pipeline import records
+from watcher.pipeline.slots import recorded_slot, remember_slot
+from watcher.pipeline.videos import VideoStage, sidecar_video
+from watcher.pipeline.workpool import Work, WorkerProgress, WorkPool, unwatched
+from watcher.state import sidecar
+from watcher.state.journal import FINAL_STATES, FileRow, Journal
+from watcher.state.placement import move_file, moved_path, sidecar_for
+from watcher.state.rows import adoptable_row, new_row
 
 if TYPE_CHECKING:
-    from watcher.batching import V3Batcher
+    from watcher.pipeline.batching import V3Batcher
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,16 @@ class Pipeline:
     on_retry_scheduled: Callable[[], None] = lambda: None
     videos: VideoStage | None = None
     batcher: V3Batcher | None = None
+    progress: WorkerProgress = field(default_factory=unwatched)
     _videos_queued: set[str] = field(default_factory=set)
     _videos_running: set[str] = field(default_factory=set)
     _video_lock: threading.Lock = field(default_factory=threading.Lock)
     pool: WorkPool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pool = WorkPool(self.config.api.concurrency, self.process, self.renotice)
+        self.pool = WorkPool(
+            self.config.api.concurrency, self.process, self.renotice, self.progress
+        )
 
     def submit_video(self, key: str) -> None:
         """Queue one step of a file's video (a poll, a download, a submission)."""
@@ -97,7 +104,9 @@ class Pipeline:
         folder = work.folder
         path = work.path
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
-        screened = gate.screen_name(relative, folder.ignore, scripts=folder.template is not None)
+        screened = admission.screen_name(
+            relative, folder.ignore, scripts=folder.template is not None
+        )
         if screened is not None:
             return
         try:
@@ -105,7 +114,7 @@ class Pipeline:
         except FileNotFoundError:
             self._vanished(path)
             return
-        verdict = gate.screen_stat(info)
+        verdict = admission.screen_stat(info)
         if verdict is not None and verdict.outcome is Outcome.IGNORE:
             return
         if verdict is not None and verdict.outcome is Outcome.SKIP:
@@ -123,7 +132,7 @@ class Pipeline:
         if earlier is not None and self._adopt_sidecar(path, folder, info, earlier):
             return
         if verdict is None:
-            verdict = gate.classify(path, info, folder)
+            verdict = admission.classify(path, info, folder)
         if verdict.outcome is Outcome.REJECT:
             self._reject(path, folder, info, verdict)
             return
@@ -151,7 +160,7 @@ class Pipeline:
         self.on_event("rejected", {"reason": verdict.reason_code})
         now = time.time()
         self.journal.put(
-            _new_row(
+            new_row(
                 path,
                 folder,
                 info,
@@ -199,10 +208,10 @@ class Pipeline:
                     str(path), size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino
                 )
             else:
-                self.journal.put(_new_row(path, folder, info, now, "uploaded", earlier))
+                self.journal.put(new_row(path, folder, info, now, "uploaded", earlier))
             self._refresh_sidecar_fingerprint(path, folder, info)
             return
-        fresh = _new_row(
+        fresh = new_row(
             path,
             folder,
             info,
@@ -294,7 +303,7 @@ class Pipeline:
         try:
             asset = self.protocol.upload(
                 local,
-                resume=row.upload_slot(),
+                resume=recorded_slot(row),
                 on_slot=lambda slot: self._slot_taken(row.path, slot),
             )
         except (ApiError, OSError) as error:
@@ -361,7 +370,7 @@ class Pipeline:
 
     def _slot_taken(self, key: str, slot: UploadSlot) -> None:
         # Committed before the first byte is sent: a resumed upload reuses this slot.
-        self.journal.record_slot(key, slot)
+        remember_slot(self.journal, key, slot)
 
     def _record(self, row: FileRow) -> None:
         """Asset known: start its video (templated folders), move it, write the sidecar."""
@@ -510,65 +519,9 @@ class Pipeline:
         self.renotice(Path(row.path), self.folder_of(row))
 
 
-def adoptable_row(
-    path: Path, folder: FolderConfig, info: Any, document: dict[str, Any] | None = None
-) -> FileRow | None:
-    """A final journal row for a file whose sidecar still describes it (same size and
-    mtime), or None. Reads the sidecar unless given."""
-    if document is None:
-        beside = folder.sidecar_dir is None and folder.move_to is None
-        # Beside the file (the usual case) the name is a string operation: this runs once per
-        # file of a backlog at start-up.
-        document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))
-    if document is None or document.get("status") not in FINAL_STATES:
-        return None
-    if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
-        return None
-    return _new_row(path, folder, info, time.time(), document["status"], document)
-
-
 def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:
     """Exponential delays with ±25% jitter whose sum over all attempts is about ``window``."""
     steps = max(1, max_attempts - 1)
     base = window_seconds / (2**steps - 1)
     raw = base * 2 ** (attempt - 1)
     return max(0.05, raw * random.uniform(0.75, 1.25))
-
-
-def _new_row(
-    path: Path,
-    folder: FolderConfig,
-    info: Any,
-    now: float,
-    state: str,
-    document: dict[str, Any] | None = None,
-    *,
-    sha256: str | None = None,
-    content_type: str | None = None,
-    previous_asset_id: str | None = None,
-    last_error: str | None = None,
-) -> FileRow:
-    document = document or {}
-    return FileRow(
-        path=str(path),
-        folder=str(folder.path),
-        size=info.st_size,
-        mtime_ns=info.st_mtime_ns,
-        inode=info.st_ino,
-        sha256=sha256 or document.get("sha256"),
-        content_type=content_type or document.get("content_type"),
-        state=state,
-        attempts=0,
-        next_attempt_at=None,
-        asset_id=document.get("asset_id"),
-        asset_url=document.get("url"),
-        protocol=document.get("protocol"),
-        reused=0,
-        previous_asset_id=previous_asset_id,
-        slot=None,
-        slot_expires_at=None,
-        sidecar=None,
-        last_error=last_error or document.get("error"),
-        created_at=now,
-        updated_at=now,
-    )

@@ -29,10 +29,11 @@ from watcher.heygen.uploads import (
     slot_from_v3,
     v3_file_spec,
 )
-from watcher.journal import FileRow, Journal
+from watcher.pipeline.slots import remember_slot
+from watcher.state.journal import FileRow, Journal
 
 if TYPE_CHECKING:
-    from watcher.pipeline import Pipeline
+    from watcher.pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class V3Batcher:
         log.info("batch %s: %d files", batch.batch_id, len(rows))
         for row, file in zip(rows, files, strict=True):
             slot = batch.slots[row.path]
-            self.journal.record_slot(row.path, slot, attempts=row.attempts + 1)
+            remember_slot(self.journal, row.path, slot, attempts=row.attempts + 1)
             self.pipeline.pool.run_task(
                 partial(self._put, batch, row, file, slot), f"the upload of {file.filename}"
             )

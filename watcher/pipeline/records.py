@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from watcher import sidecar
-from watcher.gate import Decision
 from watcher.heygen.uploads import LocalFile, UploadedAsset
+from watcher.intake.admission import Decision
+from watcher.state import sidecar
 
 
 def uploaded(local: LocalFile, asset: UploadedAsset, **extra: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from enum import Enum
 from pathlib import Path, PurePath
 
 from watcher.config import FolderConfig
-from watcher.sidecar import is_sidecar_name
-from watcher.sniff import sniff_file
+from watcher.intake.sniff import sniff_file
+from watcher.state.sidecar import is_sidecar_name
 
 # Written by browsers, editors, office suites and download tools before the final rename.
 PARTIAL_PATTERNS = ("*.part", "*.partial", "*.crdownload", "*.tmp", "*.swp", "~*", ".~lock*")

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from watcher.apikey import ApiKey
 from watcher.config import Config, ConfigError, load_config
-from watcher.daemon import Daemon
-from watcher.metrics import Metrics, MetricsServer
-from watcher.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
+from watcher.config.apikey import ApiKey
+from watcher.service.daemon import Daemon
+from watcher.service.metrics import Metrics, MetricsServer
+from watcher.service.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from watcher.heygen.uploads import UploadSlot
-
 SCHEMA_VERSION = 1
 
 # A file's life: seen → (rejected) | queued → uploading → recording → uploaded.
@@ -142,9 +140,6 @@ class FileRow:
     last_error: str | None
     created_at: float
     updated_at: float
-
-    def upload_slot(self) -> UploadSlot | None:
-        return UploadSlot.from_json(json.loads(self.slot)) if self.slot else None
 
     def same_file(self, size: int, mtime_ns: int, inode: int) -> bool:
         return (self.size, self.mtime_ns, self.inode) == (size, mtime_ns, inode)
@@ -363,13 +358,16 @@ class Journal:
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE path = ?", (path,))
 
-    def record_slot(self, path: str, slot: UploadSlot, **changes: Any) -> None:
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None:
+        """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
         self.update(
             path,
             state="uploading",
-            slot=json.dumps(slot.to_json()),
-            slot_expires_at=slot.expires_at,
-            asset_id=slot.asset_id,
+            slot=slot,
+            slot_expires_at=expires_at,
+            asset_id=asset_id,
             **changes,
         )
 

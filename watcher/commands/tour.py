@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watcher.apikey import ApiKey
 from watcher.config import ApiConfig, Config, FolderConfig
+from watcher.config.apikey import ApiKey
 from watcher.sandbox import Sandbox
 
 SANDBOX_KEY = "sandbox"

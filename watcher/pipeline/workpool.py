@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from watcher import heartbeat
 from watcher.config import FolderConfig
 from watcher.heygen.throttle import Interrupted
-from watcher.journal import FileRow
+from watcher.state.journal import FileRow
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,34 @@ class Task:
     what: str
 
 
+class WorkerProgress(Protocol):
+    """Told when a worker takes a task and when it is done (a watchdog's view of liveness)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class _Unwatched:
+    """No watchdog: nothing to tell."""
+
+    def begin(self) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+def unwatched() -> WorkerProgress:
+    return _Unwatched()
+
+
 @dataclass
 class WorkPool:
     size: int
     process: Callable[[Work], None]
     renotice: Callable[[Path, FolderConfig], None]
+    progress: WorkerProgress = field(default_factory=unwatched)
     _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
     _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,11 +159,11 @@ class WorkPool:
             item = self._queue.get()
             if item is None:
                 return
-            heartbeat.begin()
+            self.progress.begin()
             try:
                 self._handle(item)
             finally:
-                heartbeat.end()
+                self.progress.end()
 
     def _handle(self, item: Work | Task) -> None:
         if isinstance(item, Task):

@@ -8,11 +8,11 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from watcher import sidecar
 from watcher.config import Config, FolderConfig
-from watcher.journal import FileRow, Journal
-from watcher.pipeline import adoptable_row
-from watcher.sources import walk_files
+from watcher.state import sidecar
+from watcher.state.journal import FileRow, Journal
+from watcher.state.rows import adoptable_row
+from watcher.state.tree import walk_files
 
 
 def rebuild(config: Config) -> tuple[int, Path | None]:

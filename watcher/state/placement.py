@@ -6,8 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from watcher import sidecar
 from watcher.config import FolderConfig
+from watcher.state import sidecar
 
 
 def sidecar_for(file: Path, folder: FolderConfig) -> Path:

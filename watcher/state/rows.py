@@ -1,0 +1,68 @@
+"""Journal rows built from what is on disk: a file's stat, its folder, its sidecar."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from watcher.config import FolderConfig
+from watcher.state import sidecar
+from watcher.state.journal import FINAL_STATES, FileRow
+from watcher.state.placement import sidecar_for
+
+
+def adoptable_row(
+    path: Path, folder: FolderConfig, info: Any, document: dict[str, Any] | None = None
+) -> FileRow | None:
+    """A final journal row for a file whose sidecar still describes it (same size and
+    mtime), or None. Reads the sidecar unless given."""
+    if document is None:
+        beside = folder.sidecar_dir is None and folder.move_to is None
+        # Beside the file (the usual case) the name is a string operation: this runs once per
+        # file of a backlog at start-up.
+        document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))
+    if document is None or document.get("status") not in FINAL_STATES:
+        return None
+    if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
+        return None
+    return new_row(path, folder, info, time.time(), document["status"], document)
+
+
+def new_row(
+    path: Path,
+    folder: FolderConfig,
+    info: Any,
+    now: float,
+    state: str,
+    document: dict[str, Any] | None = None,
+    *,
+    sha256: str | None = None,
+    content_type: str | None = None,
+    previous_asset_id: str | None = None,
+    last_error: str | None = None,
+) -> FileRow:
+    document = document or {}
+    return FileRow(
+        path=str(path),
+        folder=str(folder.path),
+        size=info.st_size,
+        mtime_ns=info.st_mtime_ns,
+        inode=info.st_ino,
+        sha256=sha256 or document.get("sha256"),
+        content_type=content_type or document.get("content_type"),
+        state=state,
+        attempts=0,
+        next_attempt_at=None,
+        asset_id=document.get("asset_id"),
+        asset_url=document.get("url"),
+        protocol=document.get("protocol"),
+        reused=0,
+        previous_asset_id=previous_asset_id,
+        slot=None,
+        slot_expires_at=None,
+        sidecar=None,
+        last_error=last_error or document.get("error"),
+        created_at=now,
+        updated_at=now,
+    )
