@@ -21,6 +21,7 @@ from watcher.config.apikey import ApiKeyError, load_api_key
 from watcher.service.logsetup import setup_logging
 from watcher.state.journal import JournalError
 from watcher.state.lock import StateLocked
+from watcher.state.states import UNFINISHED
 
 log = logging.getLogger("watcher")
 
@@ -160,7 +161,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def _unfinished(counts: dict[str, int]) -> int:
     """Files a pass left without a final outcome (failed, waiting for a retry or a key)."""
-    return sum(counts.get(state, 0) for state in ("failed", "retrying", "held"))
+    return sum(counts.get(state, 0) for state in UNFINISHED)
 
 
 def _progress_bar() -> Callable[[int], None]:

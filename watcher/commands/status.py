@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.state.journal import STATES, Journal
+from watcher.state.journal import Journal
 from watcher.state.lock import StateLock
 from watcher.state.sidecar import iso_from_epoch
+from watcher.state.states import FileState
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def collect(config: Config) -> dict[str, Any]:
         return {
             "journal": str(journal_path),
             "running": running,
-            "counts": dict.fromkeys(STATES, 0),
+            "counts": dict.fromkeys(FileState, 0),
             "oldest_waiting_seconds": None,
             "recent_failures": [],
             "paused": False,
@@ -38,7 +39,7 @@ def collect(config: Config) -> dict[str, Any]:
     return {
         "journal": str(journal_path),
         "running": running,
-        "counts": {state: counts.get(state, 0) for state in STATES},
+        "counts": {state: counts.get(state, 0) for state in FileState},
         "oldest_waiting_seconds": round(time.time() - oldest, 1) if oldest else None,
         "recent_failures": [
             {

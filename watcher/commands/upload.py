@@ -61,9 +61,8 @@ class OneShotUploader:
             return Report(path, records.failed(path, info.st_size, f"skipped: {verdict.reason}"))
         if verdict is None:
             verdict = admission.classify(path, info, self.rules)
-        if verdict.outcome is Outcome.REJECT:
+        if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             return self._record(path, records.rejected(path, info, verdict, self.rules.types))
-        assert verdict.content_type is not None
         local = LocalFile(path, info.st_size, verdict.content_type, sha256_file(path))
         return self._upload(local, info.st_mtime_ns)
 

@@ -226,7 +226,7 @@ def _read_max_bytes(
 
 def _read_folder_settings(
     check: Checker, raw: Any, key: str, base: Path, inherited: FolderConfig, *, need_path: bool
-) -> FolderConfig | None:
+) -> FolderConfig:
     section = check.mapping(raw, key)
     check.known_keys(section, key, _FOLDER_KEYS)
     path: Path | None = inherited.path
@@ -411,7 +411,6 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     defaults = _read_folder_settings(
         check, top.get("defaults"), "defaults", base, FolderConfig(path=Path()), need_path=False
     )
-    assert defaults is not None
     folders = check.each(
         top.get("folders"),
         "folders",

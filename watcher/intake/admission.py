@@ -59,7 +59,7 @@ def _glob_matcher(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns))
 
 
-_PARTIAL_MATCHER = _glob_matcher(PARTIAL_PATTERNS)
+_PARTIAL_MATCHER = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in PARTIAL_PATTERNS))
 
 
 def screen_name(
@@ -74,7 +74,6 @@ def screen_name(
         return _HIDDEN
     if is_sidecar_name(name):
         return _SIDECAR
-    assert _PARTIAL_MATCHER is not None
     if _PARTIAL_MATCHER.match(name):
         return _PARTIAL
     if scripts and name.lower().endswith(".txt"):

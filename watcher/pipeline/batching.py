@@ -31,6 +31,7 @@ from watcher.heygen.uploads import (
 )
 from watcher.pipeline.slots import remember_slot
 from watcher.state.journal import FileRow, Journal
+from watcher.state.states import FileState
 
 if TYPE_CHECKING:
     from watcher.pipeline.pipeline import Pipeline
@@ -177,7 +178,7 @@ class V3Batcher:
             return
         if self.pipeline.auth_pause.active:
             for row in rows:
-                self.journal.update(row.path, state="held")
+                self.journal.update(row.path, state=FileState.HELD)
                 self.pipeline.pool.release(Path(row.path))
             return
         files = [LocalFile(Path(r.path), r.size, r.content_type or "", r.sha256) for r in rows]
@@ -206,7 +207,7 @@ class V3Batcher:
         rows = []
         for key in keys:
             row = self.journal.get(key)
-            if row is None or row.state != "queued" or row.sha256 is None:
+            if row is None or row.state != FileState.QUEUED or row.sha256 is None:
                 self.pipeline.pool.release(Path(key))
                 continue
             rows.append(row)
@@ -250,8 +251,16 @@ class V3Batcher:
             if ok:
                 batch.sent.add(key)
             last = not batch.waiting
-        if last and batch.sent:
-            self.pipeline.pool.run_task(lambda: self._complete(batch), f"batch {batch.batch_id}")
+        if (
+            last
+            and batch.sent
+            and not self.pipeline.pool.run_task(
+                partial(self._complete, batch), f"batch {batch.batch_id}"
+            )
+        ):
+            # Shutting down: the recorded slots resume (complete first) at the next start.
+            for sent in batch.sent:
+                self.pipeline.pool.release(Path(sent))
 
     # -- the batch: complete and read the outcome --------------------------------------------
     def _complete(self, batch: _Batch) -> None:

@@ -27,9 +27,10 @@ from watcher.pipeline.slots import recorded_slot, remember_slot
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.pipeline.workpool import Work, WorkerProgress, WorkPool, unwatched
 from watcher.state import sidecar
-from watcher.state.journal import FINAL_STATES, FileRow, Journal
+from watcher.state.journal import FileRow, Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.rows import adoptable_row, new_row
+from watcher.state.states import FINAL, FileState
 
 if TYPE_CHECKING:
     from watcher.pipeline.batching import V3Batcher
@@ -82,7 +83,11 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.pool = WorkPool(
-            self.config.api.concurrency, self.process, self.renotice, self.progress
+            self.config.api.concurrency,
+            self.process,
+            self.renotice,
+            self.progress,
+            on_unexpected=self._unexpected,
         )
 
     def submit_video(self, key: str) -> None:
@@ -123,25 +128,29 @@ class Pipeline:
             return
         row = self.journal.get(str(path))
         unchanged = row is not None and row.same_file(info.st_size, info.st_mtime_ns, info.st_ino)
-        if unchanged and work.row is not None and row is not None and row.state != "rejected":
+        if (
+            unchanged
+            and work.row is not None
+            and row is not None
+            and row.state != FileState.REJECTED
+        ):
             self.upload(row.path)  # a retry or a resume: carry on where the row stands
             return
-        if unchanged and row is not None and row.state != "queued":
+        if unchanged and row is not None and row.state != FileState.QUEUED:
             return  # nothing changed since we decided; retries come from the scheduler
         earlier = None if row is not None else sidecar.read(sidecar_for(path, folder))
         if earlier is not None and self._adopt_sidecar(path, folder, info, earlier):
             return
         if verdict is None:
             verdict = admission.classify(path, info, folder)
-        if verdict.outcome is Outcome.REJECT:
+        if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             self._reject(path, folder, info, verdict)
             return
-        assert verdict.content_type is not None
         self._admit(path, folder, info, verdict.content_type, row, earlier)
 
     def _vanished(self, path: Path) -> None:
         row = self.journal.get(str(path))
-        if row is not None and row.state not in FINAL_STATES:
+        if row is not None and row.state not in FINAL:
             log.info("file vanished before upload", extra={"file": str(path)})
             self.journal.forget(str(path))
 
@@ -165,7 +174,7 @@ class Pipeline:
                 folder,
                 info,
                 now,
-                "rejected",
+                FileState.REJECTED,
                 last_error=verdict.reason,
                 content_type=verdict.detected_type,
             )
@@ -183,7 +192,7 @@ class Pipeline:
         row: FileRow | None,
         earlier: dict[str, Any] | None,
     ) -> None:
-        if row is not None and row.state == "uploaded":
+        if row is not None and row.state == FileState.UPLOADED:
             previous_sha256, previous_asset = row.sha256, row.asset_id
         elif earlier is not None and earlier.get("status") == "uploaded":
             previous_sha256, previous_asset = earlier.get("sha256"), earlier.get("asset_id")
@@ -208,7 +217,7 @@ class Pipeline:
                     str(path), size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino
                 )
             else:
-                self.journal.put(new_row(path, folder, info, now, "uploaded", earlier))
+                self.journal.put(new_row(path, folder, info, now, FileState.UPLOADED, earlier))
             self._refresh_sidecar_fingerprint(path, folder, info)
             return
         fresh = new_row(
@@ -216,7 +225,7 @@ class Pipeline:
             folder,
             info,
             now,
-            "queued",
+            FileState.QUEUED,
             sha256=digest,
             content_type=content_type,
             previous_asset_id=previous_asset,
@@ -224,7 +233,7 @@ class Pipeline:
         if (
             row is not None
             and row.slot
-            and row.state in ("queued", "uploading", "retrying")
+            and row.state in (FileState.QUEUED, FileState.UPLOADING, FileState.RETRYING)
             and row.content_type == content_type
         ):
             # An upload of this path was cut short (its bytes changed under it): PUT into the
@@ -260,22 +269,26 @@ class Pipeline:
     def upload(self, key: str) -> None:
         """Carry a journal row from `queued`/`uploading`/`recording` to `uploaded`."""
         row = self.journal.get(key)
-        if row is None or row.state in FINAL_STATES:
+        if row is None or row.state in FINAL:
             return
-        if row.state != "recording":
+        if row.state != FileState.RECORDING:
             if self.auth_pause.active:
-                self.journal.update(key, state="held")
+                self.journal.update(key, state=FileState.HELD)
                 return
             asset = self._send(row)
             if asset is None:
                 return
             row = self.journal.get(key)
-            assert row is not None
+            if row is None:
+                return  # the file vanished meanwhile
         self._record(row)
 
     def _send(self, row: FileRow) -> UploadedAsset | None:
         path = Path(row.path)
-        assert row.content_type is not None
+        if row.content_type is None:
+            # Every admitted row has its type; one without cannot be sent: judge the file again.
+            self._requeue_changed(row, "no content type recorded")
+            return None
         local = LocalFile(path, row.size, row.content_type, row.sha256)
         cache_after = time.time() - self.config.asset_cache_days * 86400
         cached = (
@@ -291,14 +304,14 @@ class Pipeline:
             )
             self.journal.update(
                 row.path,
-                state="recording",
+                state=FileState.RECORDING,
                 asset_id=cached.asset_id,
                 asset_url=cached.url,
                 protocol=cached.protocol,
                 reused=1,
             )
             return UploadedAsset(cached.asset_id, cached.url, cached.protocol)
-        self.journal.update(row.path, state="uploading", attempts=row.attempts + 1)
+        self.journal.update(row.path, state=FileState.UPLOADING, attempts=row.attempts + 1)
         started = time.monotonic()
         try:
             asset = self.protocol.upload(
@@ -345,7 +358,7 @@ class Pipeline:
         )
         self.journal.update(
             row.path,
-            state="recording",
+            state=FileState.RECORDING,
             asset_id=asset.asset_id,
             asset_url=asset.url,
             protocol=asset.protocol,
@@ -357,7 +370,7 @@ class Pipeline:
     def _requeue_changed(self, row: FileRow, reason: str) -> None:
         """The file changed under its upload: look again once it settles (keeping its slot)."""
         log.info("%s; it will be uploaded again once it settles", reason, extra={"file": row.path})
-        self.journal.update(row.path, state="queued")
+        self.journal.update(row.path, state=FileState.QUEUED)
         self._renotice_row(row)
 
     @staticmethod
@@ -390,7 +403,7 @@ class Pipeline:
         if not self.rewrite_sidecar(key):
             moved = self.journal.get(key)
             if moved is not None:
-                self._schedule_retry(moved, "cannot write sidecar", state="recording")
+                self._schedule_retry(moved, "cannot write sidecar", state=FileState.RECORDING)
             return
         self.journal.finish_upload(
             key,
@@ -410,9 +423,11 @@ class Pipeline:
         if template is not None:
             self.run_video_step(key)
 
-    def uploaded_document(self, row: FileRow) -> dict[str, Any]:
-        """The sidecar of an uploaded file, rebuilt from the journal (with its video, if any)."""
-        assert row.asset_id is not None and row.asset_url is not None
+    def uploaded_document(self, row: FileRow) -> dict[str, Any] | None:
+        """The sidecar of an uploaded file, rebuilt from the journal (with its video, if any);
+        None while the journal knows no asset for it."""
+        if row.asset_id is None or row.asset_url is None:
+            return None
         local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
         asset = UploadedAsset(row.asset_id, row.asset_url, row.protocol or "")
         extra: dict[str, Any] = {"mtime_ns": row.mtime_ns}
@@ -427,9 +442,10 @@ class Pipeline:
 
     def rewrite_sidecar(self, key: str) -> bool:
         row = self.journal.get(key)
-        if row is None or row.asset_id is None:
+        document = self.uploaded_document(row) if row is not None else None
+        if row is None or document is None:
             return False
-        return self._write_sidecar(Path(key), self.folder_of(row), self.uploaded_document(row))
+        return self._write_sidecar(Path(key), self.folder_of(row), document)
 
     def run_video_step(self, key: str) -> None:
         """One step of a video, never two at once for the same file."""
@@ -459,7 +475,9 @@ class Pipeline:
 
     # -- failures ----------------------------------------------------------------------------
     def _hold_for_auth(self, row: FileRow, error: AuthError) -> None:
-        self.journal.update(row.path, state="held", attempts=row.attempts, last_error=str(error))
+        self.journal.update(
+            row.path, state=FileState.HELD, attempts=row.attempts, last_error=str(error)
+        )
         if self.auth_pause.set(str(error)):
             self.journal.set_meta("uploads_paused", str(error))
             log.error(
@@ -475,7 +493,11 @@ class Pipeline:
             return
         log.warning("upload failed: %s", reason, extra={"file": row.path})
         self.journal.update(
-            row.path, state="failed", attempts=attempts, last_error=reason, next_attempt_at=None
+            row.path,
+            state=FileState.FAILED,
+            attempts=attempts,
+            last_error=reason,
+            next_attempt_at=None,
         )
         folder = self.folder_of(row)
         local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
@@ -491,7 +513,12 @@ class Pipeline:
         self._write_sidecar(Path(row.path), folder, document)
 
     def _schedule_retry(
-        self, row: FileRow, reason: str, *, attempts: int | None = None, state: str = "retrying"
+        self,
+        row: FileRow,
+        reason: str,
+        *,
+        attempts: int | None = None,
+        state: FileState = FileState.RETRYING,
     ) -> None:
         """Park the row until ``next_attempt_at``; the scheduler then calls `retry`."""
         attempts = row.attempts + 1 if attempts is None else attempts
@@ -507,6 +534,20 @@ class Pipeline:
             next_attempt_at=time.time() + delay,
         )
         self.on_retry_scheduled()
+
+    def _unexpected(self, path: Path, error: Exception) -> None:
+        """A bug met while working on a file (already logged with its traceback): count it,
+        and leave the file where the retry scheduler finds it rather than mid-way until the
+        next restart."""
+        self.on_event("failure", {"kind": "internal"})
+        row = self.journal.get(str(path))
+        if row is None or row.state in (*FINAL, FileState.FAILED):
+            return
+        reason = f"internal error: {type(error).__name__}: {error}"
+        if row.state is FileState.RECORDING:
+            self._schedule_retry(row, reason, state=FileState.RECORDING)
+        else:
+            self._fail(row, reason, final=False)
 
     def folder_of(self, row: FileRow) -> FolderConfig:
         for folder in self.config.folders:

@@ -67,6 +67,9 @@ class WorkPool:
     process: Callable[[Work], None]
     renotice: Callable[[Path, FolderConfig], None]
     progress: WorkerProgress = field(default_factory=unwatched)
+    # Told of an error nothing expected while working on a file (after it is logged with its
+    # traceback), so the file can be put where a retry will find it.
+    on_unexpected: Callable[[Path, Exception], None] = lambda path, error: None
     _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
     _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,6 +119,8 @@ class WorkPool:
             self._handed_off.add(path)
 
     def release(self, path: Path) -> None:
+        """The path's work is over. Idempotent: a second release of the same round does
+        nothing, so accounting can never go wrong however many code paths end it."""
         self._finished(path)
 
     def stop_accepting(self) -> None:
@@ -176,8 +181,12 @@ class WorkPool:
             self.process(item)
         except Interrupted:
             log.info("stopped while working on %s; it resumes at the next start", item.path)
-        except Exception:
+        except Exception as error:
             log.exception("unexpected error while processing %s", item.path)
+            try:
+                self.on_unexpected(item.path, error)
+            except Exception:
+                log.exception("could not set %s aside for a retry", item.path)
         finally:
             with self._lock:
                 handed_off = item.path in self._handed_off
@@ -198,9 +207,15 @@ class WorkPool:
 
     def _finished(self, path: Path) -> None:
         with self._lock:
+            # A path is counted once while queued or in flight (never both: seen again while
+            # in flight, it waits in `_again`), so it is uncounted once, here.
+            owned = path in self._in_flight or path in self._queued
             self._handed_off.discard(path)
             self._in_flight.discard(path)
-            again = self._again.pop(path, None)
+            self._queued.discard(path)
+            again = self._again.pop(path, None) if owned else None
+        if not owned:
+            return
         if again is not None:
             self.renotice(again.path, again.folder)
         with self._idle:

@@ -30,13 +30,15 @@ from watcher.service.heartbeat import Heartbeat
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
+from watcher.state.states import FileState
 from watcher.state.tree import walk_files
 
 log = logging.getLogger(__name__)
 
 ROOT_CHECK_SECONDS = 5.0
 AUTH_REMINDER_SECONDS = 300.0
-RESUMED_STATES = ("queued", "uploading", "recording", "held")
+# Rows a previous process left mid-way, picked up again at start.
+RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.HELD)
 
 
 @dataclass
@@ -220,8 +222,10 @@ class Daemon:
 
     def resume_unfinished(self) -> None:
         """Rows a previous process left mid-way, and failures worth another go at start."""
-        for row in self.journal.rows_in(("failed",)):
-            self.journal.update(row.path, state="retrying", attempts=0, next_attempt_at=time.time())
+        for row in self.journal.rows_in((FileState.FAILED,)):
+            self.journal.update(
+                row.path, state=FileState.RETRYING, attempts=0, next_attempt_at=time.time()
+            )
         for row in self.journal.rows_in(RESUMED_STATES):
             folder = self.pipeline.folder_of(row)
             self.pipeline.pool.submit(Path(row.path), folder, row=row)
@@ -402,5 +406,5 @@ class Daemon:
             log.info("API key reloaded from %s; resuming uploads", key.origin)
             self.pipeline.auth_pause.clear()
             self.journal.set_meta("uploads_paused", None)
-            for row in self.journal.rows_in(("held",)):
+            for row in self.journal.rows_in((FileState.HELD,)):
                 self.pipeline.pool.submit(Path(row.path), self.pipeline.folder_of(row), row=row)

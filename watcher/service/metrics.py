@@ -38,7 +38,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UPLOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 # Known label values start at zero, so rate() and alerts work before the first occurrence.
-FAILURE_KINDS = ("transient", "permanent", "auth", "sidecar")
+FAILURE_KINDS = ("transient", "permanent", "auth", "sidecar", "internal")
 
 HealthCheck = Callable[[], tuple[bool, str]]
 

@@ -21,6 +21,7 @@ from watcher.config.apikey import ApiKey
 from watcher.service.daemon import Daemon
 from watcher.service.metrics import Metrics, MetricsServer
 from watcher.service.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
+from watcher.state.states import FileState
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,10 @@ STATUS_REFRESH_SECONDS = 5.0
 
 
 def status_line(counts: dict[str, int]) -> str:
-    waiting = sum(counts.get(s, 0) for s in ("queued", "uploading", "recording", "retrying"))
-    parts = [f"{waiting} waiting", f"{counts.get('uploaded', 0)} uploaded"]
-    for state in ("rejected", "failed", "held"):
+    on_its_way = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.RETRYING)
+    waiting = sum(counts.get(state, 0) for state in on_its_way)
+    parts = [f"{waiting} waiting", f"{counts.get(FileState.UPLOADED, 0)} uploaded"]
+    for state in (FileState.REJECTED, FileState.FAILED, FileState.HELD):
         if counts.get(state):
             parts.append(f"{counts[state]} {state}")
     return ", ".join(parts)

@@ -25,18 +25,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from watcher.state.states import ADMITTED, DUE, WAITING, FileState, check_transition
 
-# A file's life: seen → (rejected) | queued → uploading → recording → uploaded.
-# `retrying` waits for next_attempt_at; `failed` gave up until the next start or `retry`;
-# `held` waits for the API key to be fixed (nothing is marked failed for a bad key).
-STATES = ("queued", "uploading", "recording", "uploaded", "rejected", "retrying", "failed", "held")
-WAITING_STATES = ("queued", "uploading", "recording", "retrying", "held")
-# Rows the retry scheduler hands back when their next_attempt_at comes (`recording`: a sidecar
-# that could not be written).
-DUE_STATES = ("retrying", "recording")
-_DUE_MARKS = ", ".join("?" for _ in DUE_STATES)
-FINAL_STATES = ("uploaded", "rejected")
+SCHEMA_VERSION = 1
+_DUE_MARKS = ", ".join("?" for _ in DUE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -113,6 +105,13 @@ VIDEO_ACTIVE_STATES = (
 VIDEO_STATES = (*VIDEO_ACTIVE_STATES, "submitting", "completed", "failed", "timed_out", "unknown")
 
 
+def _check_admitted(row: FileRow) -> None:
+    if row.state not in ADMITTED:
+        raise ValueError(
+            f"{row.path}: a file is admitted as one of {sorted(ADMITTED)}, not {row.state!r}"
+        )
+
+
 class JournalError(Exception):
     """The journal cannot be opened or read: corrupt, unreadable, or from a newer version."""
 
@@ -126,7 +125,7 @@ class FileRow:
     inode: int
     sha256: str | None
     content_type: str | None
-    state: str
+    state: FileState
     attempts: int
     next_attempt_at: float | None
     asset_id: str | None
@@ -146,6 +145,21 @@ class FileRow:
 
 
 _COLUMNS = [f.name for f in fields(FileRow)]
+_STATE_COLUMN = _COLUMNS.index("state")
+# What `update` may change: everything but the key and the creation time.
+_UPDATABLE = frozenset(_COLUMNS) - {"path", "created_at"}
+
+
+def _file_row(values: tuple[Any, ...]) -> FileRow:
+    listed = list(values)
+    listed[_STATE_COLUMN] = FileState(listed[_STATE_COLUMN])
+    return FileRow(*listed)
+
+
+def _known_columns(changes: dict[str, Any], allowed: frozenset[str], table: str) -> None:
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(f"not columns of {table} that can be changed: {', '.join(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,7 @@ class VideoRow:
 
 
 _VIDEO_COLUMNS = [f.name for f in fields(VideoRow)]
+_VIDEO_UPDATABLE = frozenset(_VIDEO_COLUMNS) - {"path", "created_at"}
 
 
 @dataclass(frozen=True)
@@ -237,10 +252,11 @@ class Journal:
             row = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = ?", (path,)
             ).fetchone()
-        return FileRow(*row) if row else None
+        return _file_row(row) if row else None
 
     def put(self, row: FileRow) -> None:
-        """Insert or replace a whole row (used when a file is first admitted)."""
+        """Insert or replace a whole row: a file (or a new version of it) is admitted."""
+        _check_admitted(row)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as db:
             db.execute(
@@ -250,6 +266,8 @@ class Journal:
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
         """Insert many rows in a few transactions (adopting a backlog at start-up)."""
+        for row in rows:
+            _check_admitted(row)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         statement = f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
         for start in range(0, len(rows), chunk):
@@ -263,10 +281,20 @@ class Journal:
                 )
 
     def update(self, key: str, **changes: Any) -> None:
-        """Change some columns of the row for path ``key``, committed before returning."""
+        """Change some columns of the row for path ``key``, committed before returning.
+
+        Only known columns; a change of state must be one the transition table allows
+        (`IllegalTransition` names the file and both states). A row that is gone (the file
+        vanished meanwhile) is left alone."""
+        _known_columns(changes, _UPDATABLE, "files")
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._transaction() as db:
+            if "state" in changes:
+                found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
+                if found is None:
+                    return
+                check_transition(key, found[0], changes["state"])
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str) -> None:
@@ -306,6 +334,7 @@ class Journal:
             )
 
     def update_video(self, path: str, **changes: Any) -> None:
+        _known_columns(changes, _VIDEO_UPDATABLE, "videos")
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._transaction() as db:
@@ -364,7 +393,7 @@ class Journal:
         """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
         self.update(
             path,
-            state="uploading",
+            state=FileState.UPLOADING,
             slot=slot,
             slot_expires_at=expires_at,
             asset_id=asset_id,
@@ -389,7 +418,7 @@ class Journal:
                 "ORDER BY created_at",
                 states,
             ).fetchall()
-        return [FileRow(*row) for row in rows]
+        return [_file_row(row) for row in rows]
 
     def due(self, now: float) -> list[FileRow]:
         """Rows waiting for a retry whose time has come."""
@@ -398,14 +427,14 @@ class Journal:
                 f"SELECT {', '.join(_COLUMNS)} FROM files "
                 f"WHERE state IN ({_DUE_MARKS}) AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at",
-                (*DUE_STATES, now),
+                (*DUE, now),
             ).fetchall()
-        return [FileRow(*row) for row in rows]
+        return [_file_row(row) for row in rows]
 
     def next_due_at(self) -> float | None:
         with self._lock:
             row = self._db.execute(
-                f"SELECT MIN(next_attempt_at) FROM files WHERE state IN ({_DUE_MARKS})", DUE_STATES
+                f"SELECT MIN(next_attempt_at) FROM files WHERE state IN ({_DUE_MARKS})", DUE
             ).fetchone()
         return row[0] if row else None
 
@@ -415,10 +444,10 @@ class Journal:
         return {state: count for state, count in rows}
 
     def oldest_waiting(self) -> float | None:
-        marks = ", ".join("?" for _ in WAITING_STATES)
+        marks = ", ".join("?" for _ in WAITING)
         with self._lock:
             row = self._db.execute(
-                f"SELECT MIN(created_at) FROM files WHERE state IN ({marks})", WAITING_STATES
+                f"SELECT MIN(created_at) FROM files WHERE state IN ({marks})", WAITING
             ).fetchone()
         return row[0] if row else None
 
@@ -429,7 +458,7 @@ class Journal:
                 "ORDER BY updated_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [FileRow(*row) for row in rows]
+        return [_file_row(row) for row in rows]
 
     # -- process-wide facts (for `status`) ---------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
@@ -508,9 +537,14 @@ class Journal:
     def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
         """Mark a file `uploaded` and (unless its asset was reused) remember its asset for the
         cache, in one transaction."""
-        changes.update(state="uploaded", updated_at=time.time())
+        _known_columns(changes, _UPDATABLE, "files")
+        changes.update(state=FileState.UPLOADED, updated_at=time.time())
         assignments = ", ".join(f"{name} = ?" for name in changes)
         with self._transaction() as db:
+            found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
+            if found is None:
+                return
+            check_transition(key, found[0], FileState.UPLOADED)
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
             if cache:
                 db.execute(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from watcher.config import FolderConfig
@@ -26,17 +29,60 @@ def moved_path(file: Path, folder: FolderConfig) -> Path | None:
 
 
 def move_file(source: Path, target: Path) -> Path:
-    """Move without ever overwriting or deleting: a name taken at the target gets a suffix."""
+    """Move without ever overwriting or deleting: a name taken at the target (by a file or by
+    its sidecar) gets a suffix, `` (1)``, `` (2)``…, even when another writer takes a name at
+    the same moment or the target is on another filesystem."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    candidate = target
-    counter = 1
-    while candidate.exists() or Path(str(candidate) + sidecar.SUFFIX).exists():
-        candidate = target.with_name(f"{target.stem} ({counter}){target.suffix}")
-        counter += 1
-    try:
-        # link + unlink refuses to replace an existing name, unlike rename.
-        os.link(source, candidate)
+    for candidate in _names_for(target):
+        try:
+            # link + unlink refuses to replace an existing name, unlike rename.
+            os.link(source, candidate, follow_symlinks=False)
+        except FileExistsError:
+            continue  # taken, perhaps just now by someone else: the next name
+        except OSError as error:
+            if error.errno not in _CANNOT_LINK:
+                raise
+            return _copy_then_link(source, target)
         os.unlink(source)
-    except OSError:
-        shutil.move(str(source), str(candidate))
-    return candidate
+        return candidate
+    raise FileExistsError(f"no free name for {target} after {_MAX_SUFFIX} tries")
+
+
+# Another filesystem, or one (or a policy such as fs.protected_hardlinks) that refuses links.
+_CANNOT_LINK = (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK)
+_MAX_SUFFIX = 10_000
+
+
+def _names_for(target: Path) -> Iterator[Path]:
+    """``target``, then `` (1)``, `` (2)``… skipping names whose sidecar name is taken."""
+    for counter in range(_MAX_SUFFIX):
+        suffix = f" ({counter})" if counter else ""
+        candidate = target.with_name(f"{target.stem}{suffix}{target.suffix}")
+        if not Path(str(candidate) + sidecar.SUFFIX).exists():
+            yield candidate
+
+
+def _copy_then_link(source: Path, target: Path) -> Path:
+    """Across filesystems: copy into a hidden temp file beside the target (fsynced), then link
+    it to the first free name, which never replaces one; only then remove the source."""
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as out, open(source, "rb") as original:
+            shutil.copyfileobj(original, out, COPY_BLOCK_BYTES)
+            out.flush()
+            os.fsync(out.fileno())
+        shutil.copystat(source, temp)
+        for candidate in _names_for(target):
+            try:
+                os.link(temp, candidate)
+            except FileExistsError:
+                continue
+            os.unlink(source)
+            return candidate
+        raise FileExistsError(f"no free name for {target} after {_MAX_SUFFIX} tries")
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+COPY_BLOCK_BYTES = 1024 * 1024

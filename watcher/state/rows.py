@@ -8,8 +8,9 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.state import sidecar
-from watcher.state.journal import FINAL_STATES, FileRow
+from watcher.state.journal import FileRow
 from watcher.state.placement import sidecar_for
+from watcher.state.states import FINAL, FileState
 
 
 def adoptable_row(
@@ -22,11 +23,11 @@ def adoptable_row(
         # Beside the file (the usual case) the name is a string operation: this runs once per
         # file of a backlog at start-up.
         document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))
-    if document is None or document.get("status") not in FINAL_STATES:
+    if document is None or document.get("status") not in FINAL:
         return None
     if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
         return None
-    return new_row(path, folder, info, time.time(), document["status"], document)
+    return new_row(path, folder, info, time.time(), FileState(document["status"]), document)
 
 
 def new_row(
@@ -34,7 +35,7 @@ def new_row(
     folder: FolderConfig,
     info: Any,
     now: float,
-    state: str,
+    state: FileState,
     document: dict[str, Any] | None = None,
     *,
     sha256: str | None = None,
