@@ -411,12 +411,12 @@ def test_close_after_write_is_trusted_only_where_configured(
 def test_v1_uploads_read_a_new_file_once(
     tmp_path: Path, drop: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ):
-    import watcher.pipeline.pipeline
+    import watcher.pipeline.take
 
     def no_separate_hash(path: Path) -> str:
         raise AssertionError(f"{path} was hashed before its upload")
 
-    monkeypatch.setattr(watcher.pipeline.pipeline, "sha256_file", no_separate_hash)
+    monkeypatch.setattr(watcher.pipeline.take, "sha256_file", no_separate_hash)
     data = media.mp4(payload=200_000, seed=104)
     with running(make_config(sandbox, tmp_path, [folder(drop)])):
         (drop / "clip.mp4").write_bytes(data)

@@ -15,9 +15,11 @@ from daemon_helpers import make_config
 
 from watcher.config import FolderConfig
 from watcher.config.apikey import ApiKey
+from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import UploadProtocol
-from watcher.pipeline.pipeline import Pipeline, retry_delay_seconds
+from watcher.pipeline.outcome import retry_delay_seconds
+from watcher.pipeline.pipeline import build_pipeline
 from watcher.pipeline.workpool import Work, WorkPool
 from watcher.sandbox import Sandbox
 from watcher.state.journal import Journal
@@ -164,9 +166,10 @@ def test_a_bug_mid_upload_leaves_the_file_retryable_and_counted(
     journal = Journal(config.journal_path)
     events: list[tuple[str, dict[str, object]]] = []
     client = HeyGenClient(config.api, ApiKey(SANDBOX_KEY, "test"))
-    pipeline = Pipeline(
-        config,
+    pipeline = build_pipeline(
+        LiveConfig(config),
         journal,
+        client,
         _BuggyProtocol(client),
         renotice=lambda path, folder: None,
         on_event=lambda kind, details: events.append((kind, details)),

@@ -115,6 +115,14 @@ class Config:
     def template_for(self, folder: FolderConfig) -> Template | None:
         return self.templates.get(folder.template) if folder.template else None
 
+    def folder_of(self, folder_path: str) -> FolderConfig:
+        """The configured folder a journal row belongs to; one that left the configuration
+        keeps the default rules, so its files can still be recorded."""
+        for folder in self.folders:
+            if str(folder.path) == folder_path:
+                return folder
+        return FolderConfig(path=Path(folder_path))
+
 
 _TOP_KEYS = (
     "api",

@@ -1,7 +1,9 @@
-"""The pipeline stages: take a file → upload it → decide what the outcome means → record it →
-its video; the worker pool that runs them and the v3 batcher.
+"""The pipeline stages, one module each: `take` (where a file's fate is decided: ignore, skip,
+refuse, adopt, admit) → `upload` (the asset cache, then the protocol sends the bytes) →
+`outcome` (what a failure means: pause, retry later, give up) → `record` (move, sidecar,
+`uploaded`) → `videos` (templated folders). `pipeline.build_pipeline` wires them once;
+`workpool` runs them; `batching` carries v3 batches.
 
-A file's fate (take, refuse, skip, upload again) is decided in `pipeline.Pipeline.process`; the
-bytes are sent by `watcher.heygen.uploads`, through the protocol the pipeline is handed.
-May import: `watcher.intake`, `watcher.heygen`, `watcher.state`, `watcher.config`.
+The bytes themselves are sent by `watcher.heygen.uploads`. May import: `watcher.intake`,
+`watcher.heygen`, `watcher.state`, `watcher.config`.
 """

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watcher.heygen.errors import ApiError, PermanentError
 from watcher.heygen.uploads import (
@@ -29,12 +29,12 @@ from watcher.heygen.uploads import (
     slot_from_v3,
     v3_file_spec,
 )
+from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.slots import remember_slot
+from watcher.pipeline.upload import Uploader
+from watcher.pipeline.workpool import WorkPool
 from watcher.state.journal import FileRow, Journal
 from watcher.state.states import FileState
-
-if TYPE_CHECKING:
-    from watcher.pipeline.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,12 @@ class _Batch:
 
 @dataclass
 class V3Batcher:
-    pipeline: Pipeline
+    journal: Journal
+    pool: WorkPool
     protocol: V3Direct
+    uploader: Uploader
+    outcome: OutcomePolicy
+    auth_pause: AuthPause
     gather_seconds: float = GATHER_SECONDS
     max_files: int = MAX_BATCH_FILES
     poll_give_up_seconds: float = POLL_GIVE_UP_SECONDS
@@ -111,10 +115,6 @@ class V3Batcher:
     _wake: threading.Condition = field(default_factory=threading.Condition)
     _stopped: bool = False
     _thread: threading.Thread | None = None
-
-    @property
-    def journal(self) -> Journal:
-        return self.pipeline.journal
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
@@ -127,7 +127,7 @@ class V3Batcher:
             left, self._pending = self._pending, []
             self._wake.notify()
         for key in left:
-            self.pipeline.pool.release(Path(key))
+            self.pool.release(Path(key))
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -157,9 +157,9 @@ class V3Batcher:
                 del self._pending[: self.max_files]
                 self._first_pending_at = time.monotonic()
             # The create is a round trip: let the pool make it while gathering goes on.
-            if not self.pipeline.pool.run_task(partial(self._start_batch_safely, keys), "a batch"):
+            if not self.pool.run_task(partial(self._start_batch_safely, keys), "a batch"):
                 for key in keys:
-                    self.pipeline.pool.release(Path(key))
+                    self.pool.release(Path(key))
 
     def _start_batch_safely(self, keys: list[str]) -> None:
         try:
@@ -167,7 +167,7 @@ class V3Batcher:
         except Exception:
             log.exception("batch upload failed to start")
             for key in keys:
-                self.pipeline.pool.release(Path(key))
+                self.pool.release(Path(key))
 
     def _start_batch(self, keys: list[str]) -> None:
         rows = self._live_rows(keys)
@@ -176,14 +176,14 @@ class V3Batcher:
             return
         if not rows:
             return
-        if self.pipeline.auth_pause.active:
+        if self.auth_pause.active:
             for row in rows:
                 self.journal.update(row.path, state=FileState.HELD)
-                self.pipeline.pool.release(Path(row.path))
+                self.pool.release(Path(row.path))
             return
         files = [LocalFile(Path(r.path), r.size, r.content_type or "", r.sha256) for r in rows]
         try:
-            data = self.pipeline.protocol.client.request(
+            data = self.protocol.client.request(
                 "POST",
                 "/v3/assets/direct-uploads/batches",
                 json={"files": [v3_file_spec(file) for file in files]},
@@ -192,14 +192,14 @@ class V3Batcher:
             batch = self._batch_from(data, rows)
         except ApiError as error:
             for row in rows:
-                self.pipeline.upload_failed(row, error)
-                self.pipeline.pool.release(Path(row.path))
+                self.outcome.upload_failed(row, error)
+                self.pool.release(Path(row.path))
             return
         log.info("batch %s: %d files", batch.batch_id, len(rows))
         for row, file in zip(rows, files, strict=True):
             slot = batch.slots[row.path]
             remember_slot(self.journal, row.path, slot, attempts=row.attempts + 1)
-            self.pipeline.pool.run_task(
+            self.pool.run_task(
                 partial(self._put, batch, row, file, slot), f"the upload of {file.filename}"
             )
 
@@ -208,7 +208,7 @@ class V3Batcher:
         for key in keys:
             row = self.journal.get(key)
             if row is None or row.state != FileState.QUEUED or row.sha256 is None:
-                self.pipeline.pool.release(Path(key))
+                self.pool.release(Path(key))
                 continue
             rows.append(row)
         return rows
@@ -216,11 +216,11 @@ class V3Batcher:
     def _single(self, row: FileRow) -> None:
         def upload() -> None:
             try:
-                self.pipeline.upload(row.path)
+                self.uploader.upload(row.path)
             finally:
-                self.pipeline.pool.release(Path(row.path))
+                self.pool.release(Path(row.path))
 
-        self.pipeline.pool.run_task(upload, f"the upload of {Path(row.path).name}")
+        self.pool.run_task(upload, f"the upload of {Path(row.path).name}")
 
     def _batch_from(self, data: Any, rows: list[FileRow]) -> _Batch:
         items = data.get("items") if isinstance(data, dict) else None
@@ -240,8 +240,8 @@ class V3Batcher:
             self.protocol.put_with_retries(file, slot)
             ok = True
         except (ApiError, OSError) as error:
-            self.pipeline.upload_failed(row, error)
-            self.pipeline.pool.release(Path(row.path))
+            self.outcome.upload_failed(row, error)
+            self.pool.release(Path(row.path))
         finally:
             self._put_ended(batch, row.path, ok)
 
@@ -254,17 +254,15 @@ class V3Batcher:
         if (
             last
             and batch.sent
-            and not self.pipeline.pool.run_task(
-                partial(self._complete, batch), f"batch {batch.batch_id}"
-            )
+            and not self.pool.run_task(partial(self._complete, batch), f"batch {batch.batch_id}")
         ):
             # Shutting down: the recorded slots resume (complete first) at the next start.
             for sent in batch.sent:
-                self.pipeline.pool.release(Path(sent))
+                self.pool.release(Path(sent))
 
     # -- the batch: complete and read the outcome --------------------------------------------
     def _complete(self, batch: _Batch) -> None:
-        client = self.pipeline.protocol.client
+        client = self.protocol.client
         outcome: dict[str, BatchItem] = {}
         try:
             client.request("POST", "/v3/assets/complete/batches", json={"batch_id": batch.batch_id})
@@ -288,13 +286,13 @@ class V3Batcher:
                 self._failed(key, PermanentError(f"refused by HeyGen: {item.reason}"))
 
     def _run_or_release(self, key: str, task: Callable[[], None], what: str) -> None:
-        if not self.pipeline.pool.run_task(task, what):
-            self.pipeline.pool.release(Path(key))
+        if not self.pool.run_task(task, what):
+            self.pool.release(Path(key))
 
     def _wait_for_outcome(self, batch: _Batch) -> dict[str, BatchItem]:
         """Poll the batch until every sent file's item has ended (or the deadline passes);
         returns the ended items by journal key."""
-        client = self.pipeline.protocol.client
+        client = self.protocol.client
         delay = POLL_FIRST_SECONDS
         give_up = time.monotonic() + self.poll_give_up_seconds
         while True:
@@ -311,7 +309,7 @@ class V3Batcher:
     def _read_items(self, batch: _Batch) -> list[BatchItem]:
         """Every item of the batch: the read model is paginated (follow ``next_token`` while
         ``has_more``), and the default page is smaller than a full batch."""
-        client = self.pipeline.protocol.client
+        client = self.protocol.client
         items: list[BatchItem] = []
         params: dict[str, str] | None = None
         for _ in range(MAX_PAGES):
@@ -351,23 +349,23 @@ class V3Batcher:
             asset_id = batch.slots[key].asset_id
             # The read model names no URL: the asset's URL is built from its id.
             asset = UploadedAsset(asset_id, self.protocol.asset_url(asset_id), self.protocol.name)
-            if self.pipeline.upload_succeeded(row, asset, batch.started) is not None:
-                self.pipeline.upload(key)
+            if self.uploader.succeeded(row, asset, batch.started) is not None:
+                self.uploader.upload(key)
         finally:
-            self.pipeline.pool.release(Path(key))
+            self.pool.release(Path(key))
 
     def _complete_alone(self, key: str) -> None:
         """The file's bytes are in its recorded slot: the single path completes it (and PUTs
         again only if the slot never received them)."""
         try:
-            self.pipeline.upload(key)
+            self.uploader.upload(key)
         finally:
-            self.pipeline.pool.release(Path(key))
+            self.pool.release(Path(key))
 
     def _failed(self, key: str, error: ApiError) -> None:
         try:
             row = self.journal.get(key)
             if row is not None:
-                self.pipeline.upload_failed(row, error)
+                self.outcome.upload_failed(row, error)
         finally:
-            self.pipeline.pool.release(Path(key))
+            self.pool.release(Path(key))

@@ -367,3 +367,53 @@ class VideoStage:
             log.warning("video %s: %s", state, error, extra={"file": row.path})
         self.on_event("video", {"status": state})
         self.rewrite_sidecar(row.path)
+
+
+class VideoRunner:
+    """Runs video steps on the worker pool: each file's steps one at a time, each queued once.
+
+    A step leaves the video's next look in the journal; `on_step_done` wakes the housekeeper so
+    it sees that time.
+    """
+
+    def __init__(
+        self,
+        stage: VideoStage,
+        run_task: Callable[[Callable[[], None], str], bool],
+        on_step_done: Callable[[], None],
+    ) -> None:
+        self.stage = stage
+        self.run_task = run_task
+        self.on_step_done = on_step_done
+        self._lock = threading.Lock()
+        self._queued: set[str] = set()
+        self._running: set[str] = set()
+
+    def submit(self, key: str) -> None:
+        """Queue one step of a file's video (a poll, a download, a submission)."""
+        with self._lock:
+            if key in self._queued:
+                return
+            self._queued.add(key)
+
+        def step() -> None:
+            with self._lock:
+                self._queued.discard(key)
+            self.run_step(key)
+
+        if not self.run_task(step, f"the video step of {key}"):
+            with self._lock:
+                self._queued.discard(key)
+
+    def run_step(self, key: str) -> None:
+        """One step of a video, never two at once for the same file."""
+        with self._lock:
+            if key in self._running:
+                return  # the step under way leaves the next look in the journal
+            self._running.add(key)
+        try:
+            self.stage.step(key)
+        finally:
+            with self._lock:
+                self._running.discard(key)
+            self.on_step_done()

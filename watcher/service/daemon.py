@@ -18,13 +18,13 @@ from typing import Any
 
 from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
+from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
-from watcher.heygen.uploads import V3Direct, make_protocol
+from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch
-from watcher.pipeline.batching import V3Batcher
-from watcher.pipeline.pipeline import Pipeline
+from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.heartbeat import Heartbeat
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
@@ -43,7 +43,7 @@ RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, Fi
 
 @dataclass
 class Daemon:
-    config: Config
+    initial_config: Config
     key: ApiKey | None = None  # None: read it as configured
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
     journal: Journal = field(init=False)
@@ -59,6 +59,15 @@ class Daemon:
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    live: LiveConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveConfig(self.initial_config)
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (a reload swaps it for every stage at once)."""
+        return self.live.current
 
     # -- life cycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -72,25 +81,17 @@ class Daemon:
         self._key_stamp = self._key_file_stamp()
         self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
         self.settler = Settler(on_ready=self._ready)
-        self.pipeline = Pipeline(
-            self.config,
+        self.pipeline = build_pipeline(
+            self.live,
             self.journal,
+            self.client,
             make_protocol(self.client),
             renotice=self.notice,
             on_event=self.on_event,
             on_retry_scheduled=self._wake.set,
             progress=self.heartbeat,
         )
-        self.videos = VideoStage(
-            self.config,
-            self.journal,
-            self.client,
-            rewrite_sidecar=self.pipeline.rewrite_sidecar,
-            on_event=self.on_event,
-        )
-        self.pipeline.videos = self.videos
-        if isinstance(self.pipeline.protocol, V3Direct):
-            self.pipeline.batcher = V3Batcher(self.pipeline, self.pipeline.protocol)
+        self.videos = self.pipeline.videos
 
     def start(self, *, watch: bool = True) -> None:
         self.open()
@@ -227,16 +228,16 @@ class Daemon:
                 row.path, state=FileState.RETRYING, attempts=0, next_attempt_at=time.time()
             )
         for row in self.journal.rows_in(RESUMED_STATES):
-            folder = self.pipeline.folder_of(row)
+            folder = self.config.folder_of(row.folder)
             self.pipeline.pool.submit(Path(row.path), folder, row=row)
         self.submit_due()
 
     def submit_due(self) -> None:
         now = time.time()
         for row in self.journal.due(now):
-            self.pipeline.pool.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
         for key in self.journal.due_videos(now):
-            self.pipeline.submit_video(key)
+            self.pipeline.video_runner.submit(key)
 
     # -- waiting (scan mode) -----------------------------------------------------------------
     def wait_until_idle(
@@ -330,8 +331,7 @@ class Daemon:
             log.warning("changes to `api` and `state_dir` take effect at the next restart")
             new = replace(new, api=self.config.api, state_dir=self.config.state_dir)
         wanted = {folder.path: folder for folder in new.folders}
-        self.config = new
-        self.pipeline.config = new
+        self.live.swap(new)
         self.videos.config = new
         for folder_watch in list(self.watches):
             if wanted.get(folder_watch.config.path) != folder_watch.config:
@@ -407,4 +407,6 @@ class Daemon:
             self.pipeline.auth_pause.clear()
             self.journal.set_meta("uploads_paused", None)
             for row in self.journal.rows_in((FileState.HELD,)):
-                self.pipeline.pool.submit(Path(row.path), self.pipeline.folder_of(row), row=row)
+                self.pipeline.pool.submit(
+                    Path(row.path), self.config.folder_of(row.folder), row=row
+                )

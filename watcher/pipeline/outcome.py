@@ -1,0 +1,176 @@
+"""What a failed attempt means for its file: pause for the key, look again once the file
+settles, retry later (spread over ``retry_window_seconds``), or give up with a sidecar saying
+why. The one place where that policy lives."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from watcher.config import FolderConfig
+from watcher.config.live import LiveConfig
+from watcher.heygen.body import FileChangedError
+from watcher.heygen.errors import ApiError, AuthError, PermanentError
+from watcher.heygen.uploads import LocalFile
+from watcher.pipeline import records
+from watcher.pipeline.record import Sidecars
+from watcher.state.journal import FileRow, Journal
+from watcher.state.states import FINAL, FileState
+
+log = logging.getLogger(__name__)
+
+RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class AuthPause:
+    """Shared by all workers: set on a 401, cleared when the key changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> bool:
+        with self._lock:
+            first = self.reason is None
+            self.reason = reason
+            return first
+
+    def clear(self) -> None:
+        with self._lock:
+            self.reason = None
+
+    @property
+    def active(self) -> bool:
+        return self.reason is not None
+
+
+def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:
+    """Exponential delays with ±25% jitter whose sum over all attempts is about ``window``."""
+    steps = max(1, max_attempts - 1)
+    base = window_seconds / (2**steps - 1)
+    raw = base * 2 ** (attempt - 1)
+    return max(0.05, raw * random.uniform(0.75, 1.25))
+
+
+class OutcomePolicy:
+    def __init__(
+        self,
+        journal: Journal,
+        live: LiveConfig,
+        sidecars: Sidecars,
+        auth_pause: AuthPause,
+        renotice: Callable[[Path, FolderConfig], None],
+        on_event: EventSink,
+        on_retry_scheduled: Callable[[], None],
+    ) -> None:
+        self.journal = journal
+        self.live = live
+        self.sidecars = sidecars
+        self.auth_pause = auth_pause
+        self.renotice = renotice
+        self.on_event = on_event
+        # Wakes the housekeeper: a retry was parked for later.
+        self.on_retry_scheduled = on_retry_scheduled
+
+    def upload_failed(self, row: FileRow, error: ApiError | OSError) -> None:
+        """Decide what a failed upload attempt means for its file."""
+        if isinstance(error, AuthError):
+            self.hold_for_auth(row, error)
+        elif isinstance(error, FileChangedError):
+            self.requeue_changed(row, str(error))
+        elif isinstance(error, PermanentError):
+            self.fail(row, str(error), final=True)
+        elif isinstance(error, ApiError):
+            self.fail(row, str(error), final=False)
+        elif isinstance(error, FileNotFoundError):
+            self.vanished(row.path)
+        else:
+            self.fail(row, f"cannot read the file: {error.strerror or error}", final=False)
+
+    def unexpected(self, path: Path, error: Exception) -> None:
+        """A bug met while working on a file (already logged with its traceback): count it,
+        and leave the file where the retry scheduler finds it rather than mid-way until the
+        next restart."""
+        self.on_event("failure", {"kind": "internal"})
+        row = self.journal.get(str(path))
+        if row is None or row.state in (*FINAL, FileState.FAILED):
+            return
+        reason = f"internal error: {type(error).__name__}: {error}"
+        if row.state is FileState.RECORDING:
+            self.retry_recording(row, reason)
+        else:
+            self.fail(row, reason, final=False)
+
+    def vanished(self, key: str) -> None:
+        row = self.journal.get(key)
+        if row is not None and row.state not in FINAL:
+            log.info("file vanished before upload", extra={"file": key})
+            self.journal.forget(key)
+
+    def hold_for_auth(self, row: FileRow, error: AuthError) -> None:
+        self.journal.update(
+            row.path, state=FileState.HELD, attempts=row.attempts, last_error=str(error)
+        )
+        if self.auth_pause.set(str(error)):
+            self.journal.set_meta("uploads_paused", str(error))
+            log.error(
+                "the API refused the key (%s): uploads are paused until the key changes", error
+            )
+        self.on_event("failure", {"kind": "auth"})
+
+    def requeue_changed(self, row: FileRow, reason: str) -> None:
+        """The file changed under its upload: look again once it settles (keeping its slot)."""
+        log.info("%s; it will be uploaded again once it settles", reason, extra={"file": row.path})
+        self.journal.update(row.path, state=FileState.QUEUED)
+        self.renotice(Path(row.path), self.live.current.folder_of(row.folder))
+
+    def fail(self, row: FileRow, reason: str, *, final: bool) -> None:
+        config = self.live.current
+        attempts = row.attempts + 1
+        self.on_event("failure", {"kind": "permanent" if final else "transient"})
+        if not final and attempts < config.api.max_attempts:
+            self._park(row, reason, FileState.RETRYING, attempts)
+            return
+        log.warning("upload failed: %s", reason, extra={"file": row.path})
+        self.journal.update(
+            row.path,
+            state=FileState.FAILED,
+            attempts=attempts,
+            last_error=reason,
+            next_attempt_at=None,
+        )
+        local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
+        document = records.failed(
+            Path(row.path),
+            row.size,
+            reason,
+            local,
+            attempts=attempts,
+            retry=RETRY_HINT,
+            mtime_ns=row.mtime_ns,
+        )
+        self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
+
+    def retry_recording(self, row: FileRow, reason: str) -> None:
+        """The asset is known but its record could not be written: try that again later."""
+        self._park(row, reason, FileState.RECORDING, row.attempts + 1)
+
+    def _park(self, row: FileRow, reason: str, state: FileState, attempts: int) -> None:
+        """Park the row until ``next_attempt_at``; the scheduler then hands it back."""
+        config = self.live.current
+        delay = retry_delay_seconds(attempts, config.api.max_attempts, config.retry_window_seconds)
+        log.info("will retry in %.0fs: %s", delay, reason, extra={"file": row.path})
+        self.journal.update(
+            row.path,
+            state=state,
+            attempts=attempts,
+            last_error=reason,
+            next_attempt_at=time.time() + delay,
+        )
+        self.on_retry_scheduled()
