@@ -86,6 +86,8 @@ class Daemon:
             self.pipeline.batcher = V3Batcher(self.pipeline, self.pipeline.protocol)
 
     def start(self, *, watch: bool = True) -> None:
+        for warning in self.config.warnings:
+            log.warning("configuration: %s", warning)
         self.open()
         self.pipeline.pool.start()
         if self.pipeline.batcher is not None:

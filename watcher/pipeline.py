@@ -123,7 +123,11 @@ class Pipeline:
         if earlier is not None and self._adopt_sidecar(path, folder, info, earlier):
             return
         if verdict is None:
-            verdict = gate.classify(path, info, folder)
+            verdict = gate.classify(path, info, folder, self.config.api.upload_protocol)
+        if verdict.outcome is Outcome.SKIP:
+            log.info("skipped %s", verdict.reason, extra={"file": str(path)})
+            self.on_event("skipped", {"reason": verdict.reason})
+            return
         if verdict.outcome is Outcome.REJECT:
             self._reject(path, folder, info, verdict)
             return
@@ -162,7 +166,8 @@ class Pipeline:
             )
         )
         if folder.on_reject == "sidecar":
-            document = records.rejected(path, info, verdict, folder.types)
+            accepted = gate.accepted_types(folder, self.config.api.upload_protocol)
+            document = records.rejected(path, info, verdict, accepted)
             self._write_sidecar(path, folder, document)
 
     def _admit(
