@@ -146,6 +146,7 @@ def test_check_config_ok_and_errors(tmp_path: Path, sandbox: Sandbox):
     result = cli("check-config", "-c", str(good))
     assert result.returncode == 0
     assert result.stdout.startswith("OK")
+    assert result.stderr == ""
     bad = write_config(
         tmp_path / "bad.yaml",
         {"folders": [{"path": str(tmp_path / "gone")}, {"path": str(drop), "colour": 1}]},
@@ -157,6 +158,20 @@ def test_check_config_ok_and_errors(tmp_path: Path, sandbox: Sandbox):
     assert f"{bad}: folders[0].path: folder does not exist" in lines[0]
     assert f"{bad}: folders[1].colour: unknown key" in lines[1]
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_warns_about_a_type_the_protocol_cannot_take(tmp_path: Path, sandbox: Sandbox):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    folders = [{"path": str(drop), "types": ["image/png", "video/webm"]}]
+    document = config_document(sandbox, tmp_path / "state", folders)
+    result = cli("check-config", "-c", str(write_config(tmp_path / "c.yaml", document)))
+    assert result.returncode == 0
+    assert result.stdout.startswith("OK")
+    assert result.stderr.startswith(
+        f"WARNING: {tmp_path / 'c.yaml'}: folders[0].types: video/webm cannot be uploaded with "
+        "api.upload_protocol v1-presigned"
+    )
 
 
 def test_run_refuses_a_missing_folder(tmp_path: Path, sandbox: Sandbox):

@@ -33,6 +33,9 @@ SNIFF_BYTES = 64 * 1024
 _TS_PACKETS = ((188, 0), (192, 4), (204, 0))
 _TS_PACKETS_CHECKED = 8
 
+# libmagic descriptions that start with the container and name the content second.
+_CONTAINER_WORDS = ("ISO Media", "RIFF (little-endian) data", "RIFF (big-endian) data")
+
 _local = threading.local()
 
 
@@ -67,10 +70,13 @@ def _text_cookie() -> magic.Magic:
 
 def describe(head: bytes) -> str:
     """libmagic's description, cut to its first clause ("MPEG transport stream data" →
-    "MPEG transport stream"); "" when it knows nothing ("data")."""
-    text = _text_cookie().from_buffer(head)
-    first = text.replace("\\012", "\n").split("\n", 1)[0].split(",", 1)[0].strip()
-    first = first.removesuffix(" data").strip()
+    "MPEG transport stream", "ISO Media, Apple iTunes Video" → "Apple iTunes Video"); "" when
+    it knows nothing ("data")."""
+    text = _text_cookie().from_buffer(head).replace("\\012", "\n").split("\n", 1)[0]
+    clauses = [clause.strip() for clause in text.split(",")]
+    if len(clauses) > 1 and clauses[0] in _CONTAINER_WORDS:
+        clauses = clauses[1:]
+    first = clauses[0].removesuffix(" data").strip()
     return "" if first in ("", "data") else first
 
 
@@ -103,7 +109,8 @@ def _tagged_audio(reader: BoundedReader) -> Sniffed:
     # Some taggers pad with zeros beyond the size they declare.
     window = window.lstrip(b"\0")
     found = sniff_bytes(window) if window else Sniffed(OCTET_STREAM)
-    if found.content_type in (OCTET_STREAM, "application/x-empty"):
+    # Behind an ID3 tag only audio makes sense (MP3, or AAC/FLAC from some taggers).
+    if not found.content_type.startswith("audio/"):
         return Sniffed(
             "audio/mpeg",
             "MP3 audio",
