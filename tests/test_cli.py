@@ -68,6 +68,25 @@ def test_upload_mixed_results_exit_1(tmp_path: Path, sandbox: Sandbox):
     assert "image/jpeg" in rejected["allowed_types"]
 
 
+def test_upload_takes_what_the_protocol_takes(tmp_path: Path, sandbox: Sandbox):
+    corpus = Path(__file__).parent / "media" / "corpus"
+    webm, ts = tmp_path / "clip.webm", tmp_path / "stream.ts"
+    webm.write_bytes((corpus / "clip.webm").read_bytes())
+    ts.write_bytes((corpus / "stream.ts").read_bytes())
+    v1 = api_only_config(tmp_path, sandbox)
+    result = cli("upload", "-c", str(v1), str(webm), str(ts), env=KEY_ENV)
+    assert result.returncode == 1
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["status"] for d in documents] == ["rejected", "rejected"]
+    assert documents[0]["error"].startswith("unsupported type: WebM video (video/webm); ")
+    assert documents[1]["error"].startswith("unsupported type: MPEG transport stream")
+    assert "video/webm" not in documents[1]["allowed_types"]
+    v3 = api_only_config(tmp_path, sandbox, upload_protocol="v3-multipart")
+    result = cli("upload", "-c", str(v3), str(webm), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content_type"] == "video/webm"
+
+
 def test_upload_with_a_wrong_key_is_one_clear_line(tmp_path: Path, sandbox: Sandbox):
     config = api_only_config(tmp_path, sandbox)
     files = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]

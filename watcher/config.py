@@ -397,10 +397,8 @@ def _protocol_type_warnings(
     source: str, top: Mapping[str, Any], protocol: str, defaults: FolderConfig, folders: list[Any]
 ) -> tuple[str, ...]:
     """Types a folder asks for that its upload protocol cannot carry: every such file would be
-    refused. Only types named in the file count (the default list is the seed's, not a request)."""
-    takes = PROTOCOL_TYPES.get(protocol)
-    if takes is None:
-        return ()
+    refused. Only types named in the file count: the default list is not a request."""
+    takes = PROTOCOL_TYPES[protocol]
     asked: list[tuple[str, tuple[str, ...]]] = []
     if "types" in (top.get("defaults") or {}):
         asked.append(("defaults.types", defaults.types))
