@@ -68,6 +68,25 @@ def test_upload_mixed_results_exit_1(tmp_path: Path, sandbox: Sandbox):
     assert "image/jpeg" in rejected["allowed_types"]
 
 
+def test_upload_takes_what_the_protocol_takes(tmp_path: Path, sandbox: Sandbox):
+    corpus = Path(__file__).parent / "media" / "corpus"
+    webm, ts = tmp_path / "clip.webm", tmp_path / "stream.ts"
+    webm.write_bytes((corpus / "clip.webm").read_bytes())
+    ts.write_bytes((corpus / "stream.ts").read_bytes())
+    v1 = api_only_config(tmp_path, sandbox)
+    result = cli("upload", "-c", str(v1), str(webm), str(ts), env=KEY_ENV)
+    assert result.returncode == 1
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [d["status"] for d in documents] == ["rejected", "rejected"]
+    assert documents[0]["error"].startswith("unsupported type: WebM video (video/webm); ")
+    assert documents[1]["error"].startswith("unsupported type: MPEG transport stream")
+    assert "video/webm" not in documents[1]["allowed_types"]
+    v3 = api_only_config(tmp_path, sandbox, upload_protocol="v3-multipart")
+    result = cli("upload", "-c", str(v3), str(webm), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content_type"] == "video/webm"
+
+
 def test_upload_with_a_wrong_key_is_one_clear_line(tmp_path: Path, sandbox: Sandbox):
     config = api_only_config(tmp_path, sandbox)
     files = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]
@@ -146,6 +165,7 @@ def test_check_config_ok_and_errors(tmp_path: Path, sandbox: Sandbox):
     result = cli("check-config", "-c", str(good))
     assert result.returncode == 0
     assert result.stdout.startswith("OK")
+    assert result.stderr == ""
     bad = write_config(
         tmp_path / "bad.yaml",
         {"folders": [{"path": str(tmp_path / "gone")}, {"path": str(drop), "colour": 1}]},
@@ -157,6 +177,20 @@ def test_check_config_ok_and_errors(tmp_path: Path, sandbox: Sandbox):
     assert f"{bad}: folders[0].path: folder does not exist" in lines[0]
     assert f"{bad}: folders[1].colour: unknown key" in lines[1]
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_warns_about_a_type_the_protocol_cannot_take(tmp_path: Path, sandbox: Sandbox):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    folders = [{"path": str(drop), "types": ["image/png", "video/webm"]}]
+    document = config_document(sandbox, tmp_path / "state", folders)
+    result = cli("check-config", "-c", str(write_config(tmp_path / "c.yaml", document)))
+    assert result.returncode == 0
+    assert result.stdout.startswith("OK")
+    assert result.stderr.startswith(
+        f"WARNING: {tmp_path / 'c.yaml'}: folders[0].types: video/webm cannot be uploaded with "
+        "api.upload_protocol v1-presigned"
+    )
 
 
 def test_run_refuses_a_missing_folder(tmp_path: Path, sandbox: Sandbox):

@@ -160,3 +160,40 @@ def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             folder["after_upload"] = {"move": str(tmp_path / f"done{index}")}
     config = load_config(write(tmp_path, document))
     assert len(config.folders) == len(document["folders"])
+
+
+# -- types per upload protocol ------------------------------------------------------------------
+def test_every_upload_protocol_has_its_types():
+    from watcher.config.loader import UPLOAD_PROTOCOLS
+    from watcher.config.mediatypes import PROTOCOL_TYPES, SUPPORTED_TYPES
+
+    assert set(UPLOAD_PROTOCOLS) <= set(PROTOCOL_TYPES)
+    assert "audio/wav" not in PROTOCOL_TYPES["v1-upload"]
+    assert "video/webm" in PROTOCOL_TYPES["v1-upload"]
+    assert set(SUPPORTED_TYPES) == {t for types in PROTOCOL_TYPES.values() for t in types}
+
+
+def test_a_type_the_protocol_cannot_take_is_a_warning_not_an_error(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    document = {
+        "defaults": {"types": ["image/png", "application/pdf"]},
+        "folders": [{"path": "a"}, {"path": "b", "types": ["video/mp4", "video/webm"]}],
+    }
+    config = load_config(write(tmp_path, document))
+    source = str(tmp_path / "config.yaml")
+    assert config.warnings == (
+        f"{source}: defaults.types: application/pdf cannot be uploaded with "
+        "api.upload_protocol v1-presigned (it takes image/jpeg, image/png, video/mp4, "
+        "audio/mpeg, audio/wav); such files will be refused",
+        f"{source}: folders[1].types: video/webm cannot be uploaded with "
+        "api.upload_protocol v1-presigned (it takes image/jpeg, image/png, video/mp4, "
+        "audio/mpeg, audio/wav); such files will be refused",
+    )
+    document["api"] = {"upload_protocol": "v3-direct"}
+    assert load_config(write(tmp_path, document)).warnings == ()
+
+
+def test_the_default_types_warn_about_nothing(tmp_path: Path):
+    config = load_config(write(tmp_path, {"folders": [{"path": str(tmp_path)}]}))
+    assert config.warnings == ()

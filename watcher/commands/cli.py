@@ -208,6 +208,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
     print(f"OK: {config.source}: {len(config.folders)} folder(s)")
     return EXIT_OK
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.config.mediatypes import DEFAULT_TYPES, SUPPORTED_TYPES
+from watcher.config.mediatypes import DEFAULT_TYPES, PROTOCOL_TYPES
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.heygen.errors import ApiError, AuthError
 from watcher.heygen.uploads import LocalFile, UploadProtocol
@@ -39,8 +39,8 @@ class OneShotUploader:
         # Explicitly named files are judged by the `defaults` rules, widened to every type the
         # chosen protocol accepts unless `defaults.types` narrows them.
         types = config.defaults.types
-        if types == DEFAULT_TYPES and protocol.name.startswith("v3"):
-            types = SUPPORTED_TYPES
+        if types == DEFAULT_TYPES:
+            types = PROTOCOL_TYPES[protocol.name]
         self.rules = replace(config.defaults, types=types)
         self.protocol = protocol
         self._auth_failure: AuthError | None = None
@@ -60,9 +60,12 @@ class OneShotUploader:
         if verdict is not None and verdict.outcome is not Outcome.REJECT:
             return Report(path, records.failed(path, info.st_size, f"skipped: {verdict.reason}"))
         if verdict is None:
-            verdict = admission.classify(path, info, self.rules)
+            verdict = admission.classify(path, info, self.rules, self.protocol.name)
+        if verdict.outcome is Outcome.SKIP:
+            return Report(path, records.failed(path, info.st_size, f"skipped: {verdict.reason}"))
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
-            return self._record(path, records.rejected(path, info, verdict, self.rules.types))
+            accepted = admission.accepted_types(self.rules, self.protocol.name)
+            return self._record(path, records.rejected(path, info, verdict, accepted))
         local = LocalFile(path, info.st_size, verdict.content_type, sha256_file(path))
         return self._upload(local, info.st_mtime_ns)
 

@@ -18,7 +18,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from watcher.config.checker import Checker, ConfigError, Problem, join_key
-from watcher.config.mediatypes import DEFAULT_TYPES, MAJOR_TYPES, SUPPORTED_TYPES
+from watcher.config.mediatypes import (
+    DEFAULT_TYPES,
+    MAJOR_TYPES,
+    PROTOCOL_TYPES,
+    SUPPORTED_TYPES,
+)
 from watcher.config.templates import (
     SAMPLE_VALUES,
     RenderError,
@@ -95,6 +100,8 @@ class Config:
     templates: Mapping[str, Template] = field(default_factory=dict)
     metrics_listen: str | None = None
     stall_seconds: float | None = None
+    # Not errors, but worth saying: check-config prints them, the daemon logs them at start.
+    warnings: tuple[str, ...] = ()
 
     @property
     def stall_limit_seconds(self) -> float:
@@ -399,6 +406,30 @@ def _read_metrics(check: Checker, raw: Any) -> str | None:
     return listen
 
 
+def _protocol_type_warnings(
+    source: str, top: Mapping[str, Any], protocol: str, defaults: FolderConfig, folders: list[Any]
+) -> tuple[str, ...]:
+    """Types a folder asks for that its upload protocol cannot carry: every such file would be
+    refused. Only types named in the file count: the default list is not a request."""
+    takes = PROTOCOL_TYPES[protocol]
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    if "types" in (top.get("defaults") or {}):
+        asked.append(("defaults.types", defaults.types))
+    for index, (raw, folder) in enumerate(zip(top.get("folders") or [], folders, strict=True)):
+        if "types" in raw:
+            asked.append((f"folders[{index}].types", folder.types))
+    warnings = []
+    for key, types in asked:
+        missing = [content_type for content_type in types if content_type not in takes]
+        if missing:
+            reason = (
+                f"{', '.join(missing)} cannot be uploaded with api.upload_protocol {protocol} "
+                f"(it takes {', '.join(takes)}); such files will be refused"
+            )
+            warnings.append(str(Problem(source, key, reason)))
+    return tuple(warnings)
+
+
 def default_state_dir() -> Path:
     systemd_state = os.environ.get("STATE_DIRECTORY")
     if systemd_state:
@@ -463,6 +494,7 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         templates=templates,
         metrics_listen=metrics_listen,
         stall_seconds=stall_seconds,
+        warnings=_protocol_type_warnings(source, top, api.upload_protocol, defaults, folders),
     )
 
 

@@ -1,7 +1,8 @@
 """Which files we take: pure decisions on names and `stat` results, plus the sniff.
 
-Nothing here uploads or writes. `screen_name` and `screen_stat` never open the file (opening a
-FIFO blocks forever); `classify` reads at most the first 64 KiB for libmagic.
+Nothing here uploads or writes. `screen_name` and `screen_stat` never open the file; `classify`
+opens regular files only (never following a symlink, never waiting on a FIFO) and reads a few
+bounded pieces of them (see `watcher.intake.sniff`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from enum import Enum
 from pathlib import Path, PurePath
 
 from watcher.config import FolderConfig
-from watcher.intake.sniff import sniff_file
+from watcher.config.mediatypes import PROTOCOL_TYPES
+from watcher.intake.boundedread import NotRegularFile, kind_of
+from watcher.intake.sniff import Sniffed, sniff_path
 from watcher.state.sidecar import is_sidecar_name
 
 # Written by browsers, editors, office suites and download tools before the final rename.
@@ -87,25 +90,41 @@ def screen_name(
 def screen_stat(info: os.stat_result) -> Decision | None:
     """SKIP for anything but a regular file (from ``lstat``: symlinks are not followed)."""
     mode = info.st_mode
-    if stat.S_ISLNK(mode):
-        return Decision(Outcome.SKIP, "symbolic link (not followed)")
     if stat.S_ISDIR(mode):
         return Decision(Outcome.IGNORE, "folder")
     if not stat.S_ISREG(mode):
-        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
-        return Decision(Outcome.SKIP, f"{kind} (not a regular file)")
+        return Decision(Outcome.SKIP, kind_of(mode))
     if info.st_size == 0:
         return Decision(Outcome.REJECT, "empty: the file has no bytes")
     return None
 
 
-def judge_type(content_type: str, size: int, rules: FolderConfig) -> Decision:
-    """ACCEPT or REJECT a sniffed type and size against a folder's rules."""
-    if content_type not in rules.types:
+def accepted_types(rules: FolderConfig, protocol: str) -> tuple[str, ...]:
+    """What a folder takes: its `types` that the upload protocol can carry."""
+    takes = PROTOCOL_TYPES[protocol]
+    return tuple(content_type for content_type in rules.types if content_type in takes)
+
+
+def _refusal(sniffed: Sniffed, rules: FolderConfig, protocol: str) -> str:
+    accepted = accepted_types(rules, protocol)
+    listed = ", ".join(accepted) if accepted else "nothing (check the folder's types)"
+    if sniffed.content_type in rules.types:
+        # The folder asks for it, the protocol cannot carry it (check-config warns about this).
+        return (
+            f"unsupported type: {sniffed.what} cannot be uploaded with the {protocol} "
+            f"protocol; accepted here: {listed}"
+        )
+    return f"unsupported type: {sniffed.what}; accepted here: {listed}"
+
+
+def judge_type(sniffed: Sniffed, size: int, rules: FolderConfig, protocol: str) -> Decision:
+    """ACCEPT or REJECT a sniffed file against a folder's rules and the upload protocol."""
+    content_type = sniffed.content_type
+    if sniffed.damage is not None:
+        return Decision(Outcome.REJECT, f"damaged: {sniffed.damage}", detected_type=content_type)
+    if content_type not in accepted_types(rules, protocol):
         return Decision(
-            Outcome.REJECT,
-            f"unsupported type: detected {content_type}, allowed: {', '.join(rules.types)}",
-            detected_type=content_type,
+            Outcome.REJECT, _refusal(sniffed, rules, protocol), detected_type=content_type
         )
     limit = rules.max_bytes_for(content_type)
     if limit is not None and size > limit:
@@ -117,6 +136,11 @@ def judge_type(content_type: str, size: int, rules: FolderConfig) -> Decision:
     return Decision(Outcome.ACCEPT, content_type=content_type, detected_type=content_type)
 
 
-def classify(path: Path, info: os.stat_result, rules: FolderConfig) -> Decision:
-    """The full verdict on one regular, non-empty file: sniff it and judge the type."""
-    return judge_type(sniff_file(path), info.st_size, rules)
+def classify(path: Path, info: os.stat_result, rules: FolderConfig, protocol: str) -> Decision:
+    """The full verdict on one regular, non-empty file: sniff it and judge the type. A file that
+    turned into something else since its ``lstat`` (a symlink, a FIFO) is skipped unopened."""
+    try:
+        sniffed = sniff_path(path)
+    except NotRegularFile as error:
+        return Decision(Outcome.SKIP, error.reason)
+    return judge_type(sniffed, info.st_size, rules, protocol)

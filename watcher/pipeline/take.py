@@ -96,7 +96,12 @@ class Taker:
         if earlier is not None and self._adopt(path, folder, info, earlier):
             return
         if verdict is None:
-            verdict = admission.classify(path, info, folder)
+            verdict = admission.classify(path, info, folder, self.live.current.api.upload_protocol)
+        if verdict.outcome is Outcome.SKIP:
+            # It became something else (a symlink, a FIFO) between the look and the sniff.
+            log.info("skipped %s", verdict.reason, extra={"file": str(path)})
+            self.on_event("skipped", {"reason": verdict.reason})
+            return
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             self._reject(path, folder, info, verdict)
             return
@@ -129,7 +134,8 @@ class Taker:
             )
         )
         if folder.on_reject == "sidecar":
-            document = records.rejected(path, info, verdict, folder.types)
+            accepted = admission.accepted_types(folder, self.live.current.api.upload_protocol)
+            document = records.rejected(path, info, verdict, accepted)
             self.sidecars.write(path, folder, document)
 
     def _admit(

@@ -94,6 +94,8 @@ class Daemon:
         self.videos = self.pipeline.videos
 
     def start(self, *, watch: bool = True) -> None:
+        for warning in self.config.warnings:
+            log.warning("configuration: %s", warning)
         self.open()
         self.pipeline.pool.start()
         if self.pipeline.batcher is not None:

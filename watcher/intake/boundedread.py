@@ -1,0 +1,83 @@
+"""Opening a dropped file for sniffing: regular files only, no symlinks, small positioned reads.
+
+A drop folder is written by others. A FIFO named ``song.mp3`` would block a plain ``open``
+forever, and a symlink could point anywhere on the machine, so the file is opened with
+``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat`` on the descriptor we actually hold
+(checking the path first and opening after would race with a rename). Container parsers then read
+through `BoundedReader`, which never hands out more than `MAX_READ` bytes at a time and counts
+what it read, so "never read the whole file" is something a test can check.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MAX_READ = 64 * 1024
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotRegularFile(Exception):
+    """The path is not a regular file we may read; ``reason`` says what it is instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISLNK(mode):
+        return "symbolic link (not followed)"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO (not a regular file)"
+    if stat.S_ISSOCK(mode):
+        return "socket (not a regular file)"
+    return "device (not a regular file)"
+
+
+class BoundedReader:
+    """Positioned reads of at most `MAX_READ` bytes each from an open regular file."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self.size = size
+        self.reads = 0
+        self.bytes_read = 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (fewer at the end of the file, never more
+        than `MAX_READ`)."""
+        if offset < 0 or offset >= self.size or length <= 0:
+            return b""
+        length = min(length, MAX_READ, self.size - offset)
+        data = os.pread(self._fd, length, offset)
+        self.reads += 1
+        self.bytes_read += len(data)
+        return data
+
+
+@contextmanager
+def open_regular(path: Path | str) -> Iterator[BoundedReader]:
+    """A `BoundedReader` on ``path``; `NotRegularFile` for a symlink, FIFO, socket, device or
+    folder (none of which is ever opened in a way that could block)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotRegularFile(kind_of(stat.S_IFLNK)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(kind_of(info.st_mode))
+        yield BoundedReader(fd, info.st_size)
+    finally:
+        os.close(fd)
