@@ -60,6 +60,17 @@ def running(config: Config, **daemon_options: Any) -> Iterator[Daemon]:
         daemon.stop()
 
 
+def scan_once(config: Config) -> None:
+    """One full pass over every folder, waited for: afterwards every file there has been
+    looked at, so a negative check ("not uploaded") cannot pass merely by being early."""
+    daemon = Daemon(config, key=ApiKey(SANDBOX_KEY, "test"))
+    daemon.start(watch=False)
+    try:
+        daemon.wait_until_idle()
+    finally:
+        daemon.stop()
+
+
 def sidecar_of(path: Path) -> Path:
     return path.with_name(path.name + ".asset.json")
 

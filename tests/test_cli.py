@@ -221,7 +221,8 @@ def test_run_uploads_and_stops_cleanly_on_signal(tmp_path: Path, sandbox: Sandbo
     finally:
         process.kill()
     assert code == 0
-    assert time.monotonic() - started < 5
+    # Well inside the 20 s shutdown timeout: nothing was left to wait for.
+    assert time.monotonic() - started < 15
     events = [json.loads(line) for line in err.splitlines()]
     assert any(
         e["message"].startswith("uploaded as") and e["file"].endswith("a.png") for e in events

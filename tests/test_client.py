@@ -195,8 +195,10 @@ def test_retry_after_seconds_is_honoured(client: HeyGenClient, sandbox: Sandbox)
     started = time.monotonic()
     client.request("POST", "/v1/asset", json={"content_type": "image/png"})
     waited = time.monotonic() - started
-    assert 1.0 <= waited < 3.0
-    assert len(api_requests(sandbox, "POST", "/v1/asset")) == 2
+    # At least the server's second; far less than any backoff cap or clamp would give.
+    assert 1.0 <= waited < 30
+    first, second = api_requests(sandbox, "POST", "/v1/asset")
+    assert second.at - first.at >= 1.0
 
 
 def test_retry_after_http_date_is_honoured(client: HeyGenClient, sandbox: Sandbox):
@@ -204,8 +206,8 @@ def test_retry_after_http_date_is_honoured(client: HeyGenClient, sandbox: Sandbo
     sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after=when))
     started = time.monotonic()
     client.request("POST", "/v1/asset", json={"content_type": "image/png"})
-    # HTTP dates have one-second resolution: the wait is between 1 and 2 seconds.
-    assert 0.9 <= time.monotonic() - started < 3.5
+    # HTTP dates have one-second resolution: the wait is at least about a second.
+    assert 0.9 <= time.monotonic() - started < 30
 
 
 def test_retry_after_is_clamped_by_config(sandbox: Sandbox):
@@ -213,7 +215,7 @@ def test_retry_after_is_clamped_by_config(sandbox: Sandbox):
     sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after="3600"))
     started = time.monotonic()
     client.request("POST", "/v1/asset", json={"content_type": "image/png"})
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 60  # clamped to 0.2 s, certainly not the hour asked
 
 
 def test_a_429_pauses_every_caller_sharing_the_throttle(client: HeyGenClient, sandbox: Sandbox):
@@ -308,11 +310,11 @@ def test_v3_lost_create_answer_is_retried_with_the_same_key(tmp_path: Path, sand
 
 def test_a_timeout_is_transient_and_nothing_hangs(sandbox: Sandbox):
     client = client_for(sandbox, timeout_seconds=0.3, max_attempts=2)
-    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", delay_seconds=2, count=2))
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", delay_seconds=60, count=2))
     started = time.monotonic()
     with pytest.raises(TransientError, match="timed out"):
         client.request("POST", "/v1/asset", json={"content_type": "image/png"})
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 30  # two 0.3 s timeouts, not the server's minute
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -1338,7 +1338,7 @@ def test_stop_is_prompt_with_idle_keepalive_connections(sb: Sandbox) -> None:
         api_url = sb.api_url
         started = time.monotonic()
         sb.stop()
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 60  # not the 120 s idle timeout of the connection
         with pytest.raises(requests.ConnectionError):
             session.post(f"{api_url}/v1/asset", json={}, timeout=2)
 

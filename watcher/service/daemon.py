@@ -36,6 +36,7 @@ from watcher.state.tree import walk_files
 log = logging.getLogger(__name__)
 
 ROOT_CHECK_SECONDS = 5.0
+ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
 # Rows a previous process left mid-way, picked up again at start.
 RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.HELD)
@@ -143,8 +144,10 @@ class Daemon:
                 self.config.shutdown_timeout_seconds,
             )
             self.client.throttle.stop()
-            self.client.close()  # cuts the connections still sending
-            self.pipeline.pool.join(5.0)
+            self.client.close()
+            # A worker blocked in a socket cannot be woken; its row is in the journal and
+            # resumes at the next start, so only a short grace is worth waiting.
+            self.pipeline.pool.join(ABORT_GRACE_SECONDS)
         else:
             self.client.close()
         if self._housekeeper is not None:
