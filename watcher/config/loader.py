@@ -374,7 +374,7 @@ def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
     )
 
 
-class _AnyEnvironment(dict):
+class _AnyEnvironment(dict[str, str]):
     """For checking: every environment variable "exists" (the service's may differ from ours)."""
 
     def __contains__(self, key: object) -> bool:
