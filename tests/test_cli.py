@@ -29,7 +29,14 @@ KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 def api_only_config(tmp_path: Path, sandbox: Sandbox, **api: object) -> Path:
-    document = {"api": {"base_url": sandbox.api_url, **FAST_API, **api}}
+    document = {
+        "api": {
+            "base_url": sandbox.api_url,
+            "upload_base_url": sandbox.upload_url,
+            **FAST_API,
+            **api,
+        }
+    }
     return write_config(tmp_path / "api.yaml", document)
 
 
@@ -276,3 +283,36 @@ def test_the_sandbox_command_serves_uploads(tmp_path: Path):
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+# -- probe --------------------------------------------------------------------------------------
+def test_probe_reports_each_protocol(tmp_path: Path, sandbox: Sandbox):
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    result = cli("probe", "-c", str(config), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "v1-presigned",
+        "v1-upload",
+        "v3-direct",
+        "v3-multipart",
+    ]
+    assert all(" OK: asset " in line for line in lines)
+    assert "(configured)" in lines[1]
+    assert len(sandbox.assets) == 4
+    assert {asset.content_type for asset in sandbox.assets.values()} == {"image/png"}
+    assert SANDBOX_KEY not in result.stdout + result.stderr
+
+
+def test_probe_exits_1_when_the_configured_protocol_is_refused(tmp_path: Path, sandbox: Sandbox):
+    # An account without the one-request upload: the upload host refuses it.
+    sandbox.inject(Fault(server="upload", status=403, count=5))
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    result = cli("probe", "-c", str(config), env=KEY_ENV)
+    assert result.returncode == 1
+    (refused,) = [line for line in result.stdout.splitlines() if "refused" in line]
+    assert refused.startswith("v1-upload") and "403" in refused and "(configured)" in refused
+    assert "Traceback" not in result.stderr
+    other = api_only_config(tmp_path, sandbox, upload_protocol="v1-presigned")
+    sandbox.inject(Fault(server="upload", status=403, count=5))
+    assert cli("probe", "-c", str(other), env=KEY_ENV).returncode == 0

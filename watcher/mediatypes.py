@@ -8,6 +8,14 @@ DEFAULT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "video/mp4", "audio
 V3_EXTRA_TYPES: tuple[str, ...] = ("video/webm", "application/pdf", "application/x-subrip")
 SUPPORTED_TYPES: tuple[str, ...] = DEFAULT_TYPES + V3_EXTRA_TYPES
 MAJOR_TYPES: tuple[str, ...] = ("image", "video", "audio")
+# What each upload protocol accepts. HeyGen's reference lists five types for the one-request
+# upload (upload.heygen.com): no audio/wav there, but video/webm.
+PROTOCOL_TYPES: dict[str, tuple[str, ...]] = {
+    "v1-presigned": DEFAULT_TYPES,
+    "v1-upload": ("image/png", "image/jpeg", "audio/mpeg", "video/mp4", "video/webm"),
+    "v3-direct": SUPPORTED_TYPES,
+    "v3-multipart": SUPPORTED_TYPES,
+}
 
 # libmagic (and other tools) spell several of these differently; the API knows one name each.
 _ALIASES: dict[str, str] = {

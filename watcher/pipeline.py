@@ -38,7 +38,8 @@ BATCH_MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 class AuthPause:
-    """Shared by all workers: set on a 401/403, cleared when the key changes."""
+    """Shared by all workers: set on a 401, cleared when the key changes. (A 403 refuses one
+    request, not the key: that file fails with the reason and the others go on.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -253,6 +254,7 @@ class Pipeline:
         row = self.journal.get(key)
         if row is None or row.state in FINAL_STATES:
             return
+        asset_usable = True
         if row.state != "recording":
             if self.auth_pause.active:
                 self.journal.update(key, state="held")
@@ -260,9 +262,10 @@ class Pipeline:
             asset = self._send(row)
             if asset is None:
                 return
+            asset_usable = asset.usable
             row = self.journal.get(key)
             assert row is not None
-        self._record(row)
+        self._record(row, asset_usable=asset_usable)
 
     def _send(self, row: FileRow) -> UploadedAsset | None:
         path = Path(row.path)
@@ -363,13 +366,16 @@ class Pipeline:
         # Committed before the first byte is sent: a resumed upload reuses this slot.
         self.journal.record_slot(key, slot)
 
-    def _record(self, row: FileRow) -> None:
-        """Asset known: start its video (templated folders), move it, write the sidecar."""
+    def _record(self, row: FileRow, *, asset_usable: bool = True) -> None:
+        """Asset known: start its video (templated folders), move it, write the sidecar.
+
+        ``asset_usable=False``: the completion said HeyGen is still ingesting the asset, so
+        its video waits for it (see `VideoStage.begin`)."""
         folder = self.folder_of(row)
         template = self.config.template_for(folder)
         if template is not None and self.videos is not None:
             # Before the move: the companion script is looked for beside the original file.
-            self.videos.begin(row, folder, template)
+            self.videos.begin(row, folder, template, asset_usable=asset_usable)
         path = Path(row.path)
         target = moved_path(path, folder)
         if target is not None and path.exists():
