@@ -61,6 +61,21 @@ def test_upload_each_protocol(tmp_path: Path, sandbox: Sandbox, protocol: str):
     assert "Traceback" not in result.stderr
 
 
+def test_upload_with_v1_upload_takes_its_types_only(tmp_path: Path, sandbox: Sandbox):
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    image, voice = tmp_path / "a.png", tmp_path / "b.wav"
+    image.write_bytes(media.png())
+    voice.write_bytes(media.wav())
+    result = cli("upload", "-c", str(config), str(image), str(voice), env=KEY_ENV)
+    assert result.returncode == 1
+    lines = {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+    assert lines[str(image)]["status"] == "uploaded"
+    assert lines[str(voice)]["status"] == "rejected"
+    assert "audio/wav" not in read_sidecar(voice)["allowed_types"]
+    (upload,) = [r for r in sandbox.requests if r.server == "upload"]
+    assert upload.headers["Content-Type"] == "image/png"
+
+
 def test_upload_mixed_results_exit_1(tmp_path: Path, sandbox: Sandbox):
     config = api_only_config(tmp_path, sandbox)
     good, bad = tmp_path / "ok.jpg", tmp_path / "notes.jpg"

@@ -17,7 +17,7 @@ from watcher.gate import Outcome
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.heygen.errors import ApiError, AuthError
 from watcher.heygen.uploads import LocalFile, UploadProtocol
-from watcher.mediatypes import DEFAULT_TYPES, SUPPORTED_TYPES
+from watcher.mediatypes import DEFAULT_TYPES, PROTOCOL_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class OneShotUploader:
         # Explicitly named files are judged by the `defaults` rules, widened to every type the
         # chosen protocol accepts unless `defaults.types` narrows them.
         types = config.defaults.types
-        if types == DEFAULT_TYPES and protocol.name.startswith("v3"):
-            types = SUPPORTED_TYPES
+        if types == DEFAULT_TYPES:
+            types = PROTOCOL_TYPES.get(protocol.name, types)
         self.rules = replace(config.defaults, types=types)
         self.protocol = protocol
         self._auth_failure: AuthError | None = None
