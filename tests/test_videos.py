@@ -365,7 +365,7 @@ def test_a_generate_answered_502_after_taking_effect_is_unknown_not_resent(
 
 
 def test_waiting_is_a_normal_first_status(tmp_path: Path, drop: Path, sandbox: Sandbox):
-    sandbox.video_pending_seconds = 0.6
+    sandbox.video_pending_seconds = 1.5  # long enough for a poll to see it, even on a busy box
     config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
     with running(config):
         (drop / "a.png").write_bytes(media.png(seed=22))
