@@ -32,7 +32,12 @@ FAST_API = {
 def config_document(
     sandbox: Sandbox, state_dir: Path, folders: list[dict[str, Any]], **top: Any
 ) -> dict[str, Any]:
-    api = {"base_url": sandbox.api_url, **FAST_API, **top.pop("api", {})}
+    api = {
+        "base_url": sandbox.api_url,
+        "upload_base_url": sandbox.upload_url,
+        **FAST_API,
+        **top.pop("api", {}),
+    }
     document: dict[str, Any] = {"api": api, "state_dir": str(state_dir), "folders": folders}
     document.update(top)
     return document

@@ -331,6 +331,20 @@ def test_401_pauses_uploads_until_the_key_file_changes(
     assert len(sandbox.assets) == 2
 
 
+def test_a_403_fails_that_file_and_pauses_nothing(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    # 403: the key is valid but this request is not permitted; re-authenticating will not help.
+    sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=403))
+    config = make_config(sandbox, tmp_path, [{"path": str(drop), "settle_seconds": 0.1}])
+    with running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=31))
+        failed = wait_sidecar(drop / "a.png", status="failed")
+        (drop / "b.png").write_bytes(media.png(seed=32))
+        assert wait_sidecar(drop / "b.png")["status"] == "uploaded"
+        assert not daemon.pipeline.auth_pause.active
+    assert "403" in failed["error"]
+    assert len(sandbox.assets) == 1
+
+
 def test_sighup_rereads_the_key(tmp_path: Path, drop: Path, sandbox: Sandbox):
     key_file = tmp_path / "key"
     key_file.write_text("old-key")

@@ -18,6 +18,7 @@ import requests
 from watcher.heygen.errors import (
     ApiError,
     AuthError,
+    Forbidden,
     PermanentError,
     QuotaError,
     RateLimited,
@@ -82,8 +83,10 @@ def error_for_status(
     status: int, message: str, *, code: str | None = None, retry_after: str | None = None
 ) -> ApiError:
     """The typed error an API answer with this status stands for."""
-    if status in (401, 403):
+    if status == 401:
         return AuthError(message, status=status, code=code)
+    if status == 403:
+        return Forbidden(message, status=status, code=code)
     if status == 402:
         return QuotaError(message, status=status, code=code)
     if status == 429:

@@ -29,7 +29,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class AuthPause:
-    """Shared by all workers: set on a 401, cleared when the key changes."""
+    """Shared by all workers: set on a 401, cleared when the key changes. (A 403 refuses one
+    request, not the key: that file fails with the reason and the others go on.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
