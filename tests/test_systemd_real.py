@@ -1,0 +1,453 @@
+"""The shipped unit, started and stopped by a real systemd 252 (PID 1 of a throwaway container).
+
+The module boots one container (see `systemd_container`), installs the project in it by running
+the shell blocks of `systemd/README.md` themselves, as an administrator would paste them, and
+then drives the service with `systemctl` while the project's sandbox on the host's 127.0.0.1
+stands in for HeyGen. The README is parsed, not copied: a command that changes there changes
+here, and the few lines a script cannot run as written (an editor, a placeholder path) are
+replaced through `REPLACED_LINES`, each of which must still be in the README.
+
+Time is compressed by a test-only drop-in (`zz-test-timing.conf`: a 4 s watchdog, 1 s between
+restarts) and the test config (a 2 s stall limit, a 2 s shutdown grace); everything else is the
+shipped unit as it is.
+
+Installing offline: the virtual environment gets its packages from a wheel folder that is filled
+once per dependency set (`pip download` on the host, kept in /var/cache), through
+``PIP_NO_INDEX``/``PIP_FIND_LINKS`` in the environment, so the README's `pip install` line runs
+word for word, takes seconds and needs no network after the first run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import media
+import pytest
+from conftest import wait_for
+from daemon_helpers import uploads_of
+from systemd_container import Container, unavailable_reason
+
+from watcher.sandbox import Fault, Sandbox  # noqa: F401
+
+PROJECT = Path(__file__).resolve().parent.parent
+SYSTEMD_DIR = PROJECT / "systemd"
+README = SYSTEMD_DIR / "README.md"
+UNIT_NAME = "heygen-watcher"
+CHECKOUT = "/usr/local/src/heygen-watcher"  # where the copy of this checkout lives inside
+KEY = "systemd-test-key-8d1e2a7c"
+DROP_INS = "/etc/systemd/system/heygen-watcher.service.d"
+WHEELS = Path(os.environ.get("HEYGEN_WATCHER_TEST_WHEELS", "/var/cache/heygen-watcher-test-wheels"))
+
+# Lines of the README's shell blocks that a script cannot run as they stand, and what runs
+# instead. Each must be found in the README exactly once, so the two cannot drift apart.
+REPLACED_LINES = {
+    # The administrator's own checkout: here, a copy of this one.
+    "/opt/heygen-watcher/bin/pip install /path/to/checkout": (
+        f"/opt/heygen-watcher/bin/pip install {CHECKOUT}"
+    ),
+    # An interactive editor: the test writes the key instead.
+    "sudoedit /etc/heygen-watcher/api-key            # paste the key; nothing else in the file": (
+        f"printf '%s\\n' {KEY} > /etc/heygen-watcher/api-key"
+    ),
+    # The example drop-in already names the folders the test config uses.
+    "editor /etc/systemd/system/heygen-watcher.service.d/drop-folders.conf": ":",
+    # Following the journal never returns.
+    "journalctl -u heygen-watcher -f": "journalctl -u heygen-watcher --no-pager",
+}
+
+TIMING_DROP_IN = """\
+# Test only: the same behaviour, on a shorter clock.
+[Service]
+WatchdogSec=4
+RestartSec=1
+"""
+
+DROP_FOLDERS = ("/srv/heygen/backgrounds", "/srv/heygen/voiceovers")
+
+
+# -- the README, as shell scripts ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Block:
+    heading: str
+    script: str
+
+
+def readme_blocks() -> list[Block]:
+    """Every ```sh block of systemd/README.md with the heading it stands under."""
+    blocks: list[Block] = []
+    heading = ""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        elif line.strip() == "```sh":
+            indent = line[: len(line) - len(line.lstrip())]
+            body = []
+            index += 1
+            while lines[index].strip() != "```":
+                body.append(lines[index].removeprefix(indent))
+                index += 1
+            blocks.append(Block(heading, "\n".join(body)))
+        index += 1
+    return blocks
+
+
+def install_steps() -> list[Block]:
+    """The numbered sections' blocks, in order: what an administrator runs to install."""
+    return [block for block in readme_blocks() if re.match(r"\d+\. ", block.heading)]
+
+
+def with_replacements(blocks: list[Block]) -> list[Block]:
+    text = "\n".join(block.script for block in blocks)
+    for original in REPLACED_LINES:
+        found = [line for line in text.splitlines() if line.strip() == original]
+        assert len(found) == 1, f"systemd/README.md no longer has the line {original!r}"
+    replaced = []
+    for block in blocks:
+        lines = [REPLACED_LINES.get(line.strip(), line) for line in block.script.splitlines()]
+        replaced.append(Block(block.heading, "\n".join(lines)))
+    return replaced
+
+
+def test_the_readme_install_steps_are_found() -> None:
+    # Runs everywhere: the parsing the container tests rely on still sees the README's steps.
+    steps = install_steps()
+    assert [block.heading.split(".")[0] for block in steps] == ["1", "2", "2", "3", "3", "4", "5"]
+    with_replacements(steps)
+
+
+# -- the wheels the virtual environment installs from -------------------------------------------
+def container_python_version() -> str:
+    result = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def wheel_folder() -> Path:
+    """Wheels for the project's dependencies and build backend, downloaded once per set."""
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())
+    requirements = sorted(
+        [*project["build-system"]["requires"], *project["project"]["dependencies"]]
+    )
+    version = container_python_version()
+    digest = hashlib.sha256(json.dumps([version, requirements]).encode()).hexdigest()[:16]
+    folder = WHEELS / f"py{version}-{digest}"
+    if (folder / ".complete").exists():
+        return folder
+    partial = folder.with_name(folder.name + f".{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--dest",
+            str(partial),
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            *requirements,
+        ],
+        check=True,
+        timeout=600,
+    )
+    (partial / ".complete").write_text("\n".join(requirements) + "\n")
+    try:
+        partial.rename(folder)
+    except OSError:  # another run got there first
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+# -- the installed service ----------------------------------------------------------------------
+@dataclass
+class Installed:
+    container: Container
+    sandbox: Sandbox
+    config_text: str
+    timings: dict[str, float]
+    current_config: str = ""
+
+    def run(self, command: str, **options: object) -> subprocess.CompletedProcess[str]:
+        return self.container.run(command, **options)  # type: ignore[arg-type]
+
+    def show(self, *properties: str) -> dict[str, str]:
+        names = " ".join(f"-p {name}" for name in properties)
+        output = self.run(f"systemctl show {names} {UNIT_NAME}").stdout
+        return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+    def cursor(self) -> int:
+        """Where the unit's journal ends now: `journal(after=...)` shows only what comes later."""
+        return len(self.journal().splitlines())
+
+    def journal(self, after: int = 0) -> str:
+        output = self.run(f"journalctl -u {UNIT_NAME} --no-pager -o cat").stdout
+        return "".join(line + "\n" for line in output.splitlines()[after:])
+
+    def wait_journal(self, text: str, after: int, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            journal = self.journal(after=after)
+            if text in journal:
+                return journal
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} in the journal after {timeout}s:\n{journal[-3000:]}")
+            time.sleep(0.05)
+
+    def write_config(self, text: str) -> None:
+        # In place: the file keeps the owner, group and mode the README gave it.
+        self.container.path("/etc/heygen-watcher/config.yaml").write_text(text)
+        self.current_config = text
+
+    def reload(self) -> None:
+        cursor = self.cursor()
+        self.run(f"systemctl reload {UNIT_NAME}")
+        # ExecReload= only sends SIGHUP; the daemon says when it has applied it.
+        self.wait_journal("configuration reloaded", after=cursor)
+
+    def drop(self, folder: str, name: str, data: bytes, user: str = "alice") -> None:
+        """`user` copies the file in, as one of the people who drop files would."""
+        staging = self.container.path(f"/srv/staging/{name}")
+        staging.parent.mkdir(exist_ok=True)
+        staging.write_bytes(data)
+        os.chmod(staging, 0o644)
+        self.run(f"runuser -u {user} -- cp /srv/staging/{name} {folder}/{name}")
+
+    def sidecar(self, path: str, timeout: float = 30, status: str | None = None) -> dict:
+        host_path = self.container.path(path + ".asset.json")
+
+        def ready() -> dict | None:
+            try:
+                document = json.loads(host_path.read_text())
+            except (OSError, ValueError):
+                return None
+            return document if status is None or document.get("status") == status else None
+
+        return wait_for(ready, timeout, f"the sidecar of {path}")  # type: ignore[return-value]
+
+
+def config_for(sandbox: Sandbox, extra_folders: tuple[str, ...] = ()) -> str:
+    folders = "".join(f"  - path: {folder}\n" for folder in (*DROP_FOLDERS, *extra_folders))
+    return (
+        "api:\n"
+        f"  base_url: {sandbox.api_url}\n"
+        "  timeout_seconds: 10\n"
+        "  max_attempts: 3\n"
+        "  backoff_base_seconds: 0.05\n"
+        "  backoff_max_seconds: 0.2\n"
+        "  concurrency: 2\n"
+        "stall_seconds: 2\n"
+        "shutdown_timeout_seconds: 2\n"
+        "defaults:\n"
+        "  settle_seconds: 0.2\n"
+        "  types: [image/jpeg, image/png, audio/mpeg, audio/wav]\n"
+        f"folders:\n{folders}"
+    )
+
+
+_names = itertools.count()
+
+
+def copy_checkout(target: Path) -> None:
+    shutil.copytree(
+        PROJECT,
+        target,
+        ignore=shutil.ignore_patterns(
+            ".git", "__pycache__", "*.egg-info", "build", ".*_cache", ".venv*", "bench"
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true, and a systemd container cannot run here: {reason}")
+        pytest.skip(reason)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    wheels = wheel_folder()
+    timings["wheels"] = time.monotonic() - started
+    sandbox = Sandbox(api_key=KEY, data_dir=tmp_path_factory.mktemp("sandbox-data"))
+    sandbox.start()
+    container = Container(
+        f"hw-test-{os.getpid()}-{next(_names)}",
+        seed={f"{DROP_INS.lstrip('/')}/zz-test-timing.conf": TIMING_DROP_IN},
+    )
+    copy_checkout(container.base / "seed" / CHECKOUT.lstrip("/"))
+    config_text = config_for(sandbox)
+    (container.base / "seed" / CHECKOUT.lstrip("/") / "config.yaml").write_text(config_text)
+    try:
+        mark = time.monotonic()
+        container.boot()
+        timings["boot"] = time.monotonic() - mark
+        # An ordinary person who drops files (step 2 adds them to heygen-drop).
+        container.run("useradd --no-create-home --shell /usr/sbin/nologin alice")
+        pip = {
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(wheels),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        for block in with_replacements(install_steps()):
+            mark = time.monotonic()
+            container.run(f"set -e\n{block.script}", cwd=CHECKOUT, env=pip, timeout=300)
+            key = f"README: {block.heading}"
+            timings[key] = timings.get(key, 0.0) + time.monotonic() - mark
+        yield Installed(container, sandbox, config_text, timings, config_text)
+    finally:
+        mark = time.monotonic()
+        leftovers = container.shutdown()
+        timings["shutdown"] = time.monotonic() - mark
+        sandbox.stop()
+        print("\nsystemd container timings (s):", json.dumps(timings, indent=1))
+    assert leftovers == [], f"the container left things behind: {leftovers}"
+
+
+@pytest.fixture
+def service(installed: Installed) -> Iterator[Installed]:
+    """The service running with the test config, whatever the test before left."""
+    installed.sandbox.clear_faults()
+    installed.sandbox.api_key = KEY
+    changed = installed.current_config != installed.config_text
+    installed.write_config(installed.config_text)
+    if installed.show("ActiveState")["ActiveState"] != "active":
+        installed.run(f"systemctl reset-failed {UNIT_NAME}; systemctl start {UNIT_NAME}")
+    elif changed:
+        installed.reload()
+    yield installed
+    installed.sandbox.clear_faults()
+
+
+# -- the tests ----------------------------------------------------------------------------------
+def test_start_returns_after_ready_and_status_shows_the_queue(service: Installed) -> None:
+    service.run(f"systemctl stop {UNIT_NAME}")
+    service.run(f"systemctl start {UNIT_NAME}")
+    # Type=notify: start returns once READY=1 came, so it is running and says so at once.
+    shown = service.show("ActiveState", "SubState", "StatusText", "Result", "NRestarts")
+    assert shown["ActiveState"] == "active" and shown["SubState"] == "running", shown
+    assert re.fullmatch(r"\d+ waiting, \d+ uploaded.*", shown["StatusText"]), shown
+    assert "watching 2 folder(s)" in service.journal()
+
+
+def test_a_file_dropped_by_a_member_of_heygen_drop_is_uploaded(service: Installed) -> None:
+    data = media.png(seed=101)
+    service.drop("/srv/heygen/backgrounds", "member.png", data)
+    sidecar = service.sidecar("/srv/heygen/backgrounds/member.png", status="uploaded")
+    assert sidecar["content_type"] == "image/png"  # libmagic, under MemoryDenyWriteExecute=
+    assert len(uploads_of(service.sandbox, data)) == 1
+    # Owned by the service user, group heygen-drop, readable by the group and its members.
+    owner = service.run("stat -c '%U:%G %A' /srv/heygen/backgrounds/member.png.asset.json")
+    assert owner.stdout.split() == ["heygen-watcher:heygen-drop", "-rw-rw----"]
+    read = service.run("runuser -u alice -- cat /srv/heygen/backgrounds/member.png.asset.json")
+    assert json.loads(read.stdout)["asset_id"] == sidecar["asset_id"]
+    wait_for(
+        lambda: re.match(r"0 waiting, [1-9]\d* uploaded", service.show("StatusText")["StatusText"]),
+        timeout=30,
+        what="StatusText with the upload counted",
+    )
+
+
+def test_the_key_comes_from_load_credential_and_never_reaches_the_journal(
+    service: Installed,
+) -> None:
+    # systemd's copy of the root-only key file, for the service user alone.
+    credential = f"/run/credentials/{UNIT_NAME}.service/heygen_api_key"
+    assert service.run(f"stat -c '%U %a' {credential}").stdout.split() == ["heygen-watcher", "400"]
+    assert "api_key" not in service.run("cat /etc/heygen-watcher/config.yaml").stdout
+    # A refused key makes the daemon talk about the key: where it came from, never what it is.
+    cursor = service.cursor()
+    service.sandbox.api_key = "rotated-elsewhere"
+    service.drop("/srv/heygen/backgrounds", "refused.png", media.png(seed=102))
+    service.wait_journal("the API refused the key", cursor)
+    # SIGHUP re-reads the key and resumes the paused uploads.
+    service.sandbox.api_key = KEY
+    service.reload()
+    service.sidecar("/srv/heygen/backgrounds/refused.png", status="uploaded")
+    everything = service.run("journalctl --no-pager -o verbose").stdout
+    assert "heygen-watcher" in everything
+    assert KEY not in everything
+    assert KEY not in service.journal()
+
+
+def test_a_folder_missing_from_the_drop_in_is_refused_clearly(service: Installed) -> None:
+    service.run("install -d -g heygen-drop -m 2770 /srv/heygen/unlisted")
+    data = media.png(seed=103)
+    service.drop("/srv/heygen/unlisted", "unlisted.png", data)
+    pid = service.show("MainPID")["MainPID"]
+    cursor = service.cursor()
+    service.write_config(config_for(service.sandbox, ("/srv/heygen/unlisted",)))
+    service.reload()
+    journal = service.journal(after=cursor)
+    refusal = (
+        "folder not taken: cannot write to /srv/heygen/unlisted (read-only file system); "
+        "under systemd, add it to ReadWritePaths= in the unit's drop-in and restart the service"
+    )
+    lines = [line for line in journal.splitlines() if "unlisted" in line]
+    assert lines == [f"error {refusal} folder=/srv/heygen/unlisted"]
+    wait_for(
+        lambda: (
+            "folder not writable: /srv/heygen/unlisted" in service.show("StatusText")["StatusText"]
+        ),
+        timeout=30,
+        what="StatusText naming the folder",
+    )
+    # The same process goes on with the other folders; the refused one's file is left alone.
+    service.drop("/srv/heygen/backgrounds", "elsewhere.png", media.png(seed=104))
+    service.sidecar("/srv/heygen/backgrounds/elsewhere.png", status="uploaded")
+    assert uploads_of(service.sandbox, data) == []
+    assert not service.container.path("/srv/heygen/unlisted/unlisted.png.asset.json").exists()
+    assert service.show("MainPID")["MainPID"] == pid
+
+
+def test_reload_watches_a_new_folder(service: Installed) -> None:
+    service.run("install -d -g heygen-drop -m 2770 /srv/heygen/extra")
+    service.drop("/srv/heygen/extra", "early.png", media.png(seed=105))
+    service.write_config(config_for(service.sandbox, ("/srv/heygen/extra",)))
+    service.run(
+        f"echo ReadWritePaths=/srv/heygen/extra >> {DROP_INS}/drop-folders.conf"
+        " && systemctl daemon-reload && systemctl bind heygen-watcher /srv/heygen/extra"
+    )
+    pid = service.show("MainPID")["MainPID"]
+    service.reload()
+    service.sidecar("/srv/heygen/extra/early.png", status="uploaded")
+    service.drop("/srv/heygen/extra", "late.png", media.png(seed=106))
+    service.sidecar("/srv/heygen/extra/late.png", status="uploaded")
+    assert service.show("MainPID")["MainPID"] == pid
+
+
+def test_a_broken_config_on_reload_is_refused_and_the_service_keeps_running(
+    service: Installed,
+) -> None:
+    before = service.show("MainPID", "NRestarts")
+    cursor = service.cursor()
+    service.write_config("folders: [{path: /nonexistent/folder}]\napi: {colour: red}\n")
+    service.run(f"systemctl reload {UNIT_NAME}")
+    journal = service.wait_journal("reload refused", cursor)
+    assert "api.colour" in journal and "folders[0].path" in journal
+    service.drop("/srv/heygen/backgrounds", "after-refusal.png", media.png(seed=107))
+    service.sidecar("/srv/heygen/backgrounds/after-refusal.png", status="uploaded")
+    assert service.show("MainPID", "NRestarts") == before
+    assert service.show("ActiveState")["ActiveState"] == "active"
