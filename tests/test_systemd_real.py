@@ -39,7 +39,7 @@ from conftest import wait_for
 from daemon_helpers import uploads_of
 from systemd_container import Container, unavailable_reason
 
-from watcher.sandbox import Fault, Sandbox  # noqa: F401
+from watcher.sandbox import Fault, Sandbox
 
 PROJECT = Path(__file__).resolve().parent.parent
 SYSTEMD_DIR = PROJECT / "systemd"
@@ -297,6 +297,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         seed={f"{DROP_INS.lstrip('/')}/zz-test-timing.conf": TIMING_DROP_IN},
     )
     copy_checkout(container.base / "seed" / CHECKOUT.lstrip("/"))
+    probe_copy = container.base / "seed" / PROBE.lstrip("/")
+    probe_copy.parent.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "systemd_probe.py", probe_copy)
     config_text = config_for(sandbox)
     (container.base / "seed" / CHECKOUT.lstrip("/") / "config.yaml").write_text(config_text)
     try:
@@ -451,3 +454,209 @@ def test_a_broken_config_on_reload_is_refused_and_the_service_keeps_running(
     service.sidecar("/srv/heygen/backgrounds/after-refusal.png", status="uploaded")
     assert service.show("MainPID", "NRestarts") == before
     assert service.show("ActiveState")["ActiveState"] == "active"
+
+
+def hold_the_next_put(service: Installed) -> None:
+    # The storage holds the upload's PUT far longer than any test runs: the worker wedges.
+    service.sandbox.clear_requests()
+    service.sandbox.inject(Fault(method="PUT", server="storage", delay_seconds=600))
+
+
+def wait_for_the_held_put(service: Installed) -> None:
+    wait_for(
+        lambda: any(r.method == "PUT" and r.status == 0 for r in service.sandbox.requests),
+        timeout=30,
+        what="the held PUT",
+    )
+
+
+def test_the_watchdog_restarts_a_wedged_daemon_and_the_file_is_uploaded_once(
+    service: Installed,
+) -> None:
+    before = service.show("MainPID", "NRestarts")
+    cursor = service.cursor()
+    hold_the_next_put(service)
+    data = media.png(seed=108)
+    service.drop("/srv/heygen/backgrounds", "wedged.png", data)
+    wait_for_the_held_put(service)
+    # Pings stop after stall_seconds (2 s); WatchdogSec=4 later systemd aborts the process.
+    journal = service.wait_journal("Failed with result 'watchdog'", cursor, timeout=60)
+    assert "Watchdog timeout" in journal
+    assert "withholding watchdog pings" in journal
+    wait_for(
+        lambda: int(service.show("NRestarts")["NRestarts"]) > int(before["NRestarts"]),
+        timeout=30,
+        what="NRestarts to grow",
+    )
+    sidecar = service.sidecar("/srv/heygen/backgrounds/wedged.png", status="uploaded")
+    assert service.show("ActiveState")["ActiveState"] == "active"
+    assert service.show("MainPID")["MainPID"] != before["MainPID"]
+    stored = uploads_of(service.sandbox, data)
+    assert [asset.asset_id for asset in stored] == [sidecar["asset_id"]]
+    assert stored[0].put_count == 1
+
+
+def test_stop_during_an_upload_is_clean_and_the_next_start_finishes_it_once(
+    service: Installed,
+) -> None:
+    hold_the_next_put(service)
+    data = media.png(seed=109)
+    service.drop("/srv/heygen/voiceovers", "cut.png", data)
+    wait_for_the_held_put(service)
+    started = time.monotonic()
+    service.run(f"systemctl stop {UNIT_NAME}")
+    service.timings["stop during an upload"] = time.monotonic() - started
+    # A stop that ran past TimeoutStopSec= would end in Result=timeout and SIGKILL.
+    shown = service.show("ActiveState", "Result", "ExecMainStatus", "ExecMainCode")
+    assert shown == {
+        "ActiveState": "inactive",
+        "Result": "success",
+        "ExecMainStatus": "0",
+        "ExecMainCode": "1",  # CLD_EXITED: it exited on its own
+    }
+    assert not service.container.path("/srv/heygen/voiceovers/cut.png.asset.json").exists()
+    service.run(f"systemctl start {UNIT_NAME}")
+    sidecar = service.sidecar("/srv/heygen/voiceovers/cut.png", status="uploaded")
+    stored = uploads_of(service.sandbox, data)
+    assert [asset.asset_id for asset in stored] == [sidecar["asset_id"]]
+    assert stored[0].put_count == 1
+
+
+def test_a_bad_config_fails_the_start_once_with_one_clear_line(service: Installed) -> None:
+    service.run(f"systemctl stop {UNIT_NAME}")
+    service.write_config(service.config_text + "  - path: /srv/heygen/not-there\n")
+    cursor = service.cursor()
+    result = service.run(f"systemctl start {UNIT_NAME}", check=False)
+    assert result.returncode != 0
+    shown = service.show("ActiveState", "Result", "ExecMainStatus", "ExecMainPID", "NRestarts")
+    assert shown["ExecMainStatus"] == "2" and shown["Result"] == "exit-code", shown
+    # RestartPreventExitStatus=2: several RestartSec= (1 s here) later, still no new attempt.
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        now = service.show("ActiveState", "NRestarts")
+        assert now == {"ActiveState": "failed", "NRestarts": shown["NRestarts"]}, now
+        time.sleep(0.2)
+    own = service.run(
+        f"journalctl --no-pager -o cat _PID={shown['ExecMainPID']}"
+    ).stdout.splitlines()
+    assert len(own) == 1, own
+    assert "folders[2].path" in own[0] and "/srv/heygen/not-there" in own[0]
+    assert "Traceback" not in service.journal(after=cursor)
+
+
+PROBE = "/usr/local/lib/heygen-watcher-test/systemd_probe.py"
+PROBE_COMMAND = f"/opt/heygen-watcher/bin/python {PROBE} /srv/heygen/backgrounds"
+CONTROL_UNIT = f"""\
+[Unit]
+Description=the probe without any hardening, as the same user
+[Service]
+Type=notify
+User=heygen-watcher
+Group=heygen-drop
+ExecStart={PROBE_COMMAND}
+"""
+
+
+def probe(service: Installed, unit: str) -> dict:
+    cursor = len(service.run(f"journalctl -u {unit} --no-pager -o cat").stdout.splitlines())
+    service.run(f"systemctl start {unit}")
+
+    def report() -> dict | None:
+        output = service.run(f"journalctl -u {unit} --no-pager -o cat").stdout.splitlines()
+        lines = [line for line in output[cursor:] if line.startswith("PROBE ")]
+        return json.loads(lines[0].removeprefix("PROBE ")) if lines else None
+
+    return wait_for(report, timeout=30, what=f"the report of {unit}")  # type: ignore[return-value]
+
+
+def test_every_hardening_directive_is_in_force_and_python_magic_still_works(
+    service: Installed,
+) -> None:
+    # The shipped unit as installed, drop-ins and all, with only ExecStart= changed.
+    units = "/etc/systemd/system"
+    unit = service.container.path(f"{units}/{UNIT_NAME}.service").read_text()
+    unit, count = re.subn(r"^ExecStart=.*$", f"ExecStart={PROBE_COMMAND}", unit, flags=re.M)
+    assert count == 1
+    service.container.path(f"{units}/heygen-watcher-probe.service").write_text(unit)
+    service.container.path(f"{units}/heygen-watcher-control.service").write_text(CONTROL_UNIT)
+    service.run(
+        f"cp -r {DROP_INS} {units}/heygen-watcher-probe.service.d && systemctl daemon-reload"
+        " && touch /tmp/heygen-test-marker"
+    )
+    hardened = probe(service, "heygen-watcher-probe")
+    control = probe(service, "heygen-watcher-control")
+    # What the daemon itself needs still works: libmagic through ctypes (MemoryDenyWriteExecute=,
+    # SystemCallFilter=), a ctypes callback, TLS, and the credential, for its user alone.
+    assert hardened["sniff"] == "image/png"
+    assert hardened["ctypes callback"] == hardened["tls context"] == "ok"
+    assert hardened["credential"] == {
+        "mode": "0o400",
+        "sha256": hashlib.sha256(f"{KEY}\n".encode()).hexdigest(),
+    }
+    assert (hardened["user"], hardened["group"]) == ("heygen-watcher", "heygen-drop")
+    for path in ("write drop folder", "write state directory", "write /tmp"):
+        assert hardened[path] == "ok", path
+    for family in ("AF_INET", "AF_INET6", "AF_UNIX"):
+        assert hardened[f"socket {family}"] == "ok", family
+    # Each directive's effect, and proof that the check can fail: without the unit's
+    # hardening, the same process as the same user sees something else.
+    enforced = {
+        "UMask=0007": ("umask", "0o7"),
+        "NoNewPrivileges=yes": ("NoNewPrivs", "1"),
+        "CapabilityBoundingSet=": ("CapBnd", "0000000000000000"),
+        "PrivateUsers=yes": ("uid_map entries", 2),
+        "ProtectSystem=strict (/usr)": ("write /usr", "EROFS"),
+        "ProtectSystem=strict (/etc)": ("write /etc", "EROFS"),
+        "ProtectSystem=strict (/var)": ("write /var/lib", "EROFS"),
+        "ProtectHome=yes": ("list /home", "EACCES"),
+        "PrivateTmp=yes": ("host /tmp marker", False),
+        "MemoryDenyWriteExecute=yes": ("mmap write+execute", "EPERM"),
+        "RestrictAddressFamilies= (AF_NETLINK)": ("socket AF_NETLINK", "EAFNOSUPPORT"),
+        "RestrictAddressFamilies= (AF_PACKET)": ("socket AF_PACKET", "EAFNOSUPPORT"),
+        "SystemCallFilter=~@resources": ("setpriority (@resources)", "EPERM"),
+        "SystemCallFilter=~@privileged": ("setuid (@privileged)", "EPERM"),
+        "RestrictNamespaces=yes": ("unshare a user namespace", "EPERM"),
+        "LockPersonality=yes": ("personality", "EPERM"),
+        "RestrictSUIDSGID=yes": ("setgid bit", "EPERM"),
+        "ProtectProc=invisible": ("/proc/1", False),
+        "ProcSubset=pid": ("/proc/stat", False),
+        "ProcSubset=pid (/proc/sys)": ("/proc/sys", False),
+        "PrivateDevices=yes": ("/dev/net", False),
+    }
+    for report in (hardened, control):
+        report["/dev/net"] = "net" in report["/dev"]
+    for directive, (check, expected) in enforced.items():
+        assert hardened[check] == expected, f"{directive}: {check} = {hardened[check]!r}"
+        assert control[check] != expected, f"{directive}: the control sees {expected!r} too"
+    # Namespaces of their own, where the container's PID 1 (and the control) share one.
+    for directive, name in [
+        ("PrivateIPC=yes", "ipc"),
+        ("ProtectHostname=yes", "uts"),
+        ("PrivateUsers=yes", "user"),
+        ("PrivateMounts=yes", "mnt"),
+    ]:
+        container = os.readlink(f"/proc/{service.container.pid1}/ns/{name}")
+        assert hardened["namespaces"][name] != container, directive
+        assert hardened["namespaces"][name] != control["namespaces"][name], directive
+    # Not observable from inside this container (nspawn already hides /dev/kmsg, mounts /proc/sys
+    # and /sys/fs/cgroup read-only, has no /usr/lib/modules, and an unprivileged process cannot
+    # set the clock or a realtime policy anyway): at least systemd has them in force.
+    shown = service.run(
+        "systemctl show heygen-watcher-probe -p ProtectClock -p ProtectKernelTunables"
+        " -p ProtectKernelModules -p ProtectKernelLogs -p ProtectControlGroups"
+        " -p RestrictRealtime -p KeyringMode -p RemoveIPC -p DevicePolicy"
+        " -p SystemCallArchitectures -p SystemCallErrorNumber"
+    ).stdout.split()
+    assert sorted(shown) == [
+        "DevicePolicy=closed",
+        "KeyringMode=private",
+        "ProtectClock=yes",
+        "ProtectControlGroups=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelTunables=yes",
+        "RemoveIPC=yes",
+        "RestrictRealtime=yes",
+        "SystemCallArchitectures=native",
+        "SystemCallErrorNumber=1",
+    ]
