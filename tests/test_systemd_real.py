@@ -51,8 +51,8 @@ DROP_INS = "/etc/systemd/system/heygen-watcher.service.d"
 WHEELS = Path(os.environ.get("HEYGEN_WATCHER_TEST_WHEELS", "/var/cache/heygen-watcher-test-wheels"))
 
 # Lines of the README's shell blocks that a script cannot run as they stand, and what runs
-# instead. Each must be found in the README exactly once, so the two cannot drift apart.
-REPLACED_LINES = {
+# instead. Each must be found in its blocks exactly once, so the two cannot drift apart.
+INSTALL_REPLACED = {
     # The administrator's own checkout: here, a copy of this one.
     "/opt/heygen-watcher/bin/pip install /path/to/checkout": (
         f"/opt/heygen-watcher/bin/pip install {CHECKOUT}"
@@ -65,6 +65,16 @@ REPLACED_LINES = {
     "editor /etc/systemd/system/heygen-watcher.service.d/drop-folders.conf": ":",
     # Following the journal never returns.
     "journalctl -u heygen-watcher -f": "journalctl -u heygen-watcher --no-pager",
+}
+
+NEW_FOLDER = "/srv/heygen/portraits"
+NEW_FOLDER_REPLACED = {
+    # The test writes the new config itself, before the block runs.
+    "editor /etc/heygen-watcher/config.yaml          # add it under folders": ":",
+    (
+        "editor /etc/systemd/system/heygen-watcher.service.d/drop-folders.conf"
+        "    # and to ReadWritePaths="
+    ): f"echo ReadWritePaths={NEW_FOLDER} >> {DROP_INS}/drop-folders.conf",
 }
 
 TIMING_DROP_IN = """\
@@ -111,23 +121,29 @@ def install_steps() -> list[Block]:
     return [block for block in readme_blocks() if re.match(r"\d+\. ", block.heading)]
 
 
-def with_replacements(blocks: list[Block]) -> list[Block]:
+def blocks_under(heading: str) -> list[Block]:
+    return [block for block in readme_blocks() if block.heading == heading]
+
+
+def with_replacements(blocks: list[Block], replaced_lines: dict[str, str]) -> list[Block]:
     text = "\n".join(block.script for block in blocks)
-    for original in REPLACED_LINES:
+    for original in replaced_lines:
         found = [line for line in text.splitlines() if line.strip() == original]
         assert len(found) == 1, f"systemd/README.md no longer has the line {original!r}"
     replaced = []
     for block in blocks:
-        lines = [REPLACED_LINES.get(line.strip(), line) for line in block.script.splitlines()]
+        lines = [replaced_lines.get(line.strip(), line) for line in block.script.splitlines()]
         replaced.append(Block(block.heading, "\n".join(lines)))
     return replaced
 
 
-def test_the_readme_install_steps_are_found() -> None:
+def test_the_readme_blocks_the_container_tests_run_are_found() -> None:
     # Runs everywhere: the parsing the container tests rely on still sees the README's steps.
     steps = install_steps()
     assert [block.heading.split(".")[0] for block in steps] == ["1", "2", "2", "3", "3", "4", "5"]
-    with_replacements(steps)
+    with_replacements(steps, INSTALL_REPLACED)
+    assert len(blocks_under("Day to day")) == 1
+    with_replacements(blocks_under("Adding a drop folder"), NEW_FOLDER_REPLACED)
 
 
 # -- the wheels the virtual environment installs from -------------------------------------------
@@ -314,7 +330,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
             "PIP_FIND_LINKS": str(wheels),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
-        for block in with_replacements(install_steps()):
+        for block in with_replacements(install_steps(), INSTALL_REPLACED):
             mark = time.monotonic()
             container.run(f"set -e\n{block.script}", cwd=CHECKOUT, env=pip, timeout=300)
             key = f"README: {block.heading}"
@@ -366,6 +382,9 @@ def test_a_file_dropped_by_a_member_of_heygen_drop_is_uploaded(service: Installe
     assert owner.stdout.split() == ["heygen-watcher:heygen-drop", "-rw-rw----"]
     read = service.run("runuser -u alice -- cat /srv/heygen/backgrounds/member.png.asset.json")
     assert json.loads(read.stdout)["asset_id"] == sidecar["asset_id"]
+    # The README's way to look at the queue, as the service user.
+    (status,) = blocks_under("Day to day")
+    assert re.search(r"\b[1-9]\d* uploaded", service.run(f"set -e\n{status.script}").stdout)
     wait_for(
         lambda: re.match(r"0 waiting, [1-9]\d* uploaded", service.show("StatusText")["StatusText"]),
         timeout=30,
@@ -425,20 +444,17 @@ def test_a_folder_missing_from_the_drop_in_is_refused_clearly(service: Installed
     assert service.show("MainPID")["MainPID"] == pid
 
 
-def test_reload_watches_a_new_folder(service: Installed) -> None:
-    service.run("install -d -g heygen-drop -m 2770 /srv/heygen/extra")
-    service.drop("/srv/heygen/extra", "early.png", media.png(seed=105))
-    service.write_config(config_for(service.sandbox, ("/srv/heygen/extra",)))
-    service.run(
-        f"echo ReadWritePaths=/srv/heygen/extra >> {DROP_INS}/drop-folders.conf"
-        " && systemctl daemon-reload && systemctl bind heygen-watcher /srv/heygen/extra"
-    )
+def test_a_folder_added_as_the_readme_says_is_watched_after_a_reload(service: Installed) -> None:
     pid = service.show("MainPID")["MainPID"]
-    service.reload()
-    service.sidecar("/srv/heygen/extra/early.png", status="uploaded")
-    service.drop("/srv/heygen/extra", "late.png", media.png(seed=106))
-    service.sidecar("/srv/heygen/extra/late.png", status="uploaded")
+    service.write_config(config_for(service.sandbox, (NEW_FOLDER,)))
+    cursor = service.cursor()
+    for block in with_replacements(blocks_under("Adding a drop folder"), NEW_FOLDER_REPLACED):
+        service.run(f"set -e\n{block.script}")
+    service.wait_journal("configuration reloaded", cursor)
+    service.drop(NEW_FOLDER, "portrait.png", media.png(seed=106))
+    service.sidecar(f"{NEW_FOLDER}/portrait.png", status="uploaded")
     assert service.show("MainPID")["MainPID"] == pid
+    assert "folder not taken" not in service.journal(after=cursor)
 
 
 def test_a_broken_config_on_reload_is_refused_and_the_service_keeps_running(
