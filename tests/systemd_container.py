@@ -20,6 +20,7 @@ write lands in a tmpfs that disappears with the container. How:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -185,7 +186,9 @@ class Container:
         """Power off and clean up; returns what was left behind (empty when all is gone)."""
         if self.process is not None:
             if self.process.poll() is None and self.pid1:
-                self.run("systemctl poweroff", check=False, timeout=30)
+                # A poweroff that hangs is dealt with below: the whole group is killed.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.run("systemctl poweroff", check=False, timeout=30)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -193,11 +196,12 @@ class Container:
                 self.process.wait(timeout=30)
         leftovers = self.leftovers()
         for cgroup in self.cgroups:
-            for folder in sorted(cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if folder.is_dir():
+            folders = [cgroup, *(path for path in cgroup.rglob("*") if path.is_dir())]
+            for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):
+                try:
                     folder.rmdir()
-            if cgroup.exists():
-                cgroup.rmdir()
+                except OSError as error:  # still busy: reported by leftovers()
+                    leftovers.append(f"cannot remove {folder}: {error.strerror}")
         for runtime in (Path("/run/systemd/nspawn/propagate") / self.name,):
             if runtime.exists():
                 shutil.rmtree(runtime, ignore_errors=True)
