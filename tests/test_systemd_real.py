@@ -442,6 +442,12 @@ def test_a_folder_missing_from_the_drop_in_is_refused_clearly(service: Installed
     assert uploads_of(service.sandbox, data) == []
     assert not service.container.path("/srv/heygen/unlisted/unlisted.png.asset.json").exists()
     assert service.show("MainPID")["MainPID"] == pid
+    # Nothing is lost: once the folder is writable (here without a restart), its file is taken.
+    cursor = service.cursor()
+    service.run(f"systemctl bind {UNIT_NAME} /srv/heygen/unlisted")
+    service.wait_journal("folder is writable now; taking its files", cursor)
+    service.sidecar("/srv/heygen/unlisted/unlisted.png", status="uploaded")
+    assert len(uploads_of(service.sandbox, data)) == 1
 
 
 def test_a_folder_added_as_the_readme_says_is_watched_after_a_reload(service: Installed) -> None:
