@@ -32,6 +32,7 @@ from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.states import FileState
 from watcher.state.tree import walk_files
+from watcher.state.writable import unwritable
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Daemon:
         if watch:
             for folder in self.config.folders:
                 folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
-                if not folder_watch.start():
+                if not self._open_watch(folder_watch) and folder_watch.blocked is None:
                     log.warning(
                         "folder is missing; watching for it to come back",
                         extra={"folder": str(folder.path)},
@@ -193,8 +194,9 @@ class Daemon:
         known = self.journal.fingerprints()
         noticed = 0
         adopted: list[FileRow] = []
+        blocked = {w.config.path for w in self.watches if w.blocked is not None}
         for folder in self.config.folders:
-            if not folder.path.is_dir():
+            if not folder.path.is_dir() or folder.path in blocked:
                 continue
             scripts = folder.template is not None
             root_length = len(str(folder.path)) + 1
@@ -310,13 +312,40 @@ class Daemon:
                     self.pipeline.auth_pause.reason,
                 )
 
+    def _open_watch(self, folder_watch: FolderWatch) -> bool:
+        """Start watching; False if the folder is missing or the results could not be written.
+
+        A folder whose sidecars (or moves, or videos) cannot be written is not taken at all:
+        uploading its files would only end in a failure per file. Said once, at error level.
+        """
+        folder = folder_watch.config
+        problem = unwritable(folder, self.config.templates) if folder.path.is_dir() else None
+        if problem is not None:
+            if problem != folder_watch.blocked:
+                log.error(
+                    "folder not taken: cannot write to %s; under systemd, add it to "
+                    "ReadWritePaths= in the unit's drop-in and restart the service",
+                    problem,
+                    extra={"folder": str(folder.path)},
+                )
+            folder_watch.blocked = problem
+            return False
+        if folder_watch.blocked is not None:
+            log.info("folder is writable now; taking its files", extra={"folder": str(folder.path)})
+            folder_watch.blocked = None
+        return folder_watch.start()
+
     def _check_roots(self) -> None:
         for folder_watch in self.watches:
             root = folder_watch.config.path
             present = root.is_dir()
+            if folder_watch.blocked is not None:
+                if self._open_watch(folder_watch):
+                    self._scan_tree(root, folder_watch.config)
+                continue
             if folder_watch.missing and present:
                 log.info("folder is back; watching it again", extra={"folder": str(root)})
-                folder_watch.missing = not folder_watch.start()
+                folder_watch.missing = not self._open_watch(folder_watch)
                 self._scan_tree(root, folder_watch.config)
             elif not folder_watch.missing and not present:
                 log.warning(
@@ -351,10 +380,12 @@ class Daemon:
             if folder.path in watched:
                 continue
             folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
-            folder_watch.missing = not folder_watch.start()
+            opened = self._open_watch(folder_watch)
+            folder_watch.missing = not opened and folder_watch.blocked is None
             self.watches.append(folder_watch)
-            log.info("watching folder", extra={"folder": str(folder.path)})
-            self.notice_tree(folder.path, folder)
+            if folder_watch.blocked is None:
+                log.info("watching folder", extra={"folder": str(folder.path)})
+                self.notice_tree(folder.path, folder)
         self._wake.set()
 
     # -- health ------------------------------------------------------------------------------
@@ -372,6 +403,9 @@ class Daemon:
         missing = [str(w.config.path) for w in self.watches if w.missing]
         if missing:
             return False, f"folder missing: {', '.join(missing)}"
+        blocked = [str(w.config.path) for w in self.watches if w.blocked is not None]
+        if blocked:
+            return False, f"folder not writable: {', '.join(blocked)}"
         return True, "ok"
 
     def making_progress(self) -> bool:
