@@ -185,12 +185,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from watcher.service.daemon import Daemon
-    from watcher.state.journal import Journal
+    from watcher.state.journals import open_journal
     from watcher.state.lock import StateLock
 
     config = load_config(args.config)
     paths = [str(Path(p).absolute()) for p in args.paths] or None
-    journal = Journal(config.journal_path)
+    journal = open_journal(config)
     try:
         marked = journal.mark_for_retry(paths) + journal.mark_videos_for_retry(paths)
     finally:

@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.state.journal import Journal
+from watcher.state.journals import journal_label, open_journal
 from watcher.state.lock import StateLock
 from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState
 
 
 def collect(config: Config) -> dict[str, Any]:
-    journal_path = config.journal_path
+    label = journal_label(config)
     running = StateLock(config.state_dir).held_by_other()
-    if not journal_path.exists():
+    if config.journal_url is None and not config.journal_path.exists():
         return {
-            "journal": str(journal_path),
+            "journal": label,
             "running": running,
             "counts": dict.fromkeys(FileState, 0),
             "oldest_waiting_seconds": None,
@@ -26,7 +26,7 @@ def collect(config: Config) -> dict[str, Any]:
             "paused": False,
             "pause_reason": None,
         }
-    journal = Journal(journal_path)
+    journal = open_journal(config)
     try:
         counts = journal.counts()
         oldest = journal.oldest_waiting()
@@ -37,7 +37,7 @@ def collect(config: Config) -> dict[str, Any]:
     finally:
         journal.close()
     return {
-        "journal": str(journal_path),
+        "journal": label,
         "running": running,
         "counts": {state: counts.get(state, 0) for state in FileState},
         "oldest_waiting_seconds": round(time.time() - oldest, 1) if oldest else None,

@@ -19,7 +19,8 @@ from watcher.heygen.errors import ApiError, AuthError, PermanentError
 from watcher.heygen.uploads import LocalFile
 from watcher.pipeline import records
 from watcher.pipeline.record import Sidecars
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from watcher.pipeline.take import Taker
 from watcher.pipeline.upload import Uploader
 from watcher.pipeline.videos import VideoRunner, VideoStage
 from watcher.pipeline.workpool import Work, WorkerProgress, WorkPool, unwatched
-from watcher.state.journal import Journal
+from watcher.state.journal_api import Journal
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -73,6 +73,7 @@ def build_pipeline(
         renotice,
         progress or unwatched(),
         on_unexpected=unexpected,
+        on_finished=lambda path: journal.release(str(path)),
     )
     sidecars = Sidecars(journal, live, on_event)
     videos = VideoStage(

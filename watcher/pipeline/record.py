@@ -19,7 +19,8 @@ from watcher.heygen.uploads import LocalFile, UploadedAsset
 from watcher.pipeline import records
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.states import FileState
 

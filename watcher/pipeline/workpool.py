@@ -70,6 +70,8 @@ class WorkPool:
     # Told of an error nothing expected while working on a file (after it is logged with its
     # traceback), so the file can be put where a retry will find it.
     on_unexpected: Callable[[Path, Exception], None] = lambda path, error: None
+    # Told when the work on a path ends (for now): a shared journal lets its claim go.
+    on_finished: Callable[[Path], None] = lambda path: None
     _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
     _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -216,6 +218,11 @@ class WorkPool:
             again = self._again.pop(path, None) if owned else None
         if not owned:
             return
+        try:
+            self.on_finished(path)
+        except Exception:
+            # Shutting down during a database outage: the claim lapses with its lease.
+            log.warning("could not release the claim on %s", path, exc_info=True)
         if again is not None:
             self.renotice(again.path, again.folder)
         with self._idle:

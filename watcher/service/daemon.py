@@ -26,8 +26,11 @@ from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
+from watcher.service.claims import ClaimKeeper
 from watcher.service.heartbeat import Heartbeat
-from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
+from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow
+from watcher.state.journal_api import Journal
+from watcher.state.journals import open_journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.states import FileState
@@ -53,6 +56,7 @@ class Daemon:
     pipeline: Pipeline = field(init=False)
     videos: VideoStage = field(init=False)
     settler: Settler = field(init=False)
+    claims: ClaimKeeper = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     lock: StateLock = field(init=False)
@@ -76,7 +80,8 @@ class Daemon:
         """Everything that can fail on bad input, before any thread starts."""
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
-        self.journal = Journal(self.config.journal_path)
+        # A shared database that does not answer yet is waited for, loudly: never a crash loop.
+        self.journal = open_journal(self.config, wait=True)
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
@@ -94,12 +99,14 @@ class Daemon:
             progress=self.heartbeat,
         )
         self.videos = self.pipeline.videos
+        self.claims = ClaimKeeper(self.journal, self.pipeline.pool, self.live)
 
     def start(self, *, watch: bool = True) -> None:
         for warning in self.config.warnings:
             log.warning("configuration: %s", warning)
         self.open()
         self.pipeline.pool.start()
+        self.claims.start()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
         self.settler.start()
@@ -153,6 +160,7 @@ class Daemon:
             self.client.close()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+        self.claims.stop()
         self.journal.close()
         self.lock.release()
         return finished
@@ -273,7 +281,7 @@ class Daemon:
 
     def final_counts(self) -> dict[str, int]:
         """Rows per state, read after `stop` from a fresh journal handle."""
-        journal = Journal(self.config.journal_path)
+        journal = open_journal(self.config)
         try:
             return journal.counts()
         finally:
@@ -410,7 +418,9 @@ class Daemon:
 
     def making_progress(self) -> bool:
         """False when a worker is wedged or a service thread died: stop the watchdog pings."""
-        threads_alive = self._housekeeper is None or self._housekeeper.is_alive()
+        threads_alive = (
+            self._housekeeper is None or self._housekeeper.is_alive()
+        ) and self.claims.alive
         return threads_alive and self.heartbeat.longest_silence() <= self.config.stall_limit_seconds
 
     # -- the key -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from watcher.state.states import ADMITTED, DUE, WAITING, FileState, check_transition
+from watcher.state.states import ADMITTED, DUE, FINAL, WAITING, FileState, check_transition
 
 SCHEMA_VERSION = 1
 _DUE_MARKS = ", ".join("?" for _ in DUE)
@@ -199,7 +199,9 @@ class CachedAsset:
     uploaded_at: float
 
 
-class Journal:
+class SqliteJournal:
+    """The embedded journal: one SQLite file, one daemon (see `watcher.state.journal_api`)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
@@ -232,6 +234,10 @@ class Journal:
             )
         elif int(row[0]) > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"written by a newer version (schema {row[0]})")
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -556,3 +562,20 @@ class Journal:
                     "FROM files WHERE path = ? AND sha256 IS NOT NULL AND asset_id IS NOT NULL",
                     (time.time(), key),
                 )
+
+    # -- claims ------------------------------------------------------------------------------
+    # One process owns a SQLite journal (the state-directory lock), so no other daemon can
+    # hold a claim: every row that exists and is not final may be worked on, and nothing is
+    # ever left behind by another daemon (this process's own leftovers resume at start).
+    def claim(self, path: str) -> bool:
+        row = self.get(path)
+        return row is not None and row.state not in FINAL
+
+    def renew_claims(self) -> int:
+        return 0
+
+    def release(self, path: str) -> None:
+        return None
+
+    def orphaned(self) -> list[FileRow]:
+        return []

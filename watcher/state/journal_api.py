@@ -1,0 +1,127 @@
+"""The journal's one interface: every operation the pipeline, the daemon and the commands use.
+
+Two backends implement it and pass the same contract tests (tests/test_journal_contract.py):
+`watcher.state.journal.SqliteJournal`, the embedded default (one daemon, one state
+directory), and `watcher.state.journal_pg.PgJournal`, a PostgreSQL database shared by a
+fleet of daemons watching the same folders. Both enforce the file states' transition table
+(`watcher.state.states`).
+
+**Claims.** With a shared journal, each file version must be uploaded by exactly one daemon.
+A daemon claims a file's row before it requests an upload slot (`claim`), renews the lease
+of everything it holds while it works (`renew_claims`), and lets go when its work on the
+file ends (`release`). A row whose lease ran out (its daemon was killed or cut off) is
+handed out by `orphaned` to the daemon that asks, which claims it and resumes it from its
+recorded slot exactly as a restart would. The SQLite backend has one process by
+construction (the state-directory lock), so its claims always succeed and nothing is ever
+orphaned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from watcher.state.journal import CachedAsset, FileRow, VideoRow
+
+
+class Journal(Protocol):
+    # -- life cycle --------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """Where the journal is, for messages: a file path or a URL (never a password)."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- files -------------------------------------------------------------------------------
+    def get(self, path: str) -> FileRow | None: ...
+
+    def put(self, row: FileRow) -> None:
+        """Admit a file (or a new version of it), replacing its row. A shared journal keeps
+        a row another daemon holds a live claim on, or one that already records this very
+        version past `queued` (another daemon got there first)."""
+        ...
+
+    def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None: ...
+
+    def update(self, key: str, **changes: Any) -> None:
+        """Change some columns; a change of state must be in the transition table."""
+        ...
+
+    def move(self, old_path: str, new_path: str) -> None: ...
+
+    def forget(self, path: str) -> None: ...
+
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None: ...
+
+    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None: ...
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str]]: ...
+
+    def rows_in(self, states: tuple[str, ...]) -> list[FileRow]: ...
+
+    def due(self, now: float) -> list[FileRow]: ...
+
+    def next_due_at(self) -> float | None: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def oldest_waiting(self) -> float | None: ...
+
+    def recent_failures(self, limit: int = 10) -> list[FileRow]: ...
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int: ...
+
+    # -- claims (see the module docstring) ---------------------------------------------------
+    def claim(self, path: str) -> bool:
+        """True when this daemon may work on the row now (it exists, is not final, and no
+        other daemon holds a live claim on it); the claim then holds for the lease."""
+        ...
+
+    def renew_claims(self) -> int:
+        """Extend the lease of every row this daemon holds; how many."""
+        ...
+
+    def release(self, path: str) -> None:
+        """This daemon's work on the row ended (for now): its claim lapses at once."""
+        ...
+
+    def orphaned(self) -> list[FileRow]:
+        """Rows left mid-way whose claim lapsed: another daemon died or stopped."""
+        ...
+
+    # -- asset cache -------------------------------------------------------------------------
+    def cached_asset(
+        self, sha256: str, content_type: str, newer_than: float
+    ) -> CachedAsset | None: ...
+
+    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool: ...
+
+    def cache_recorded_assets(self) -> int: ...
+
+    # -- videos ------------------------------------------------------------------------------
+    def video(self, path: str) -> VideoRow | None: ...
+
+    def add_video(
+        self, path: str, template: str, endpoint: str, state: str, **values: Any
+    ) -> None: ...
+
+    def update_video(self, path: str, **changes: Any) -> None: ...
+
+    def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool: ...
+
+    def due_videos(self, now: float) -> list[str]: ...
+
+    def next_video_at(self) -> float | None: ...
+
+    def videos_in(self, states: tuple[str, ...]) -> list[VideoRow]: ...
+
+    def video_counts(self) -> dict[str, int]: ...
+
+    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int: ...
+
+    # -- process-wide facts ------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None: ...
+
+    def get_meta(self, key: str) -> Any: ...

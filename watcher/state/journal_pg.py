@@ -1,0 +1,649 @@
+"""The shared journal: the same rows as the SQLite journal, in a PostgreSQL database that a
+fleet of daemons (on one host or many) uses at once (see `watcher.state.journal_api`).
+
+**Claims and leases.** A row carries `owner` (the daemon working on it) and `lease_until`
+(seconds since the epoch, on the *database's* clock, so hosts whose clocks differ still agree).
+`claim` is one atomic `UPDATE … WHERE owner IS NULL OR owner = me OR lease_until < now`: of
+two daemons asking at once, exactly one gets the row. Admitting a queued file claims it in
+the same statement. The owner renews all its leases in one statement every third of the lease;
+a daemon killed with `kill -9` stops renewing, and once its leases lapse `orphaned` hands its
+rows to whoever asks; they resume from their recorded slots as after a restart.
+
+**Connection loss** pauses work instead of failing it: every operation is retried, with the
+connection opened again, until the database answers or the journal is closed. Nothing is
+marked failed meanwhile (the caller simply waits), the outage is logged loudly when it starts
+and every minute while it lasts, and once more when it ends. Each statement can safely run
+twice (a commit whose answer was lost is repeated): writes set values, they do not add.
+
+**Credentials** never come from the config (it refuses a URL with a password): libpq reads
+`PGPASSFILE` or `~/.pgpass`, or `PGPASSWORD`; the systemd credential `pgpass` is used as the
+passfile when `PGPASSFILE` is not set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from watcher.state.journal import (
+    _COLUMNS,
+    _UPDATABLE,
+    _VIDEO_COLUMNS,
+    _VIDEO_UPDATABLE,
+    VIDEO_ACTIVE_STATES,
+    CachedAsset,
+    FileRow,
+    JournalError,
+    VideoRow,
+    _check_admitted,
+    _file_row,
+    _known_columns,
+)
+from watcher.state.states import DUE, FINAL, WAITING, FileState, check_transition
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+# The database's clock, in seconds since the epoch: every lease is read and written on it.
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+# Rows left mid-way that another daemon may take over once their claim has lapsed.
+_RESUMABLE = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING)
+_OUTAGE_REMINDER_SECONDS = 60.0
+_RETRY_MAX_SECONDS = 5.0
+# Serialises schema creation between daemons starting at the same moment.
+_SCHEMA_LOCK = 0x68657967  # "heyg"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path            TEXT PRIMARY KEY,
+    folder          TEXT NOT NULL,
+    size            BIGINT NOT NULL,
+    mtime_ns        BIGINT NOT NULL,
+    inode           BIGINT NOT NULL,
+    sha256          TEXT,
+    content_type    TEXT,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION,
+    asset_id        TEXT,
+    asset_url       TEXT,
+    protocol        TEXT,
+    reused          INTEGER NOT NULL DEFAULT 0,
+    previous_asset_id TEXT,
+    slot            TEXT,
+    slot_expires_at DOUBLE PRECISION,
+    sidecar         TEXT,
+    last_error      TEXT,
+    created_at      DOUBLE PRECISION NOT NULL,
+    updated_at      DOUBLE PRECISION NOT NULL,
+    owner           TEXT,
+    lease_until     DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS files_owner ON files (owner);
+CREATE TABLE IF NOT EXISTS assets (
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    asset_id     TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    protocol     TEXT NOT NULL,
+    uploaded_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (sha256, content_type)
+);
+CREATE INDEX IF NOT EXISTS assets_size ON assets (size, content_type);
+CREATE TABLE IF NOT EXISTS videos (
+    path          TEXT PRIMARY KEY,
+    template      TEXT NOT NULL,
+    endpoint      TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    video_id      TEXT,
+    script_path   TEXT,
+    body          TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       DOUBLE PRECISION,
+    deadline      DOUBLE PRECISION,
+    video_url     TEXT,
+    thumbnail_url TEXT,
+    duration      DOUBLE PRECISION,
+    error         TEXT,
+    submitted_at  DOUBLE PRECISION,
+    completed_at  DOUBLE PRECISION,
+    downloaded_to TEXT,
+    created_at    DOUBLE PRECISION NOT NULL,
+    updated_at    DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+"""
+
+
+class JournalUnavailable(JournalError):
+    """The journal was closed while waiting for its database to come back."""
+
+
+def default_owner() -> str:
+    """This daemon's name in the claims: host, pid and a random tag (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _value(value: Any) -> Any:
+    # States are StrEnums: store their text, as the SQLite journal does.
+    return value.value if isinstance(value, Enum) else value
+
+
+def _values(values: Any) -> tuple[Any, ...]:
+    return tuple(_value(value) for value in values)
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def _connect_options() -> dict[str, Any]:
+    """libpq options the URL does not carry: TCP keepalives (a host cut off is noticed in
+    seconds, not hours) and the systemd credential as the passfile."""
+    options: dict[str, Any] = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "autocommit": True,
+    }
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and "PGPASSFILE" not in os.environ:
+        passfile = Path(credentials) / "pgpass"
+        if passfile.is_file():
+            options["passfile"] = str(passfile)
+    return options
+
+
+def safe_url(url: str) -> str:
+    """The URL for messages (the config refuses passwords, but a message never shows one)."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    return f"{scheme}://{userinfo.split(':')[0]}@{host}"
+
+
+class PgJournal:
+    """The journal in PostgreSQL (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 30.0,
+        wait: bool = False,
+    ) -> None:
+        self.url = url
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._outage_since: float | None = None
+        self._outage_logged = 0.0
+        if wait:
+            self._run(lambda conn: None)  # waits (loudly) for the database to answer
+        else:
+            try:
+                self._conn = self._connect()
+            except psycopg.Error as error:
+                raise JournalError(
+                    f"journal database {safe_url(url)} cannot be reached: {_reason(error)}"
+                ) from None
+        self._run(self._ensure_schema)
+
+    @property
+    def where(self) -> str:
+        return safe_url(self.url)
+
+    # -- the connection ----------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, **_connect_options())
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal database {self.where} has schema version {row[0]}, written by a "
+                    f"newer heygen-watcher (this one knows version {SCHEMA_VERSION}); upgrade "
+                    "this daemon"
+                )
+            conn.execute(_SCHEMA)
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s)",
+                    (str(SCHEMA_VERSION),),
+                )
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on the connection; on a lost connection, wait for the database (loudly)
+        and run it again. Other threads queue behind the lock: work pauses, nothing fails."""
+        delay = 0.2
+        with self._lock:
+            while True:
+                if self._closing.is_set():
+                    raise JournalUnavailable(f"journal database {self.where} is closed")
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self._connect()
+                    result = work(self._conn)
+                except psycopg.OperationalError as error:
+                    self._lost(error)
+                    self._closing.wait(delay)
+                    delay = min(_RETRY_MAX_SECONDS, delay * 2)
+                    continue
+                if self._outage_since is not None:
+                    log.warning(
+                        "journal database %s is back after %.0fs; resuming work",
+                        self.where,
+                        time.monotonic() - self._outage_since,
+                    )
+                    self._outage_since = None
+                return result
+
+    def _lost(self, error: psycopg.Error) -> None:
+        # A broken connection is opened again; a live one (a deadlock, a cancelled
+        # statement) had its transaction rolled back, and the statement simply runs again.
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self._conn.close()
+            self._conn = None
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_logged = now
+            log.error(
+                "journal database %s unreachable (%s): work paused, nothing is marked failed; "
+                "resuming when it answers again",
+                self.where,
+                _reason(error),
+            )
+        elif now - self._outage_logged >= _OUTAGE_REMINDER_SECONDS:
+            self._outage_logged = now
+            log.error(
+                "journal database %s still unreachable after %.0fs (%s); work paused",
+                self.where,
+                now - self._outage_since,
+                _reason(error),
+            )
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        return self._run(lambda conn: conn.execute(query, _values(params)).fetchall())
+
+    def _one(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
+        return self._run(lambda conn: conn.execute(query, _values(params)).fetchone())
+
+    def _write(self, query: str, params: Any = ()) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                return conn.execute(query, _values(params)).rowcount
+
+        return self._run(run)
+
+    # -- files -------------------------------------------------------------------------------
+    def get(self, path: str) -> FileRow | None:
+        row = self._one(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = %s", (path,))
+        return _file_row(row) if row else None
+
+    def _put_statement(self) -> str:
+        columns = [*_COLUMNS, "owner", "lease_until"]
+        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name != "path")
+        return (
+            f"INSERT INTO files ({', '.join(columns)}) "
+            f"VALUES ({_marks(len(_COLUMNS) + 1)}, {NOW} + %s) "
+            f"ON CONFLICT (path) DO UPDATE SET {updates} "
+            # Not over a row another daemon is working on, nor over this very version once
+            # it is past `queued`: another daemon admitted it first.
+            f"WHERE (files.owner IS NULL OR files.owner = %s OR files.lease_until < {NOW}) "
+            "AND NOT (files.size = EXCLUDED.size AND files.mtime_ns = EXCLUDED.mtime_ns "
+            "AND files.inode = EXCLUDED.inode AND files.state <> 'queued')"
+        )
+
+    def _put_params(self, row: FileRow) -> tuple[Any, ...]:
+        # A queued file is claimed as it is admitted; a final one belongs to nobody.
+        owner = self.owner if row.state is FileState.QUEUED else None
+        return (
+            *(getattr(row, name) for name in _COLUMNS),
+            owner,
+            self.lease_seconds if owner else None,
+            self.owner,
+        )
+
+    def put(self, row: FileRow) -> None:
+        _check_admitted(row)
+        self._write(self._put_statement(), self._put_params(row))
+
+    def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
+        for row in rows:
+            _check_admitted(row)
+        statement = self._put_statement()
+        for start in range(0, len(rows), chunk):
+            batch = [_values(self._put_params(row)) for row in rows[start : start + chunk]]
+
+            def run(conn: psycopg.Connection[Any], batch: list[tuple[Any, ...]] = batch) -> None:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(statement, batch)
+
+            self._run(run)
+
+    def update(self, key: str, **changes: Any) -> None:
+        _known_columns(changes, _UPDATABLE, "files")
+        changes["updated_at"] = time.time()
+        self._run(lambda conn: self._update_in(conn, key, changes))
+
+    def _update_in(self, conn: psycopg.Connection[Any], key: str, changes: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        with conn.transaction():
+            if "state" in changes:
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                ).fetchone()
+                if found is None:
+                    return
+                check_transition(key, found[0], changes["state"])
+            conn.execute(
+                f"UPDATE files SET {assignments} WHERE path = %s",
+                _values((*changes.values(), key)),
+            )
+
+    def move(self, old_path: str, new_path: str) -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                for table in ("files", "videos"):
+                    conn.execute(f"DELETE FROM {table} WHERE path = %s", (new_path,))
+                    conn.execute(
+                        f"UPDATE {table} SET path = %s, updated_at = %s WHERE path = %s",
+                        (new_path, time.time(), old_path),
+                    )
+
+        self._run(run)
+
+    def forget(self, path: str) -> None:
+        self._write("DELETE FROM files WHERE path = %s", (path,))
+
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None:
+        self.update(
+            path,
+            state=FileState.UPLOADING,
+            slot=slot,
+            slot_expires_at=expires_at,
+            asset_id=asset_id,
+            **changes,
+        )
+
+    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
+        _known_columns(changes, _UPDATABLE, "files")
+        changes.update(state=FileState.UPLOADED, updated_at=time.time())
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                ).fetchone()
+                if found is None:
+                    return
+                if found[0] == FileState.UPLOADED:
+                    return  # a statement repeated after a lost answer: already done
+                check_transition(key, found[0], FileState.UPLOADED)
+                conn.execute(
+                    f"UPDATE files SET {assignments}, owner = NULL, lease_until = NULL "
+                    "WHERE path = %s",
+                    _values((*changes.values(), key)),
+                )
+                if cache:
+                    conn.execute(
+                        "INSERT INTO assets "
+                        "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+                        "SELECT sha256, content_type, size, asset_id, asset_url, protocol, %s "
+                        "FROM files WHERE path = %s AND sha256 IS NOT NULL "
+                        "AND asset_id IS NOT NULL "
+                        "ON CONFLICT (sha256, content_type) DO UPDATE SET size = EXCLUDED.size, "
+                        "asset_id = EXCLUDED.asset_id, url = EXCLUDED.url, "
+                        "protocol = EXCLUDED.protocol, uploaded_at = EXCLUDED.uploaded_at",
+                        (time.time(), key),
+                    )
+
+        self._run(run)
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
+        rows = self._all("SELECT path, size, mtime_ns, state FROM files")
+        return {path: (size, mtime_ns, state) for path, size, mtime_ns, state in rows}
+
+    def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state = ANY(%s) ORDER BY created_at",
+            ([_value(state) for state in states],),
+        )
+        return [_file_row(row) for row in rows]
+
+    def due(self, now: float) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files "
+            "WHERE state = ANY(%s) AND next_attempt_at <= %s ORDER BY next_attempt_at",
+            ([_value(state) for state in DUE], now),
+        )
+        return [_file_row(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_attempt_at) FROM files WHERE state = ANY(%s)",
+            ([_value(state) for state in DUE],),
+        )
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM files GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def oldest_waiting(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(created_at) FROM files WHERE state = ANY(%s)",
+            ([_value(state) for state in WAITING],),
+        )
+        return row[0] if row else None
+
+    def recent_failures(self, limit: int = 10) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+            "ORDER BY updated_at DESC LIMIT %s",
+            (limit,),
+        )
+        return [_file_row(row) for row in rows]
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int:
+        query = (
+            "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = %s, "
+            "updated_at = %s WHERE state IN ('failed', 'retrying')"
+        )
+        return self._update_for_paths(query, paths)
+
+    def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
+        now = time.time()
+        if paths is None:
+            return self._write(query, (now, now))
+        return self._write(query + " AND path = ANY(%s)", (now, now, paths))
+
+    # -- claims ------------------------------------------------------------------------------
+    def claim(self, path: str) -> bool:
+        row = self._one(
+            f"UPDATE files SET owner = %s, lease_until = {NOW} + %s "
+            "WHERE path = %s AND state <> ALL(%s) "
+            f"AND (owner IS NULL OR owner = %s OR lease_until < {NOW}) RETURNING 1",
+            (self.owner, self.lease_seconds, path, [_value(s) for s in FINAL], self.owner),
+        )
+        return row is not None
+
+    def renew_claims(self) -> int:
+        return self._write(
+            f"UPDATE files SET lease_until = {NOW} + %s WHERE owner = %s",
+            (self.lease_seconds, self.owner),
+        )
+
+    def release(self, path: str) -> None:
+        self._write(
+            "UPDATE files SET owner = NULL, lease_until = NULL WHERE path = %s AND owner = %s",
+            (path, self.owner),
+        )
+
+    def orphaned(self) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state = ANY(%s) "
+            f"AND (owner IS NULL OR (owner <> %s AND lease_until < {NOW})) "
+            "ORDER BY created_at LIMIT 1000",
+            ([_value(state) for state in _RESUMABLE], self.owner),
+        )
+        return [_file_row(row) for row in rows]
+
+    # -- asset cache -------------------------------------------------------------------------
+    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
+        row = self._one(
+            "SELECT asset_id, url, protocol, uploaded_at FROM assets "
+            "WHERE sha256 = %s AND content_type = %s AND uploaded_at >= %s",
+            (sha256, content_type, newer_than),
+        )
+        return CachedAsset(*row) if row else None
+
+    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
+        row = self._one(
+            "SELECT 1 FROM assets WHERE size = %s AND content_type = %s AND uploaded_at >= %s "
+            "LIMIT 1",
+            (size, content_type, newer_than),
+        )
+        return row is not None
+
+    def cache_recorded_assets(self) -> int:
+        return self._write(
+            "INSERT INTO assets "
+            "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+            "SELECT DISTINCT ON (sha256, content_type) sha256, content_type, size, asset_id, "
+            "asset_url, protocol, created_at "
+            "FROM files WHERE state = 'uploaded' AND reused = 0 "
+            "AND sha256 IS NOT NULL AND asset_id IS NOT NULL AND asset_url IS NOT NULL "
+            "ON CONFLICT (sha256, content_type) DO NOTHING"
+        )
+
+    # -- videos ------------------------------------------------------------------------------
+    def video(self, path: str) -> VideoRow | None:
+        row = self._one(f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = %s", (path,))
+        return VideoRow(*row) if row else None
+
+    def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
+        now = time.time()
+        columns = {
+            "path": path,
+            "template": template,
+            "endpoint": endpoint,
+            "state": state,
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            # The whole row is replaced (columns not given go back to their defaults).
+            with conn.transaction():
+                conn.execute("DELETE FROM videos WHERE path = %s", (path,))
+                conn.execute(
+                    f"INSERT INTO videos ({', '.join(columns)}) VALUES ({_marks(len(columns))})",
+                    _values(columns.values()),
+                )
+
+        self._run(run)
+
+    def update_video(self, path: str, **changes: Any) -> None:
+        _known_columns(changes, _VIDEO_UPDATABLE, "videos")
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        self._write(f"UPDATE videos SET {assignments} WHERE path = %s", (*changes.values(), path))
+
+    def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
+        changes.update(state=to_state, updated_at=time.time())
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        return (
+            self._write(
+                f"UPDATE videos SET {assignments} WHERE path = %s AND state = %s",
+                (*changes.values(), path, from_state),
+            )
+            == 1
+        )
+
+    def due_videos(self, now: float) -> list[str]:
+        rows = self._all(
+            "SELECT path FROM videos WHERE state = ANY(%s) AND next_at <= %s ORDER BY next_at",
+            (list(VIDEO_ACTIVE_STATES), now),
+        )
+        return [row[0] for row in rows]
+
+    def next_video_at(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_at) FROM videos WHERE state = ANY(%s)", (list(VIDEO_ACTIVE_STATES),)
+        )
+        return row[0] if row else None
+
+    def videos_in(self, states: tuple[str, ...]) -> list[VideoRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE state = ANY(%s)",
+            (list(states),),
+        )
+        return [VideoRow(*row) for row in rows]
+
+    def video_counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
+        query = (
+            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
+            "ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = %s, "
+            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
+            "submitted_at = NULL, completed_at = NULL, updated_at = %s "
+            "WHERE state IN ('unknown', 'failed', 'timed_out')"
+        )
+        return self._update_for_paths(query, paths)
+
+    # -- process-wide facts ------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (key, json.dumps(value)),
+        )
+
+    def get_meta(self, key: str) -> Any:
+        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
+        return json.loads(row[0]) if row else None
+
+
+def _reason(error: psycopg.Error) -> str:
+    """The first line of libpq's message (the rest repeats the host and port)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
