@@ -430,9 +430,12 @@ def test_the_journal_waits_for_a_restarted_server(server: pgcluster.Cluster) -> 
         writer = threading.Thread(target=write)
         writer.start()
         assert not done.wait(1.0)  # paused, not failed
+        outage = journal.outage
+        assert outage is not None and "unreachable" in outage  # for /healthz and the log
         server.start()
         writer.join(timeout=60)
         assert done.is_set()
+        assert journal.outage is None
         row = journal.get("/drop/a.png")
         assert row is not None and row.state is FileState.UPLOADING and row.attempts == 1
     finally:

@@ -81,7 +81,7 @@ class Daemon:
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
         # A shared database that does not answer yet is waited for, loudly: never a crash loop.
-        self.journal = open_journal(self.config, wait=True)
+        self.journal = open_journal(self.config, wait=True, on_waiting=self.heartbeat.beat)
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
@@ -399,6 +399,8 @@ class Daemon:
     # -- health ------------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
         """(True, "ok") while working; else False and why (paused, stuck, missing folder)."""
+        if self.journal.outage is not None:
+            return False, f"work paused: {self.journal.outage}"
         if self.pipeline.auth_pause.active:
             return (
                 False,

@@ -239,6 +239,10 @@ class SqliteJournal:
     def where(self) -> str:
         return str(self.path)
 
+    @property
+    def outage(self) -> str | None:
+        return None  # a local file: unreadable is an error, never a wait
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

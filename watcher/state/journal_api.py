@@ -30,6 +30,11 @@ class Journal(Protocol):
         """Where the journal is, for messages: a file path or a URL (never a password)."""
         ...
 
+    @property
+    def outage(self) -> str | None:
+        """Why the journal is waiting for its database right now (work is paused), or None."""
+        ...
+
     def close(self) -> None: ...
 
     # -- files -------------------------------------------------------------------------------

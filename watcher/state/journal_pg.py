@@ -189,6 +189,7 @@ class PgJournal:
         owner: str | None = None,
         lease_seconds: float = 30.0,
         wait: bool = False,
+        on_waiting: Callable[[], None] = lambda: None,
     ) -> None:
         self.url = url
         self.owner = owner or default_owner()
@@ -198,6 +199,10 @@ class PgJournal:
         self._conn: psycopg.Connection[Any] | None = None
         self._outage_since: float | None = None
         self._outage_logged = 0.0
+        self._outage_reason: str | None = None
+        # Called about every second by each thread waiting for the database: a daemon's
+        # watchdog must not take a paused journal for a wedged worker.
+        self.on_waiting = on_waiting
         if wait:
             self._run(lambda conn: None)  # waits (loudly) for the database to answer
         else:
@@ -212,6 +217,10 @@ class PgJournal:
     @property
     def where(self) -> str:
         return safe_url(self.url)
+
+    @property
+    def outage(self) -> str | None:
+        return self._outage_reason
 
     # -- the connection ----------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -239,7 +248,9 @@ class PgJournal:
         """Run ``work`` on the connection; on a lost connection, wait for the database (loudly)
         and run it again. Other threads queue behind the lock: work pauses, nothing fails."""
         delay = 0.2
-        with self._lock:
+        while not self._lock.acquire(timeout=1.0):
+            self.on_waiting()  # another thread holds the connection, maybe waiting for it
+        try:
             while True:
                 if self._closing.is_set():
                     raise JournalUnavailable(f"journal database {self.where} is closed")
@@ -249,6 +260,7 @@ class PgJournal:
                     result = work(self._conn)
                 except psycopg.OperationalError as error:
                     self._lost(error)
+                    self.on_waiting()
                     self._closing.wait(delay)
                     delay = min(_RETRY_MAX_SECONDS, delay * 2)
                     continue
@@ -259,7 +271,10 @@ class PgJournal:
                         time.monotonic() - self._outage_since,
                     )
                     self._outage_since = None
+                    self._outage_reason = None
                 return result
+        finally:
+            self._lock.release()
 
     def _lost(self, error: psycopg.Error) -> None:
         # A broken connection is opened again; a live one (a deadlock, a cancelled
@@ -268,6 +283,7 @@ class PgJournal:
             self._conn.close()
             self._conn = None
         now = time.monotonic()
+        self._outage_reason = f"journal database {self.where} unreachable: {_reason(error)}"
         if self._outage_since is None:
             self._outage_since = now
             self._outage_logged = now

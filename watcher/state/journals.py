@@ -3,12 +3,16 @@ database named by `journal:` (whose driver is imported only when it is used)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from watcher.config import Config
 from watcher.state.journal import JournalError, SqliteJournal
 from watcher.state.journal_api import Journal
 
 
-def open_journal(config: Config, *, wait: bool = False) -> Journal:
+def open_journal(
+    config: Config, *, wait: bool = False, on_waiting: Callable[[], None] = lambda: None
+) -> Journal:
     """``wait``: a database that does not answer yet is waited for (loudly) instead of being
     an error; the daemon waits, a command reports it."""
     if config.journal_url is None:
@@ -20,7 +24,12 @@ def open_journal(config: Config, *, wait: bool = False) -> Journal:
             "a postgresql:// journal needs the PostgreSQL driver: "
             "pip install 'heygen-watcher[postgresql]'"
         ) from None
-    return PgJournal(config.journal_url, lease_seconds=config.lease_seconds, wait=wait)
+    return PgJournal(
+        config.journal_url,
+        lease_seconds=config.lease_seconds,
+        wait=wait,
+        on_waiting=on_waiting,
+    )
 
 
 def journal_label(config: Config) -> str:
