@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -215,3 +216,26 @@ def test_the_fleet_survives_a_database_restart(
     assert {sha: per_content[sha] for sha in files.values()} == dict.fromkeys(files.values(), 1)
     assert not list(drop.glob("*.asset.json.tmp*"))
     assert all(sidecar_of(path).exists() for path in files)
+
+
+def test_a_daemon_started_while_the_database_is_down_waits_for_it(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, server: pgcluster.Cluster, shared: str
+) -> None:
+    """Not a crash loop: the daemon waits (loudly) and starts work once the server answers."""
+    config = write_config(
+        tmp_path / "late.yaml", fleet_document(sandbox, tmp_path, drop, shared, "late")
+    )
+    files = write_burst(drop, 3)
+    server.stop()
+    daemon = start_cli("run", "-c", str(config), env=KEY_ENV)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            daemon.wait(timeout=3)  # still there, waiting, not exited
+        server.start()
+        wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
+        code, _, err = stop_cli(daemon)
+    finally:
+        daemon.kill()
+        daemon.wait(timeout=10)
+    assert code == 0, err
+    assert "unreachable" in err and "is back" in err

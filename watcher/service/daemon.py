@@ -51,6 +51,8 @@ class Daemon:
     initial_config: Config
     key: ApiKey | None = None  # None: read it as configured
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    # Called about every second while a shared journal's database is awaited at start.
+    on_journal_wait: Callable[[], None] = lambda: None
     journal: Journal = field(init=False)
     client: HeyGenClient = field(init=False)
     pipeline: Pipeline = field(init=False)
@@ -81,7 +83,8 @@ class Daemon:
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
         # A shared database that does not answer yet is waited for, loudly: never a crash loop.
-        self.journal = open_journal(self.config, wait=True, on_waiting=self.heartbeat.beat)
+        self.journal = open_journal(self.config, wait=True, on_waiting=self.on_journal_wait)
+        self.journal.on_waiting = self.heartbeat.beat
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)

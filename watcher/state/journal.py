@@ -19,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -204,6 +204,7 @@ class SqliteJournal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.on_waiting: Callable[[], None] = lambda: None  # a local file is never awaited
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

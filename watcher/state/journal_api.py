@@ -18,6 +18,7 @@ orphaned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from watcher.state.journal import CachedAsset, FileRow, VideoRow
@@ -34,6 +35,9 @@ class Journal(Protocol):
     def outage(self) -> str | None:
         """Why the journal is waiting for its database right now (work is paused), or None."""
         ...
+
+    # Called about every second by a thread waiting for the journal's database.
+    on_waiting: Callable[[], None]
 
     def close(self) -> None: ...
 
