@@ -6,7 +6,9 @@ database restart pauses the fleet without losing, failing or doubling anything."
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -21,6 +23,7 @@ import psycopg
 import pytest
 from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import (
+    cli,
     config_document,
     read_sidecar,
     running,
@@ -239,3 +242,29 @@ def test_a_daemon_started_while_the_database_is_down_waits_for_it(
         daemon.wait(timeout=10)
     assert code == 0, err
     assert "unreachable" in err and "is back" in err
+
+
+def test_status_shows_the_whole_fleet_from_any_host(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
+) -> None:
+    one = fleet_config(sandbox, tmp_path, drop, shared, "one")
+    two = fleet_config(sandbox, tmp_path, drop, shared, "two")
+    # A third host's config: its own (empty) state directory, the same journal.
+    viewer = write_config(
+        tmp_path / "viewer.yaml", fleet_document(sandbox, tmp_path, drop, shared, "viewer")
+    )
+    with running(one), running(two):
+        files = write_burst(drop, 4)
+        wait_for(lambda: all(uploaded(path) for path in files), 30, "every sidecar")
+        result = cli("status", "-c", str(viewer), "--json")
+        text = cli("status", "-c", str(viewer))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["running"] is True
+    assert report["journal"] == shared
+    assert [daemon["pid"] for daemon in report["daemons"]] == [os.getpid(), os.getpid()]
+    assert report["counts"]["uploaded"] >= 3  # the last may still be recording
+    assert text.stdout.count("  daemon ") == 2 and "in flight" in text.stdout
+    # Stopped cleanly, they leave the view.
+    after = json.loads(cli("status", "-c", str(viewer), "--json").stdout)
+    assert after["daemons"] == [] and after["running"] is False

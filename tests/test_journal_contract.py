@@ -5,6 +5,8 @@ videos, meta, counts and claims. No daemon here."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -446,3 +448,14 @@ def wait_until(read: object, what: str, timeout: float = 20.0) -> list[FileRow]:
     from conftest import wait_for
 
     return wait_for(read, timeout, what)  # type: ignore[arg-type,return-value]
+
+
+def test_the_daemons_using_the_journal(journal: Journal) -> None:
+    assert journal.daemons() == []
+    journal.register_daemon("9.9")
+    journal.beat_daemon(7)
+    (me,) = journal.daemons()
+    assert (me.pid, me.version, me.in_flight) == (os.getpid(), "9.9", 7)
+    assert me.host == socket.gethostname() and 0 <= me.heartbeat_age < 60
+    journal.unregister_daemon()
+    assert journal.daemons() == []

@@ -25,9 +25,14 @@ def collect(config: Config) -> dict[str, Any]:
             "recent_failures": [],
             "paused": False,
             "pause_reason": None,
+            "daemons": [],
         }
     journal = open_journal(config)
     try:
+        daemons = journal.daemons()
+        # A shared journal's daemons run elsewhere too: alive while their heartbeats are fresh.
+        fresh = [d for d in daemons if d.heartbeat_age <= 3 * config.lease_seconds]
+        running = running or bool(fresh)
         counts = journal.counts()
         oldest = journal.oldest_waiting()
         failures = journal.recent_failures()
@@ -57,6 +62,17 @@ def collect(config: Config) -> dict[str, Any]:
         "pause_reason": pause_reason,
         "videos": video_counts,
         "videos_paused_reason": videos_paused,
+        "daemons": [
+            {
+                "host": daemon.host,
+                "pid": daemon.pid,
+                "version": daemon.version,
+                "started_at": iso_from_epoch(daemon.started_at),
+                "heartbeat_seconds_ago": round(daemon.heartbeat_age, 1),
+                "in_flight": daemon.in_flight,
+            }
+            for daemon in fresh
+        ],
     }
 
 
@@ -69,6 +85,12 @@ def render(report: dict[str, Any]) -> str:
         if any(counts.values())
         else "files: none yet"
     )
+    for daemon in report.get("daemons", []):
+        lines.append(
+            f"  daemon {daemon['host']} pid {daemon['pid']} (v{daemon['version']}): "
+            f"heartbeat {daemon['heartbeat_seconds_ago']:.0f}s ago, "
+            f"{daemon['in_flight']} in flight"
+        )
     if report["oldest_waiting_seconds"] is not None:
         lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
     if report["paused"]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from watcher.config.live import LiveConfig
@@ -30,13 +29,10 @@ class ClaimKeeper:
         journal: Journal,
         pool: WorkPool,
         live: LiveConfig,
-        *,
-        on_renewed: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.journal = journal
         self.pool = pool
         self.live = live
-        self.on_renewed = on_renewed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,7 +54,9 @@ class ClaimKeeper:
         while not self._stop.is_set():
             lease = self.live.current.lease_seconds
             try:
-                self.on_renewed(self.journal.renew_claims())
+                self.journal.renew_claims()
+                # The fleet's view (`status`): this daemon is alive, with this much in flight.
+                self.journal.beat_daemon(self.pool.busy)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + lease / 2
                     self.take_over()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from watcher import __version__
 from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config.live import LiveConfig
@@ -28,7 +29,7 @@ from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.claims import ClaimKeeper
 from watcher.service.heartbeat import Heartbeat
-from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow
+from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
 from watcher.state.journal_api import Journal
 from watcher.state.journals import open_journal
 from watcher.state.lock import StateLock
@@ -87,6 +88,7 @@ class Daemon:
         self.journal.on_waiting = self.heartbeat.beat
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
+        self.journal.register_daemon(__version__)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
@@ -164,6 +166,11 @@ class Daemon:
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.claims.stop()
+        if self.journal.outage is None:  # else its row ages out of the fleet's view
+            try:
+                self.journal.unregister_daemon()
+            except JournalError as error:
+                log.warning("could not leave the journal's list of daemons: %s", error)
         self.journal.close()
         self.lock.release()
         return finished

@@ -16,6 +16,8 @@ ordinary disks, for protection the daemon does not need.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -89,6 +91,15 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    in_flight    INTEGER NOT NULL DEFAULT 0
+);
 """
 
 # A video's life: (waiting_asset →) waiting_script → ready → submitting → submitted →
@@ -192,6 +203,19 @@ _VIDEO_UPDATABLE = frozenset(_VIDEO_COLUMNS) - {"path", "created_at"}
 
 
 @dataclass(frozen=True)
+class DaemonRow:
+    """A daemon using the journal, as `status` shows it."""
+
+    owner: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    heartbeat_age: float  # seconds since its last heartbeat, on the journal's clock
+    in_flight: int
+
+
+@dataclass(frozen=True)
 class CachedAsset:
     asset_id: str
     url: str
@@ -204,6 +228,7 @@ class SqliteJournal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.on_waiting: Callable[[], None] = lambda: None  # a local file is never awaited
         self._lock = threading.RLock()
         try:
@@ -584,3 +609,34 @@ class SqliteJournal:
 
     def orphaned(self) -> list[FileRow]:
         return []
+
+    # -- the daemons using the journal (for `status`) -----------------------------------------
+    def register_daemon(self, version: str) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO daemons "
+                "(owner, host, pid, version, started_at, heartbeat_at, in_flight) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (self.owner, socket.gethostname(), os.getpid(), version, now, now),
+            )
+
+    def beat_daemon(self, in_flight: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE daemons SET heartbeat_at = ?, in_flight = ? WHERE owner = ?",
+                (time.time(), in_flight, self.owner),
+            )
+
+    def unregister_daemon(self) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM daemons WHERE owner = ?", (self.owner,))
+
+    def daemons(self) -> list[DaemonRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner, host, pid, version, started_at, ? - heartbeat_at, in_flight "
+                "FROM daemons ORDER BY host, pid",
+                (time.time(),),
+            ).fetchall()
+        return [DaemonRow(*row) for row in rows]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from watcher.state.journal import CachedAsset, FileRow, VideoRow
+from watcher.state.journal import CachedAsset, DaemonRow, FileRow, VideoRow
 
 
 class Journal(Protocol):
@@ -134,3 +134,16 @@ class Journal(Protocol):
     def set_meta(self, key: str, value: Any) -> None: ...
 
     def get_meta(self, key: str) -> Any: ...
+
+    # -- the daemons using the journal (`status` shows them) ---------------------------------
+    def register_daemon(self, version: str) -> None:
+        """This daemon starts: a row with its host, pid and version."""
+        ...
+
+    def beat_daemon(self, in_flight: int) -> None:
+        """This daemon is alive, with this many files in flight."""
+        ...
+
+    def unregister_daemon(self) -> None: ...
+
+    def daemons(self) -> list[DaemonRow]: ...

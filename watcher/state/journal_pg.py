@@ -42,6 +42,7 @@ from watcher.state.journal import (
     _VIDEO_UPDATABLE,
     VIDEO_ACTIVE_STATES,
     CachedAsset,
+    DaemonRow,
     FileRow,
     JournalError,
     VideoRow,
@@ -126,6 +127,15 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    started_at   DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    in_flight    INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -657,6 +667,33 @@ class PgJournal:
     def get_meta(self, key: str) -> Any:
         row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
         return json.loads(row[0]) if row else None
+
+    # -- the daemons using the journal (for `status`) -----------------------------------------
+    def register_daemon(self, version: str) -> None:
+        self._write(
+            "INSERT INTO daemons (owner, host, pid, version, started_at, heartbeat_at) "
+            f"VALUES (%s, %s, %s, %s, {NOW}, {NOW}) ON CONFLICT (owner) DO UPDATE SET "
+            "heartbeat_at = EXCLUDED.heartbeat_at",
+            (self.owner, socket.gethostname(), os.getpid(), version),
+        )
+        # Daemons silent for a day are gone (killed, host lost): they leave the view.
+        self._write(f"DELETE FROM daemons WHERE heartbeat_at < {NOW} - 86400")
+
+    def beat_daemon(self, in_flight: int) -> None:
+        self._write(
+            f"UPDATE daemons SET heartbeat_at = {NOW}, in_flight = %s WHERE owner = %s",
+            (in_flight, self.owner),
+        )
+
+    def unregister_daemon(self) -> None:
+        self._write("DELETE FROM daemons WHERE owner = %s", (self.owner,))
+
+    def daemons(self) -> list[DaemonRow]:
+        rows = self._all(
+            f"SELECT owner, host, pid, version, started_at, {NOW} - heartbeat_at, in_flight "
+            "FROM daemons ORDER BY host, pid"
+        )
+        return [DaemonRow(*row) for row in rows]
 
 
 def _reason(error: psycopg.Error) -> str:
