@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.config import Config, FolderConfig
+from watcher.config import FolderConfig
+from watcher.config.live import LiveConfig
 from watcher.config.templates import RenderError, Template, render, values_for
 from watcher.heygen import videos
 from watcher.heygen.client import HeyGenClient
@@ -128,7 +129,7 @@ class VideoPause:
 
 @dataclass
 class VideoStage:
-    config: Config
+    live: LiveConfig
     journal: Journal
     client: HeyGenClient
     rewrite_sidecar: Callable[[str], object]
@@ -177,7 +178,7 @@ class VideoStage:
         row = self.journal.video(path)
         if row is None:
             return
-        template = self.config.templates.get(row.template)
+        template = self.live.current.templates.get(row.template)
         if template is None:
             self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
             return
@@ -369,7 +370,7 @@ class VideoStage:
         )
 
     def _quota_paused(self, row: VideoRow, error: QuotaError) -> None:
-        seconds = self.config.quota_pause_seconds
+        seconds = self.live.current.quota_pause_seconds
         first = not self.pause.active()
         self.pause.set(seconds, str(error))
         self.journal.set_meta("videos_paused", str(error))
