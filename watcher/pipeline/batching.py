@@ -113,10 +113,15 @@ class V3Batcher:
     def _start_batch_safely(self, keys: list[str]) -> None:
         try:
             self._start_batch(keys)
-        except Exception:
+        except Exception as error:
+            # A bug, not a refusal: logged with its traceback, counted, and every file of the
+            # batch set aside for a retry rather than left `queued` until the next start.
             log.exception("batch upload failed to start")
             for key in keys:
-                self.pool.release(Path(key))
+                try:
+                    self.outcome.unexpected(Path(key), error)
+                finally:
+                    self.pool.release(Path(key))
 
     def _start_batch(self, keys: list[str]) -> None:
         rows = self._live_rows(keys)

@@ -394,7 +394,10 @@ class VideoStage:
                 error=(f"not completed after {template.timeout_minutes:g} minutes"),
             )
             return
-        assert row.video_id is not None
+        if row.video_id is None:
+            # Submitted without an id recorded: which video it is cannot be known.
+            self._finish(row, "unknown", error=LOST_ANSWER)
+            return
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except (TransientError, RateLimited, AuthError) as error:
@@ -437,7 +440,10 @@ class VideoStage:
         self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
 
     def _download(self, row: VideoRow, template: Template) -> None:
-        assert template.download_to is not None and row.video_id is not None
+        if template.download_to is None or row.video_id is None:
+            # `download_to` left the template (a reload): the video is done where it is.
+            self._finish(row, "completed", error=None)
+            return
         if not row.video_url:
             self._finish(row, "failed", error="completed without a video_url")
             return
@@ -473,7 +479,8 @@ class VideoStage:
 
     def _fresh_video_url(self, row: VideoRow, template: Template) -> str | None:
         """The status endpoint signs a new ``video_url`` on every read."""
-        assert row.video_id is not None
+        if row.video_id is None:
+            return None
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except ApiError as error:
