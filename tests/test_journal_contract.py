@@ -459,3 +459,17 @@ def test_the_daemons_using_the_journal(journal: Journal) -> None:
     assert me.host == socket.gethostname() and 0 <= me.heartbeat_age < 60
     journal.unregister_daemon()
     assert journal.daemons() == []
+
+
+def test_the_systemd_credential_is_the_passfile_unless_one_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watcher.state.journal_pg import _connect_options
+
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    assert "passfile" not in _connect_options()
+    (tmp_path / "pgpass").write_text("db:5432:heygen:heygen:secret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert _connect_options()["passfile"] == str(tmp_path / "pgpass")
+    monkeypatch.setenv("PGPASSFILE", "/etc/elsewhere")
+    assert "passfile" not in _connect_options()  # libpq reads the operator's own
