@@ -268,3 +268,31 @@ def test_status_shows_the_whole_fleet_from_any_host(
     # Stopped cleanly, they leave the view.
     after = json.loads(cli("status", "-c", str(viewer), "--json").stdout)
     assert after["daemons"] == [] and after["running"] is False
+
+
+def test_a_429_seen_by_one_daemon_pauses_the_whole_fleet(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
+) -> None:
+    retry_after = 2.0
+    api = {"max_attempts": 8}
+    one = fleet_config(sandbox, tmp_path, drop, shared, "one", api=api)
+    two = fleet_config(sandbox, tmp_path, drop, shared, "two", api=api)
+    with running(one), running(two):
+        sandbox.inject(
+            Fault(method="POST", path_prefix="/v1/asset", status=429, retry_after="2", count=1)
+        )
+        first = write_burst(drop, 1)
+        wait_for(lambda: any(r.status == 429 for r in sandbox.requests), 30, "the refused request")
+        # Files arriving during the pause: whichever daemon takes them must wait it out.
+        files = {**first, **write_burst(drop, 8, offset=1)}
+        wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
+    creates = [r for r in sandbox.requests if r.path == "/v1/asset"]
+    (refused,) = [r.at for r in creates if r.status == 429]
+    # Nobody in the fleet sent a slot request during the pause. (The first 0.3 s leave room
+    # for requests already on their way, and the last 0.3 s for clock reading.)
+    during = [r for r in creates if refused + 0.3 < r.at < refused + retry_after - 0.3]
+    assert during == [], f"{len(during)} request(s) sent during the fleet's pause"
+    resumed = min(r.at for r in creates if r.at > refused)
+    assert resumed >= refused + retry_after - 0.3
+    per_content = assets_per_content(sandbox)
+    assert {sha: per_content[sha] for sha in files.values()} == dict.fromkeys(files.values(), 1)

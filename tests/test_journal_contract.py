@@ -473,3 +473,13 @@ def test_the_systemd_credential_is_the_passfile_unless_one_is_set(
     assert _connect_options()["passfile"] == str(tmp_path / "pgpass")
     monkeypatch.setenv("PGPASSFILE", "/etc/elsewhere")
     assert "passfile" not in _connect_options()  # libpq reads the operator's own
+
+
+def test_a_pause_shared_by_the_fleet(journal: Journal) -> None:
+    assert journal.fleet_pause("rate_limit") == (0.0, "")
+    journal.pause_fleet("rate_limit", 30, "429 first")
+    journal.pause_fleet("rate_limit", 5, "429 shorter")  # the later end is kept
+    left, reason = journal.fleet_pause("rate_limit")
+    assert 20 < left <= 30 and reason == "429 first"
+    journal.pause_fleet("other", 0.01, "brief")
+    wait_until(lambda: journal.fleet_pause("other") == (0.0, ""), "the brief pause to end")

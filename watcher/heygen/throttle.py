@@ -4,6 +4,10 @@ One `Throttle` is shared by all workers so that:
 - a 429 pauses everybody until ``Retry-After`` has passed (one shared back-off);
 - ``requests_per_second`` keeps the whole process under the limit to begin with;
 - a shutdown interrupts every wait at once instead of leaving threads asleep.
+
+Beyond the process, a fleet of daemons shares its 429 pauses through two callbacks: a pause
+this process starts is told to ``on_pause``, and ``shared_pause`` is asked before each request
+for one another process started (the service connects both to the shared journal).
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ class Throttle:
         self,
         requests_per_second: float | None = None,
         on_wait: Callable[[], None] = lambda: None,
+        *,
+        on_pause: Callable[[float, str], None] = lambda seconds, reason: None,
+        shared_pause: Callable[[], tuple[float, str]] = lambda: (0.0, ""),
     ) -> None:
         # Told before every deliberate, bounded wait: such a wait is not a stall.
         self._on_wait = on_wait
+        self._on_pause = on_pause
+        self._shared_pause = shared_pause
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._paused_until = 0.0
@@ -38,11 +47,18 @@ class Throttle:
         self._stop.set()
 
     def pause_for(self, seconds: float, reason: str) -> None:
+        """A pause this process decided (a 429): others sharing the pause are told."""
+        if self._extend(seconds, reason):
+            self._on_pause(seconds, reason)
+
+    def _extend(self, seconds: float, reason: str) -> bool:
         with self._lock:
             until = time.monotonic() + seconds
             if until > self._paused_until:
                 self._paused_until = until
                 self._pause_reason = reason
+                return True
+            return False
 
     def paused(self) -> tuple[float, str]:
         """(seconds left, reason) of the current shared pause; (0, "") when not paused."""
@@ -64,7 +80,10 @@ class Throttle:
         while True:
             left, _ = self.paused()
             if left <= 0:
-                break
+                shared_left, reason = self._shared_pause()
+                if shared_left <= 0 or not self._extend(shared_left, reason):
+                    break
+                continue
             self.sleep(left)
         if not self._interval:
             return

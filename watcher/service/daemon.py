@@ -21,6 +21,7 @@ from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
+from watcher.heygen.throttle import Throttle
 from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
@@ -28,6 +29,7 @@ from watcher.intake.sources import FolderWatch
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.claims import ClaimKeeper
+from watcher.service.fleetpause import FleetPause
 from watcher.service.heartbeat import Heartbeat
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
 from watcher.state.journal_api import Journal
@@ -91,7 +93,17 @@ class Daemon:
         self.journal.register_daemon(__version__)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
-        self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
+        # A 429 seen by any daemon sharing the journal pauses them all.
+        fleet_pause = FleetPause(self.journal)
+        throttle = Throttle(
+            self.config.api.requests_per_second,
+            on_wait=self.heartbeat.beat,
+            on_pause=fleet_pause.publish,
+            shared_pause=fleet_pause.current,
+        )
+        self.client = HeyGenClient(
+            self.config.api, key, throttle=throttle, on_progress=self.heartbeat.beat
+        )
         self.settler = Settler(on_ready=self._ready)
         self.pipeline = build_pipeline(
             self.live,

@@ -640,3 +640,20 @@ class SqliteJournal:
                 (time.time(),),
             ).fetchall()
         return [DaemonRow(*row) for row in rows]
+
+    # -- pauses shared by every daemon using the journal -------------------------------------
+    def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
+        with self._transaction() as db:
+            key = f"pause:{kind}"
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            until = time.time() + seconds
+            if row is None or json.loads(row[0])["until"] < until:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (key, json.dumps({"until": until, "reason": reason})),
+                )
+
+    def fleet_pause(self, kind: str) -> tuple[float, str]:
+        pause = self.get_meta(f"pause:{kind}")
+        left = pause["until"] - time.time() if pause else 0.0
+        return (left, pause["reason"]) if pause and left > 0 else (0.0, "")

@@ -147,3 +147,13 @@ class Journal(Protocol):
     def unregister_daemon(self) -> None: ...
 
     def daemons(self) -> list[DaemonRow]: ...
+
+    # -- pauses shared by every daemon using the journal -------------------------------------
+    def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
+        """Every daemon using this journal pauses ``kind`` of work for ``seconds`` (a later
+        pause already recorded is kept)."""
+        ...
+
+    def fleet_pause(self, kind: str) -> tuple[float, str]:
+        """(seconds left, reason) of the shared pause of ``kind``; (0, "") when none."""
+        ...

@@ -127,6 +127,11 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS pauses (
+    kind   TEXT PRIMARY KEY,
+    until  DOUBLE PRECISION NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS daemons (
     owner        TEXT PRIMARY KEY,
     host         TEXT NOT NULL,
@@ -694,6 +699,19 @@ class PgJournal:
             "FROM daemons ORDER BY host, pid"
         )
         return [DaemonRow(*row) for row in rows]
+
+    # -- pauses shared by every daemon using the journal -------------------------------------
+    def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
+        self._write(
+            f"INSERT INTO pauses (kind, until, reason) VALUES (%s, {NOW} + %s, %s) "
+            "ON CONFLICT (kind) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason "
+            "WHERE pauses.until < EXCLUDED.until",
+            (kind, seconds, reason),
+        )
+
+    def fleet_pause(self, kind: str) -> tuple[float, str]:
+        row = self._one(f"SELECT until - {NOW}, reason FROM pauses WHERE kind = %s", (kind,))
+        return (float(row[0]), str(row[1])) if row and row[0] > 0 else (0.0, "")
 
 
 def _reason(error: psycopg.Error) -> str:
