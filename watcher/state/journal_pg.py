@@ -62,6 +62,8 @@ NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 _RESUMABLE = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING)
 _OUTAGE_REMINDER_SECONDS = 60.0
 _RETRY_MAX_SECONDS = 5.0
+# Connections per daemon, at most: the server needs max_connections ≥ this × the fleet's size.
+POOL_SIZE = 8
 # Serialises schema creation between daemons starting at the same moment.
 _SCHEMA_LOCK = 0x68657967  # "heyg"
 
@@ -209,24 +211,29 @@ class PgJournal:
         self.url = url
         self.owner = owner or default_owner()
         self.lease_seconds = lease_seconds
-        self._lock = threading.RLock()
         self._closing = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
+        # A few connections shared by the daemon's threads: statements of different workers
+        # run side by side instead of queueing behind one connection.
+        self._pool = threading.Condition()
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._opened = 0
+        self._state = threading.Lock()  # the outage's bookkeeping
         self._outage_since: float | None = None
         self._outage_logged = 0.0
         self._outage_reason: str | None = None
         # Called about every second by each thread waiting for the database: a daemon's
         # watchdog must not take a paused journal for a wedged worker.
         self.on_waiting = on_waiting
-        if wait:
-            self._run(lambda conn: None)  # waits (loudly) for the database to answer
-        else:
+        if not wait:
             try:
-                self._conn = self._connect()
+                first = self._connect()
             except psycopg.Error as error:
                 raise JournalError(
                     f"journal database {safe_url(url)} cannot be reached: {_reason(error)}"
                 ) from None
+            self._opened = 1
+            self._idle.append(first)
+        # With ``wait``, this waits (loudly) for the database to answer.
         self._run(self._ensure_schema)
 
     @property
@@ -237,7 +244,7 @@ class PgJournal:
     def outage(self) -> str | None:
         return self._outage_reason
 
-    # -- the connection ----------------------------------------------------------------------
+    # -- the connections ---------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, **_connect_options())
 
@@ -259,70 +266,111 @@ class PgJournal:
                     (str(SCHEMA_VERSION),),
                 )
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on the connection; on a lost connection, wait for the database (loudly)
-        and run it again. Other threads queue behind the lock: work pauses, nothing fails."""
-        delay = 0.2
-        while not self._lock.acquire(timeout=1.0):
-            self.on_waiting()  # another thread holds the connection, maybe waiting for it
-        try:
+    def _acquire(self) -> psycopg.Connection[Any]:
+        with self._pool:
             while True:
                 if self._closing.is_set():
                     raise JournalUnavailable(f"journal database {self.where} is closed")
-                try:
-                    if self._conn is None or self._conn.closed:
-                        self._conn = self._connect()
-                    result = work(self._conn)
-                except psycopg.OperationalError as error:
-                    self._lost(error)
-                    self.on_waiting()
-                    self._closing.wait(delay)
-                    delay = min(_RETRY_MAX_SECONDS, delay * 2)
-                    continue
-                if self._outage_since is not None:
-                    log.warning(
-                        "journal database %s is back after %.0fs; resuming work",
-                        self.where,
-                        time.monotonic() - self._outage_since,
-                    )
-                    self._outage_since = None
-                    self._outage_reason = None
-                return result
-        finally:
-            self._lock.release()
+                if self._idle:
+                    return self._idle.pop()
+                if self._opened < POOL_SIZE:
+                    self._opened += 1
+                    break
+                if not self._pool.wait(1.0):
+                    self.on_waiting()  # every connection is busy, maybe waiting for the server
+        try:
+            return self._connect()
+        except BaseException:
+            self._discard(None)
+            raise
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.broken or conn.closed or self._closing.is_set():
+            self._discard(conn)
+            return
+        with self._pool:
+            self._idle.append(conn)
+            self._pool.notify()
+
+    def _discard(self, conn: psycopg.Connection[Any] | None) -> None:
+        if conn is not None:
+            conn.close()
+        with self._pool:
+            self._opened -= 1
+            self._pool.notify()
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on a connection; on a lost connection, wait for the database (loudly)
+        and run it again: work pauses, nothing fails."""
+        delay = 0.2
+        while True:
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = self._acquire()
+                result = work(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                # A broken connection is opened again; a live one (a deadlock, a cancelled
+                # statement) had its transaction rolled back, and the statement runs again.
+                if conn is not None:
+                    self._give_back(conn)
+                if self._closing.is_set():
+                    raise JournalUnavailable(f"journal database {self.where} is closed") from None
+                self._lost(error)
+                self.on_waiting()
+                self._closing.wait(delay)
+                delay = min(_RETRY_MAX_SECONDS, delay * 2)
+                continue
+            except BaseException:
+                if conn is not None:
+                    self._give_back(conn)
+                raise
+            self._give_back(conn)
+            if self._outage_since is not None:
+                self._recovered()
+            return result
+
+    def _recovered(self) -> None:
+        with self._state:
+            if self._outage_since is None:
+                return
+            log.warning(
+                "journal database %s is back after %.0fs; resuming work",
+                self.where,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+            self._outage_reason = None
 
     def _lost(self, error: psycopg.Error) -> None:
-        # A broken connection is opened again; a live one (a deadlock, a cancelled
-        # statement) had its transaction rolled back, and the statement simply runs again.
-        if self._conn is not None and (self._conn.broken or self._conn.closed):
-            self._conn.close()
-            self._conn = None
         now = time.monotonic()
-        self._outage_reason = f"journal database {self.where} unreachable: {_reason(error)}"
-        if self._outage_since is None:
-            self._outage_since = now
-            self._outage_logged = now
-            log.error(
-                "journal database %s unreachable (%s): work paused, nothing is marked failed; "
-                "resuming when it answers again",
-                self.where,
-                _reason(error),
-            )
-        elif now - self._outage_logged >= _OUTAGE_REMINDER_SECONDS:
-            self._outage_logged = now
-            log.error(
-                "journal database %s still unreachable after %.0fs (%s); work paused",
-                self.where,
-                now - self._outage_since,
-                _reason(error),
-            )
+        with self._state:
+            self._outage_reason = f"journal database {self.where} unreachable: {_reason(error)}"
+            if self._outage_since is None:
+                self._outage_since = now
+                self._outage_logged = now
+                log.error(
+                    "journal database %s unreachable (%s): work paused, nothing is marked "
+                    "failed; resuming when it answers again",
+                    self.where,
+                    _reason(error),
+                )
+            elif now - self._outage_logged >= _OUTAGE_REMINDER_SECONDS:
+                self._outage_logged = now
+                log.error(
+                    "journal database %s still unreachable after %.0fs (%s); work paused",
+                    self.where,
+                    now - self._outage_since,
+                    _reason(error),
+                )
 
     def close(self) -> None:
         self._closing.set()
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        with self._pool:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+            self._pool.notify_all()
+        for conn in idle:
+            conn.close()
 
     def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return self._run(lambda conn: conn.execute(query, _values(params)).fetchall())
