@@ -16,6 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from watcher import __version__
+from watcher.commands.configpath import (
+    ENV_NAME,
+    SYSTEM_CONFIG,
+    TOUR_CONFIG,
+    NoConfig,
+    resolve_config_path,
+)
 from watcher.config import Config, ConfigError, load_config
 from watcher.config.apikey import ApiKeyError, load_api_key
 from watcher.service.logsetup import setup_logging
@@ -38,9 +45,14 @@ class CommandError(Exception):
         self.code = code
 
 
-def _add_common(parser: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", type=Path, required=config_required, help="the YAML configuration file"
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help=f"the YAML configuration file (default: ${ENV_NAME}, then the tour's "
+        f"{TOUR_CONFIG}, then {SYSTEM_CONFIG})",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv)")
     parser.add_argument(
@@ -53,7 +65,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from watcher.heygen.client import HeyGenClient
     from watcher.heygen.uploads import make_protocol
 
-    config = load_config(args.config, need_folders=False)
+    config = load_config(resolve_config_path(args.config), need_folders=False)
     key = load_api_key(config.api)
     client = HeyGenClient(config.api, key)
     try:
@@ -97,11 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         workdir = Path.cwd()
         sandbox = Sandbox(data_dir=workdir / ".heygen-watcher" / "sandbox-data")
         sandbox.start()
-        config, key = tour_config(sandbox, workdir)
-    elif args.config is None:
-        raise CommandError("run needs -c CONFIG (or --sandbox for the built-in tour)")
+        config, key, config_path = tour_config(sandbox, workdir)
     else:
-        config_path = args.config
+        config_path = resolve_config_path(args.config)
         config = load_config(config_path)
     if args.rebuild_journal:
         rebuild_journal(config)
@@ -136,7 +146,7 @@ def rebuild_journal(config: Config) -> None:
 def cmd_scan(args: argparse.Namespace) -> int:
     from watcher.service.daemon import Daemon
 
-    config = load_config(args.config)
+    config = load_config(resolve_config_path(args.config))
     if args.rebuild_journal:
         rebuild_journal(config)
     stop = threading.Event()
@@ -175,7 +185,7 @@ def _progress_bar() -> Callable[[int], None]:
 def cmd_status(args: argparse.Namespace) -> int:
     from watcher.commands.status import collect, render
 
-    report = collect(load_config(args.config))
+    report = collect(load_config(resolve_config_path(args.config)))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -188,7 +198,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from watcher.state.journal import Journal
     from watcher.state.lock import StateLock
 
-    config = load_config(args.config)
+    config = load_config(resolve_config_path(args.config))
     paths = [str(Path(p).absolute()) for p in args.paths] or None
     journal = Journal(config.journal_path)
     try:
@@ -207,7 +217,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(resolve_config_path(args.config))
     for warning in config.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     print(f"OK: {config.source}: {len(config.folders)} folder(s)")
@@ -240,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.set_defaults(handler=cmd_upload)
 
     run = commands.add_parser("run", help="watch the folders until stopped")
-    _add_common(run, config_required=False)
+    _add_common(run)
     run.add_argument(
         "--sandbox", action="store_true", help="the one-minute tour: embedded sandbox, ./drop"
     )
@@ -297,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ApiKeyError as error:
+        print(f"heygen-watcher: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoConfig as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except CommandError as error:
