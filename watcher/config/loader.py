@@ -342,15 +342,18 @@ def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
     section = check.mapping(raw, key)
     check.known_keys(section, key, _TEMPLATE_KEYS)
     body = check.mapping(section.get("body"), join_key(key, "body"))
+    unknown = False
     for placeholder in sorted(placeholders_in(body)):
         reason = check_placeholder(placeholder)
         if reason is not None:
+            unknown = True
             check.error(join_key(key, "body"), f"template {name!r}: {reason}")
-    try:
-        # Render against sample values so that malformed bodies fail here, not at 3 a.m.
-        render(body, SAMPLE_VALUES, where=join_key(key, "body"), environ=_AnyEnvironment())
-    except RenderError as error:
-        check.error(join_key(key, "body"), str(error))
+    if not unknown:  # rendering would only report the same unknown placeholder again
+        try:
+            # Render against sample values so that malformed bodies fail here, not at 3 a.m.
+            render(body, SAMPLE_VALUES, where=join_key(key, "body"), environ=_AnyEnvironment())
+        except RenderError as error:
+            check.error(join_key(key, "body"), str(error))
     status_endpoint = _read_api_path(check, section, key, "status_endpoint", None)
     if status_endpoint is not None and "{video_id}" not in status_endpoint:
         check.error(join_key(key, "status_endpoint"), "must contain {video_id}")

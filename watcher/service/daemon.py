@@ -8,6 +8,7 @@ went away and came back, hands due retries to the pipeline and notices a changed
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
@@ -24,13 +25,16 @@ from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch
+from watcher.pipeline.handpicked import folder_for_file
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.heartbeat import Heartbeat
+from watcher.state.claim import FolderClaims, FolderTaken
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
-from watcher.state.states import FileState
+from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
+from watcher.state.states import DUE, FileState
 from watcher.state.tree import walk_files
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class Daemon:
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     lock: StateLock = field(init=False)
+    claims: FolderClaims = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
@@ -74,6 +79,15 @@ class Daemon:
         """Everything that can fail on bad input, before any thread starts."""
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
+        # Each folder belongs to one journal: refuse one a daemon of another state dir holds.
+        self.claims = FolderClaims(self.config.state_dir)
+        try:
+            for folder in self.config.folders:
+                self.claims.claim(folder.path)
+        except FolderTaken:
+            self.claims.release_all()
+            self.lock.release()
+            raise
         self.journal = Journal(self.config.journal_path)
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
@@ -93,7 +107,10 @@ class Daemon:
         )
         self.videos = self.pipeline.videos
 
-    def start(self, *, watch: bool = True) -> None:
+    def start(self, *, watch: bool = True, scan: bool = True) -> None:
+        """Open, resume and (with ``watch``) watch the folders. ``scan=False`` serves commands
+        that work on named files only (`upload`, `retry PATH`): nothing else is resumed or
+        scanned, the caller submits what it wants."""
         for warning in self.config.warnings:
             log.warning("configuration: %s", warning)
         self.open()
@@ -101,6 +118,8 @@ class Daemon:
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
         self.settler.start()
+        if not scan:
+            return
         self.videos.resume()
         self.resume_unfinished()
         if watch:
@@ -150,6 +169,7 @@ class Daemon:
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.journal.close()
+        self.claims.release_all()
         self.lock.release()
         return finished
 
@@ -195,7 +215,12 @@ class Daemon:
                 continue
             scripts = folder.template is not None
             root_length = len(str(folder.path)) + 1
+            # Sidecars seen by the walk, and uploaded files whose sidecar is to be looked at.
+            listed_sidecars: dict[str, os.DirEntry[str]] = {}
+            uploaded: list[tuple[str, float]] = []
             for entry in walk_files(folder.path, folder.recursive):
+                if entry.name.endswith(SIDECAR_SUFFIX):
+                    listed_sidecars[entry.path] = entry
                 # Strings, not Paths, on this path: it runs once per file of a large backlog.
                 if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                     continue
@@ -207,6 +232,8 @@ class Daemon:
                     continue  # skipped kinds were logged once already
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
+                    if record[2] == FileState.UPLOADED:
+                        uploaded.append((entry.path, record[3]))
                     continue
                 path = Path(entry.path)
                 if record is None and stat.S_ISREG(info.st_mode):
@@ -216,12 +243,59 @@ class Daemon:
                         continue
                 self.notice(path, folder)
                 noticed += 1
+            self._keep_sidecars_true(folder, uploaded, listed_sidecars)
         self.journal.put_many(adopted)
         if adopted:
             log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
         if noticed and not initial:
             log.info("rescan found %d new or changed file(s)", noticed)
         return noticed
+
+    def _keep_sidecars_true(
+        self,
+        folder: FolderConfig,
+        uploaded: list[tuple[str, float]],
+        listed: dict[str, os.DirEntry[str]],
+    ) -> None:
+        """Write again from the journal the sidecars of uploaded files that are missing,
+        damaged or say something else; the walk's listing tells which exist."""
+        keeper = self.pipeline.keeper
+        for key, recorded_at in uploaded:
+            path = Path(key)
+            location = keeper.location(path, folder)
+            seen: tuple[int, int] | None
+            try:
+                if folder.sidecar_dir is None:
+                    entry = listed.get(str(location))
+                    info = entry.stat(follow_symlinks=False) if entry is not None else None
+                else:
+                    info = location.lstat()  # a mirror tree the walk did not list
+            except OSError:
+                info = None
+            seen = (info.st_size, info.st_mtime_ns) if info is not None else None
+            keeper.check(path, folder, seen, recorded_at)
+
+    def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
+        """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
+        each looked at with one stat. Returns how many were written again."""
+        if paths is None:
+            keys = [row.path for row in self.journal.rows_in((FileState.UPLOADED,))]
+        else:
+            keys = paths
+        repaired = 0
+        for key in keys:
+            row = self.journal.get(key)
+            if row is None or row.state is not FileState.UPLOADED:
+                continue
+            folder = self.config.folder_of(row.folder)
+            location = self.pipeline.keeper.location(Path(key), folder)
+            try:
+                info = location.lstat()
+                seen: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
+            except OSError:
+                seen = None
+            repaired += self.pipeline.keeper.check(Path(key), folder, seen, row.updated_at)
+        return repaired
 
     def resume_unfinished(self) -> None:
         """Rows a previous process left mid-way, and failures worth another go at start."""
@@ -240,6 +314,14 @@ class Daemon:
             self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
         for key in self.journal.due_videos(now):
             self.pipeline.video_runner.submit(key)
+
+    def take_requests(self) -> None:
+        """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
+        for key, _folder in self.journal.take_requests():
+            path = Path(key)
+            row = self.journal.get(key)
+            resume = row if row is not None and row.state in (FileState.QUEUED, *DUE) else None
+            self.pipeline.pool.submit(path, folder_for_file(self.config, path), row=resume)
 
     # -- waiting (scan mode) -----------------------------------------------------------------
     def wait_until_idle(
@@ -291,6 +373,7 @@ class Daemon:
                 return
             now = time.monotonic()
             self.submit_due()
+            self.take_requests()
             if now >= next_root_check:
                 next_root_check = now + self.root_check_seconds
                 self._check_roots()
@@ -346,6 +429,11 @@ class Daemon:
         watched = {folder_watch.config.path for folder_watch in self.watches}
         for folder in new.folders:
             if folder.path in watched:
+                continue
+            try:
+                self.claims.claim(folder.path)
+            except FolderTaken as error:
+                log.error("folder not watched: %s", error, extra={"folder": str(folder.path)})
                 continue
             folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
             folder_watch.missing = not folder_watch.start()

@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS requests (
+    path         TEXT PRIMARY KEY,
+    folder       TEXT NOT NULL,
+    requested_at REAL NOT NULL
+);
 """
 
 # A video's life: waiting_script → ready → submitting → submitted → pending → processing →
@@ -400,13 +405,14 @@ class Journal:
             **changes,
         )
 
-    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """path → (size, mtime_ns, state) for every row: what a scan compares against."""
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        """path → (size, mtime_ns, state, updated_at) for every row: what a scan compares
+        against (and, for uploaded files, whether their sidecar changed since)."""
         with self._lock:
             return {
-                path: (size, mtime_ns, state)
-                for path, size, mtime_ns, state in self._db.execute(
-                    "SELECT path, size, mtime_ns, state FROM files"
+                path: (size, mtime_ns, state, updated_at)
+                for path, size, mtime_ns, state, updated_at in self._db.execute(
+                    "SELECT path, size, mtime_ns, state, updated_at FROM files"
                 )
             }
 
@@ -485,10 +491,11 @@ class Journal:
         return self._update_for_paths(query, paths)
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int:
-        """Failed (or waiting) rows become due now with a fresh attempt count."""
+        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
+        count."""
         query = (
             "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = ?, "
-            "updated_at = ? WHERE state IN ('failed', 'retrying')"
+            "updated_at = ? WHERE state IN ('failed', 'retrying', 'held')"
         )
         return self._update_for_paths(query, paths)
 
@@ -501,6 +508,28 @@ class Journal:
             return sum(
                 db.execute(query + " AND path = ?", (now, now, path)).rowcount for path in paths
             )
+
+    # -- work handed to a running daemon by a command ----------------------------------------
+    def request(self, path: str, folder: str) -> float:
+        """Ask the daemon that owns this journal to look at ``path``; returns the time asked."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO requests (path, folder, requested_at) VALUES (?, ?, ?)",
+                (path, folder, now),
+            )
+        return now
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """(path, folder) of every request, removed as they are taken (the daemon's side)."""
+        with self._lock:
+            # A read first: an idle daemon asks every few seconds and should write nothing.
+            if self._db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is None:
+                return []
+        with self._transaction() as db:
+            rows = db.execute("SELECT path, folder FROM requests ORDER BY requested_at").fetchall()
+            db.execute("DELETE FROM requests")
+        return [(path, folder) for path, folder in rows]
 
     # -- asset cache -------------------------------------------------------------------------
     def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
