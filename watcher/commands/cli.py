@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import shtab
+
 from watcher import __version__
 from watcher.commands.configpath import (
     ENV_NAME,
@@ -199,42 +201,69 @@ def rebuild_journal(config: Config) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from watcher.commands import scanreport
     from watcher.service.daemon import Daemon
+    from watcher.state.lock import StateLock
 
     config = load_config(resolve_config_path(args.config))
+    if args.dry_run:
+        return _dry_run(config)
+    if StateLock(config.state_dir).held_by_other():
+        return _scan_by_the_daemon(config)
     if args.rebuild_journal:
         rebuild_journal(config)
     stop = threading.Event()
     _install_signal_handlers(stop, threading.Event())
-    daemon = Daemon(config)
-    daemon.start(watch=False)
-    bar = _progress_bar() if sys.stderr.isatty() else None
-    watcher_thread = threading.Thread(target=daemon.wait_until_idle, args=(bar,), daemon=True)
-    watcher_thread.start()
-    while watcher_thread.is_alive() and not stop.wait(0.1):
-        pass
-    if bar is not None:
-        sys.stderr.write("\n")
+    tally = scanreport.RunTally()
+    daemon = Daemon(config, on_event=tally.on_event)
+    progress, close_progress = scanreport.progress_for(sys.stderr.isatty())
+    with scanreport.logs_above_the_bar(progress is not None):
+        daemon.start(watch=False)
+        watcher_thread = threading.Thread(
+            target=daemon.wait_until_idle, args=(progress,), daemon=True
+        )
+        watcher_thread.start()
+        while watcher_thread.is_alive() and not stop.wait(0.1):
+            pass
+        close_progress()
     daemon.stop()
     counts = daemon.final_counts()
+    failed = _unfinished(counts)
+    already_done = max(0, daemon.scanned - daemon.scan_noticed)
+    print(tally.summary(failed, already_done), file=sys.stderr)
+    return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
+
+
+def _dry_run(config: Config) -> int:
+    from watcher.commands import dryrun
+
+    lines, summary = dryrun.render(dryrun.foresee(config))
+    for line in lines:
+        print(line)
+    print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def _scan_by_the_daemon(config: Config) -> int:
+    """A daemon owns this state directory: ask it to look through every folder now."""
+    from watcher.state.journal import Journal
+
+    journal = Journal(config.journal_path)
+    try:
+        for folder in config.folders:
+            journal.request(str(folder.path), str(folder.path))
+    finally:
+        journal.close()
     print(
-        ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no files",
-        file=sys.stderr,
+        f"the running daemon ({config.state_dir}) looks through the {len(config.folders)} "
+        "folder(s) now; follow it with `heygen-watcher status`"
     )
-    return EXIT_FAILED if _unfinished(counts) or stop.is_set() else EXIT_OK
+    return EXIT_OK
 
 
 def _unfinished(counts: dict[str, int]) -> int:
     """Files a pass left without a final outcome (failed, waiting for a retry or a key)."""
     return sum(counts.get(state, 0) for state in UNFINISHED)
-
-
-def _progress_bar() -> Callable[[int], None]:
-    def show(waiting: int) -> None:
-        sys.stderr.write(f"\r{waiting} file(s) in progress   ")
-        sys.stderr.flush()
-
-    return show
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -380,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch drop folders and upload what lands there to HeyGen.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # `heygen-watcher --print-completion bash|zsh`: completion generated from this parser.
+    shtab.add_argument_to(parser, ["--print-completion"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = _command(commands, "run")
@@ -396,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = _command(commands, "scan")
     _add_common(scan)
+    scan.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be uploaded or refused and why; touch nothing",
+    )
     scan.add_argument(
         "--rebuild-journal",
         action="store_true",

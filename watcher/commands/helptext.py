@@ -28,7 +28,7 @@ _BAD_SETUP = "bad config, journal or key, or the state directory or a folder is 
 
 COMMANDS: dict[str, CommandHelp] = {
     "run": CommandHelp(
-        summary="watch the folders until SIGTERM/SIGINT; SIGHUP re-reads config and key",
+        summary="watch the folders until SIGTERM/SIGINT; SIGHUP reads config and key again",
         description=(
             "Watch every configured folder and upload what settles there, until SIGTERM or "
             "SIGINT. SIGHUP re-reads the configuration and the key. --sandbox runs the "

@@ -98,6 +98,7 @@ class Uploader:
             cached.asset_id,
             extra={"file": row.path},
         )
+        self.on_event("reused", {"content_type": content_type})
         self.journal.update(
             row.path,
             state=FileState.RECORDING,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from watcher import __version__
 from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config.live import LiveConfig
@@ -39,6 +40,12 @@ from watcher.state.tree import walk_files
 
 log = logging.getLogger(__name__)
 
+
+def _log_transition(path: str, old: str | None, new: str) -> None:
+    """Every state change of every file, at -v (the journal calls this as it commits)."""
+    log.debug("%s → %s", old or "new", new, extra={"file": path})
+
+
 ROOT_CHECK_SECONDS = 5.0
 AUTH_REMINDER_SECONDS = 300.0
 # Rows a previous process left mid-way, picked up again at start.
@@ -58,6 +65,10 @@ class Daemon:
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     lock: StateLock = field(init=False)
+    key_origin: str = field(init=False, default="")
+    # Files the last scan saw, and how many of them it handed on (the rest needed nothing).
+    scanned: int = field(init=False, default=0)
+    scan_noticed: int = field(init=False, default=0)
     claims: FolderClaims = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
@@ -89,10 +100,12 @@ class Daemon:
             self.lock.release()
             raise
         self.journal = Journal(self.config.journal_path)
+        self.journal.on_transition = _log_transition
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
+        self.key_origin = key.origin
         self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
         self.settler = Settler(on_ready=self._ready)
         self.pipeline = build_pipeline(
@@ -138,7 +151,35 @@ class Daemon:
                 target=self._housekeeping, name="housekeeping", daemon=True
             )
             self._housekeeper.start()
-        log.info("watching %d folder(s)", len(self.config.folders))
+            self.announce()
+
+    def announce(self) -> None:
+        """What an operator needs to know at start: the version, where uploads go, where the
+        key came from (never the key), where the state is, and each folder's settings."""
+        config = self.config
+        log.info(
+            "heygen-watcher %s started",
+            __version__,
+            extra={
+                "api": config.api.base_url,
+                "protocol": config.api.upload_protocol,
+                "key_from": self.key_origin,
+                "state_dir": str(config.state_dir),
+                "journal": str(config.journal_path),
+            },
+        )
+        for folder in config.folders:
+            log.info(
+                "watching folder",
+                extra={
+                    "folder": str(folder.path),
+                    "types": ",".join(folder.types),
+                    "settle_seconds": folder.settle_seconds,
+                    "recursive": folder.recursive,
+                    "protocol": config.api.upload_protocol,
+                    "template": folder.template or "-",
+                },
+            )
 
     def stop(self) -> bool:
         """Take no new work, let in-flight uploads finish for a while, then abort them.
@@ -208,7 +249,7 @@ class Daemon:
         over a large, finished backlog costs a directory walk and a read of each sidecar.
         """
         known = self.journal.fingerprints()
-        noticed = 0
+        noticed = seen = 0
         adopted: list[FileRow] = []
         for folder in self.config.folders:
             if not folder.path.is_dir():
@@ -230,6 +271,7 @@ class Daemon:
                     continue
                 if not initial and not stat.S_ISREG(info.st_mode):
                     continue  # skipped kinds were logged once already
+                seen += 1
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
                     if record[2] == FileState.UPLOADED:
@@ -249,6 +291,7 @@ class Daemon:
             log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
         if noticed and not initial:
             log.info("rescan found %d new or changed file(s)", noticed)
+        self.scanned, self.scan_noticed = seen, noticed
         return noticed
 
     def _keep_sidecars_true(
@@ -319,6 +362,11 @@ class Daemon:
         """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
         for key, _folder in self.journal.take_requests():
             path = Path(key)
+            configured = {folder.path: folder for folder in self.config.folders}
+            if path in configured:
+                log.info("scan requested by a command", extra={"folder": key})
+                self.notice_tree(path, configured[path])
+                continue
             row = self.journal.get(key)
             resume = row if row is not None and row.state in (FileState.QUEUED, *DUE) else None
             self.pipeline.pool.submit(path, folder_for_file(self.config, path), row=resume)

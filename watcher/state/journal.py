@@ -19,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -202,10 +202,16 @@ class CachedAsset:
     uploaded_at: float
 
 
+# Told of every change of a file's state: (path, old state or None for a new row, new state).
+TransitionHook = Callable[[str, str | None, str], None]
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        # The one place every state change passes: the daemon logs them at -v through this.
+        self.on_transition: TransitionHook | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -264,6 +270,9 @@ class Journal:
         _check_admitted(row)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as db:
+            if self.on_transition is not None:
+                found = db.execute("SELECT state FROM files WHERE path = ?", (row.path,)).fetchone()
+                self.on_transition(row.path, found[0] if found else None, row.state)
             db.execute(
                 f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 tuple(getattr(row, name) for name in _COLUMNS),
@@ -300,6 +309,8 @@ class Journal:
                 if found is None:
                     return
                 check_transition(key, found[0], changes["state"])
+                if self.on_transition is not None and found[0] != changes["state"]:
+                    self.on_transition(key, found[0], changes["state"])
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str) -> None:
@@ -574,6 +585,8 @@ class Journal:
             if found is None:
                 return
             check_transition(key, found[0], FileState.UPLOADED)
+            if self.on_transition is not None and found[0] != FileState.UPLOADED:
+                self.on_transition(key, found[0], FileState.UPLOADED)
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
             if cache:
                 db.execute(
