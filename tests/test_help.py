@@ -9,7 +9,16 @@ import pytest
 from daemon_helpers import cli
 
 README = Path(__file__).parent.parent / "README.md"
-COMMAND_NAMES = ("run", "scan", "upload", "status", "retry", "check-config", "sandbox")
+COMMAND_NAMES = (
+    "run",
+    "scan",
+    "upload",
+    "status",
+    "retry",
+    "check-config",
+    "probe",
+    "sandbox",
+)
 
 
 def readme_rows() -> dict[str, tuple[str, str, str]]:

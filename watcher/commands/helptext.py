@@ -86,6 +86,19 @@ COMMANDS: dict[str, CommandHelp] = {
         ),
         exit_codes=((0, "OK (warnings allowed)"), (2, "problems, each printed once")),
     ),
+    "probe": CommandHelp(
+        summary="upload a tiny PNG with each protocol; print OK or the refusal for each",
+        description=(
+            "Try every upload protocol once with a tiny generated PNG and report, for each, "
+            "the asset it made or why it was refused. Each successful probe leaves one tiny "
+            "unused asset behind."
+        ),
+        exit_codes=(
+            (0, "the configured protocol works"),
+            (1, "it does not"),
+            (2, "bad config or key"),
+        ),
+    ),
     "sandbox": CommandHelp(
         summary="serve the local, strict HeyGen sandbox (default key `sandbox`)",
         description=(

@@ -51,7 +51,7 @@ class ProgressBar:
         self._total = 0
 
     def __call__(self, busy: int) -> None:
-        done = self._bar.n
+        done = int(self._bar.n)
         self._total = max(self._total, done + busy)
         self._bar.total = self._total
         self._bar.update(max(0, self._total - busy - done))

@@ -35,6 +35,7 @@ def tour_config(sandbox: Sandbox, workdir: Path) -> tuple[Config, ApiKey, Path]:
     document = {
         "api": {
             "base_url": sandbox.api_url,
+            "upload_base_url": sandbox.upload_url,
             "api_key_file": key_file.name,
             "backoff_base_seconds": 0.2,
         },

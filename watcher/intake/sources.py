@@ -105,6 +105,8 @@ class FolderWatch:
         self._observer: BaseObserver | None = None
         self.polling = config.polling
         self.missing = False
+        # Why the daemon cannot write this folder's results (then it is not watched), or None.
+        self.blocked: str | None = None
 
     @property
     def alive(self) -> bool:

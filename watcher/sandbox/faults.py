@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-SERVERS = ("api", "storage", "*")
+SERVERS = ("api", "storage", "upload", "*")
 
 
 @dataclass(frozen=True)
@@ -13,9 +13,10 @@ class Fault:
     """A fault applied to the next ``count`` requests matching method, path prefix and server.
 
     Effects: ``delay_seconds`` sleeps first; ``status`` answers with that status (and the
-    endpoint's error envelope, or ``body``) without performing the request; ``reset`` aborts the
-    connection without performing it; ``drop_response`` performs it and then aborts the
-    connection instead of answering (a lost response).
+    endpoint's error envelope, or ``body``) without performing the request, or, with
+    ``after_effect``, after performing it (a proxy's 502 once the video was created); ``reset``
+    aborts the connection without performing it; ``drop_response`` performs it and then aborts
+    the connection instead of answering (a lost response).
     """
 
     method: str = "*"
@@ -28,6 +29,7 @@ class Fault:
     drop_response: bool = False
     count: int = 1
     body: str | None = None
+    after_effect: bool = False
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
@@ -36,6 +38,8 @@ class Fault:
             raise ValueError("count must be at least 1")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status, not {self.status}")
+        if self.after_effect and self.status is None:
+            raise ValueError("after_effect needs a status to answer with")
 
     def matches(self, server: str, method: str, path: str) -> bool:
         return (
@@ -52,7 +56,7 @@ class Fault:
         if self.drop_response:
             return "drop_response"
         if self.status is not None:
-            return "status"
+            return "status_after_effect" if self.after_effect else "status"
         return "delay"
 
     @classmethod
