@@ -312,8 +312,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
     daemon.start(watch=False, scan=False)
     try:
         daemon.keep_sidecars_true(paths)
-        daemon.submit_due()
-        daemon.wait_until_idle(include_videos=True)
+        only = frozenset(chosen)
+        daemon.submit_due(only)
+        daemon.wait_until_idle(include_videos=True, only=only)
     finally:
         daemon.stop()
     journal = Journal(config.journal_path)

@@ -104,9 +104,10 @@ COMMANDS: dict[str, CommandHelp] = {
         description=(
             "Serve a local HeyGen on 127.0.0.1 as strict as the real one. It accepts the key "
             "given by --api-key (default: sandbox). Faults are injected with POST "
-            "/_sandbox/faults and a JSON object {method, path_prefix, server (api|storage|*), "
-            "status, retry_after, delay_seconds, reset, drop_response, count, body}; GET "
-            "/_sandbox/requests shows what it received."
+            "/_sandbox/faults and a JSON object {method, path_prefix, server "
+            "(api|storage|upload|*), status, retry_after, after_effect, delay_seconds, reset, "
+            "drop_response, count, body}, every field optional; GET /_sandbox/requests shows "
+            "what it received."
         ),
         exit_codes=((0, "stopped by a signal"), (2, "usage error")),
     ),

@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,7 @@ class Daemon:
                     "template": folder.template or "-",
                 },
             )
+        log.info("watching %d folder(s)", len(config.folders))
 
     def stop(self) -> bool:
         """Take no new work, let in-flight uploads finish for a while, then abort them.
@@ -356,12 +357,18 @@ class Daemon:
             self.pipeline.pool.submit(Path(row.path), folder, row=row)
         self.submit_due()
 
-    def submit_due(self) -> None:
+    def submit_due(self, only: Collection[str] | None = None) -> None:
+        """Hand due retries (and video steps) to the pool; ``only`` these paths if given
+        (`retry PATH` retries what it was asked to and nothing else)."""
         now = time.time()
         for row in self.journal.due(now):
-            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
+            if only is None or row.path in only:
+                self.pipeline.pool.submit(
+                    Path(row.path), self.config.folder_of(row.folder), row=row
+                )
         for key in self.journal.due_videos(now):
-            self.pipeline.video_runner.submit(key)
+            if only is None or key in only:
+                self.pipeline.video_runner.submit(key)
 
     def take_requests(self) -> None:
         """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
@@ -378,18 +385,23 @@ class Daemon:
 
     # -- waiting (scan mode) -----------------------------------------------------------------
     def wait_until_idle(
-        self, progress: Callable[[int], None] | None = None, *, include_videos: bool = False
+        self,
+        progress: Callable[[int], None] | None = None,
+        *,
+        include_videos: bool = False,
+        only: Collection[str] | None = None,
     ) -> None:
         """Until nothing is settling, queued or uploading (retries scheduled later don't count).
-        With ``include_videos``, also until every video has finished (polling them as due)."""
+        With ``include_videos``, also until every video has finished (polling them as due);
+        ``only`` limits that to these paths' files and videos."""
         while not self._stop.is_set():
             busy = self.settler.pending_count() + self.pipeline.pool.busy
             if include_videos:
-                self.submit_due()
+                self.submit_due(only)
                 busy += sum(
                     1
                     for video in self.journal.videos_in(VIDEO_ACTIVE_STATES)
-                    if video.next_at is not None
+                    if video.next_at is not None and (only is None or video.path in only)
                 )
             if progress is not None:
                 progress(busy)

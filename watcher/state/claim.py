@@ -86,12 +86,10 @@ class FolderClaims:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 writable = False
             except OSError:
-                # A read-only drop folder without a claim file: nothing to hold.
-                log.warning(
-                    "cannot claim the folder (%s): another state directory could upload from it "
-                    "too without being told",
-                    error.strerror,
-                    extra={"folder": str(folder)},
+                # A folder we cannot write: nothing to hold. (Said once, at debug level: the
+                # daemon's writability check already reports such a folder loudly.)
+                log.debug(
+                    "cannot claim the folder (%s)", error.strerror, extra={"folder": str(folder)}
                 )
                 return
         try:
