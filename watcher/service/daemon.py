@@ -222,6 +222,10 @@ class Daemon:
     # -- sources -----------------------------------------------------------------------------
     def notice(self, path: Path, folder: FolderConfig, finished: bool = False) -> None:
         """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
+        if path.name.endswith(SIDECAR_SUFFIX):
+            # Someone (or we) wrote a sidecar: the next rescan compares it with the journal.
+            self.pipeline.keeper.suspect(str(path))
+            return
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
         if admission.screen_name(relative, folder.ignore, scripts=folder.template is not None):
             return
@@ -254,6 +258,8 @@ class Daemon:
         over a large, finished backlog costs a directory walk and a read of each sidecar.
         """
         known = self.journal.fingerprints()
+        # Sidecars written since the last look (events): these are read and compared.
+        suspects = self.pipeline.keeper.take_suspects()
         noticed = seen = 0
         adopted: list[FileRow] = []
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
@@ -291,7 +297,7 @@ class Daemon:
                         continue
                 self.notice(path, folder)
                 noticed += 1
-            self._keep_sidecars_true(folder, uploaded, listed_sidecars)
+            self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
         self.journal.put_many(adopted)
         if adopted:
             log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
@@ -305,24 +311,31 @@ class Daemon:
         folder: FolderConfig,
         uploaded: list[tuple[str, float]],
         listed: dict[str, os.DirEntry[str]],
+        suspects: set[str],
+        initial: bool,
     ) -> None:
         """Write again from the journal the sidecars of uploaded files that are missing,
-        damaged or say something else; the walk's listing tells which exist."""
+        damaged or say something else. The walk's listing tells which exist; after the
+        start, events tell which were written (no stat, no read of the others); at start,
+        one stat each tells which were changed after the journal recorded their file."""
         keeper = self.pipeline.keeper
+        beside = folder.sidecar_dir is None
         for key, recorded_at in uploaded:
-            path = Path(key)
-            location = keeper.location(path, folder)
-            seen: tuple[int, int] | None
+            # Strings on this path, as in the walk: it runs once per uploaded file.
+            location = key + SIDECAR_SUFFIX if beside else str(keeper.location(Path(key), folder))
+            if beside and not initial:
+                keeper.check_listed(key, folder, location in listed, location in suspects)
+                continue
             try:
-                if folder.sidecar_dir is None:
-                    entry = listed.get(str(location))
+                if beside:
+                    entry = listed.get(location)
                     info = entry.stat(follow_symlinks=False) if entry is not None else None
                 else:
-                    info = location.lstat()  # a mirror tree the walk did not list
+                    info = os.lstat(location)  # a mirror tree the walk did not list
             except OSError:
                 info = None
             seen = (info.st_size, info.st_mtime_ns) if info is not None else None
-            keeper.check(path, folder, seen, recorded_at)
+            keeper.check(key, location, folder, seen, recorded_at)
 
     def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
         """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
@@ -337,13 +350,13 @@ class Daemon:
             if row is None or row.state is not FileState.UPLOADED:
                 continue
             folder = self.config.folder_of(row.folder)
-            location = self.pipeline.keeper.location(Path(key), folder)
+            location = str(self.pipeline.keeper.location(Path(key), folder))
             try:
-                info = location.lstat()
+                info = os.lstat(location)
                 seen: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
             except OSError:
                 seen = None
-            repaired += self.pipeline.keeper.check(Path(key), folder, seen, row.updated_at)
+            repaired += self.pipeline.keeper.check(key, location, folder, seen, row.updated_at)
         return repaired
 
     def resume_unfinished(self) -> None:
