@@ -189,8 +189,9 @@ def test_put_replaces_a_queued_row_and_put_many_admits_in_bulk(journal: Journal)
     journal.put_many(rows, chunk=3)
     assert journal.counts() == {"queued": 1, "uploaded": 7}
     fingerprints = journal.fingerprints()
-    assert fingerprints["/drop/a.png"] == (5, 2, "queued")
-    assert fingerprints["/drop/6.png"] == (3, 1, "uploaded")
+    assert fingerprints["/drop/a.png"][:3] == (5, 2, "queued")
+    assert fingerprints["/drop/6.png"][:3] == (3, 1, "uploaded")
+    assert fingerprints["/drop/6.png"][3] == pytest.approx(rows[6].updated_at)
 
 
 def test_slots_moves_and_forgetting(journal: Journal) -> None:
@@ -483,3 +484,28 @@ def test_a_pause_shared_by_the_fleet(journal: Journal) -> None:
     assert 20 < left <= 30 and reason == "429 first"
     journal.pause_fleet("other", 0.01, "brief")
     wait_until(lambda: journal.fleet_pause("other") == (0.0, ""), "the brief pause to end")
+
+
+def test_requests_handed_to_the_daemon(journal: Journal) -> None:
+    assert journal.take_requests() == []
+    journal.request("/drop/a.png", "/drop")
+    journal.request("/drop/b.png", "/drop")
+    journal.request("/drop/a.png", "/drop")  # asked again: still one request
+    assert sorted(journal.take_requests()) == [("/drop/a.png", "/drop"), ("/drop/b.png", "/drop")]
+    assert journal.take_requests() == []
+
+
+def test_every_change_of_state_is_told(journal: Journal) -> None:
+    told: list[tuple[str, str | None, str]] = []
+    journal.on_transition = lambda path, old, new: told.append((path, old, new))
+    journal.put(a_row("/drop/a.png"))
+    journal.update("/drop/a.png", state=FileState.UPLOADING)
+    journal.update("/drop/a.png", attempts=2)  # no change of state: nothing told
+    journal.update("/drop/a.png", state=FileState.RECORDING, asset_id="x", asset_url="u")
+    journal.finish_upload("/drop/a.png", cache=False)
+    assert told == [
+        ("/drop/a.png", None, "queued"),
+        ("/drop/a.png", "queued", "uploading"),
+        ("/drop/a.png", "uploading", "recording"),
+        ("/drop/a.png", "recording", "uploaded"),
+    ]

@@ -17,6 +17,7 @@ def collect(config: Config) -> dict[str, Any]:
     label = journal_label(config)
     running = StateLock(config.state_dir).held_by_other()
     if config.journal_url is None and not config.journal_path.exists():
+        # Before the first run: the same report with nothing in it (and nothing created).
         return {
             "journal": label,
             "running": running,
@@ -25,6 +26,8 @@ def collect(config: Config) -> dict[str, Any]:
             "recent_failures": [],
             "paused": False,
             "pause_reason": None,
+            "videos": {},
+            "videos_paused_reason": None,
             "daemons": [],
         }
     journal = open_journal(config)
@@ -49,6 +52,8 @@ def collect(config: Config) -> dict[str, Any]:
         "recent_failures": [
             {
                 "path": row.path,
+                "folder": row.folder,
+                "relative_path": relative_to_folder(row.path, row.folder),
                 "state": row.state,
                 "error": row.last_error,
                 "attempts": row.attempts,
@@ -74,6 +79,12 @@ def collect(config: Config) -> dict[str, Any]:
             for daemon in fresh
         ],
     }
+
+
+def relative_to_folder(path: str, folder: str) -> str:
+    """A file's path as its folder's users know it (``sub/clip.mp4``); absolute outside it."""
+    file = Path(path)
+    return str(file.relative_to(folder)) if file.is_relative_to(folder) else path
 
 
 def render(report: dict[str, Any]) -> str:
@@ -102,7 +113,7 @@ def render(report: dict[str, Any]) -> str:
     for failure in report["recent_failures"]:
         when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
         lines.append(
-            f"  {failure['state']}: {Path(failure['path']).name}: {failure['error']} "
+            f"  {failure['state']}: {failure['relative_path']}: {failure['error']} "
             f"(attempts {failure['attempts']}{when})"
         )
     return "\n".join(lines)

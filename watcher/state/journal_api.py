@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from watcher.state.journal import CachedAsset, DaemonRow, FileRow, VideoRow
+from watcher.state.journal import CachedAsset, DaemonRow, FileRow, TransitionHook, VideoRow
 
 
 class Journal(Protocol):
@@ -38,6 +38,8 @@ class Journal(Protocol):
 
     # Called about every second by a thread waiting for the journal's database.
     on_waiting: Callable[[], None]
+    # Told of every change of a file's state (path, old state or None, new state).
+    on_transition: TransitionHook | None
 
     def close(self) -> None: ...
 
@@ -66,7 +68,9 @@ class Journal(Protocol):
 
     def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None: ...
 
-    def fingerprints(self) -> dict[str, tuple[int, int, str]]: ...
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        """path → (size, mtime_ns, state, updated_at) for every row."""
+        ...
 
     def rows_in(self, states: tuple[str, ...]) -> list[FileRow]: ...
 
@@ -81,6 +85,15 @@ class Journal(Protocol):
     def recent_failures(self, limit: int = 10) -> list[FileRow]: ...
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int: ...
+
+    # -- work handed to a running daemon by a command ----------------------------------------
+    def request(self, path: str, folder: str) -> float:
+        """Ask the daemon (a shared journal: one daemon of the fleet) to look at ``path``."""
+        ...
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """(path, folder) of every request, removed as they are taken (the daemon's side)."""
+        ...
 
     # -- claims (see the module docstring) ---------------------------------------------------
     def claim(self, path: str) -> bool:

@@ -45,6 +45,7 @@ from watcher.state.journal import (
     DaemonRow,
     FileRow,
     JournalError,
+    TransitionHook,
     VideoRow,
     _check_admitted,
     _file_row,
@@ -129,6 +130,11 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS requests (
+    path         TEXT PRIMARY KEY,
+    folder       TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pauses (
     kind   TEXT PRIMARY KEY,
     until  DOUBLE PRECISION NOT NULL,
@@ -224,6 +230,8 @@ class PgJournal:
         # Called about every second by each thread waiting for the database: a daemon's
         # watchdog must not take a paused journal for a wedged worker.
         self.on_waiting = on_waiting
+        # Told of every change of a file's state this daemon makes (the -v log).
+        self.on_transition: TransitionHook | None = None
         if not wait:
             try:
                 first = self._connect()
@@ -416,7 +424,18 @@ class PgJournal:
 
     def put(self, row: FileRow) -> None:
         _check_admitted(row)
-        self._write(self._put_statement(), self._put_params(row))
+        statement, params = self._put_statement(), _values(self._put_params(row))
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (row.path,)
+                ).fetchone()
+                written = conn.execute(statement, params).rowcount
+                if written and self.on_transition is not None:
+                    self.on_transition(row.path, found[0] if found else None, row.state)
+
+        self._run(run)
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
         for row in rows:
@@ -446,6 +465,8 @@ class PgJournal:
                 if found is None:
                     return
                 check_transition(key, found[0], changes["state"])
+                if self.on_transition is not None and found[0] != changes["state"]:
+                    self.on_transition(key, found[0], changes["state"])
             conn.execute(
                 f"UPDATE files SET {assignments} WHERE path = %s",
                 _values((*changes.values(), key)),
@@ -493,6 +514,8 @@ class PgJournal:
                 if found[0] == FileState.UPLOADED:
                     return  # a statement repeated after a lost answer: already done
                 check_transition(key, found[0], FileState.UPLOADED)
+                if self.on_transition is not None:
+                    self.on_transition(key, found[0], FileState.UPLOADED)
                 conn.execute(
                     f"UPDATE files SET {assignments}, owner = NULL, lease_until = NULL "
                     "WHERE path = %s",
@@ -513,9 +536,11 @@ class PgJournal:
 
         self._run(run)
 
-    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        rows = self._all("SELECT path, size, mtime_ns, state FROM files")
-        return {path: (size, mtime_ns, state) for path, size, mtime_ns, state in rows}
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        rows = self._all("SELECT path, size, mtime_ns, state, updated_at FROM files")
+        return {
+            path: (size, mtime_ns, state, updated) for path, size, mtime_ns, state, updated in rows
+        }
 
     def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
         rows = self._all(
@@ -561,7 +586,7 @@ class PgJournal:
     def mark_for_retry(self, paths: list[str] | None = None) -> int:
         query = (
             "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = %s, "
-            "updated_at = %s WHERE state IN ('failed', 'retrying')"
+            "updated_at = %s WHERE state IN ('failed', 'retrying', 'held')"
         )
         return self._update_for_paths(query, paths)
 
@@ -570,6 +595,27 @@ class PgJournal:
         if paths is None:
             return self._write(query, (now, now))
         return self._write(query + " AND path = ANY(%s)", (now, now, paths))
+
+    # -- work handed to a running daemon by a command ----------------------------------------
+    def request(self, path: str, folder: str) -> float:
+        """Ask a daemon of the fleet to look at ``path``; returns the time asked."""
+        now = time.time()
+        self._write(
+            "INSERT INTO requests (path, folder, requested_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (path) DO UPDATE SET folder = EXCLUDED.folder, "
+            "requested_at = EXCLUDED.requested_at",
+            (path, folder, now),
+        )
+        return now
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """(path, folder) of every request, each taken by exactly one daemon of the fleet."""
+        rows = self._all(
+            "DELETE FROM requests WHERE path IN "
+            "(SELECT path FROM requests FOR UPDATE SKIP LOCKED) RETURNING path, folder, "
+            "requested_at"
+        )
+        return [(path, folder) for path, folder, _ in sorted(rows, key=lambda row: row[2])]
 
     # -- claims ------------------------------------------------------------------------------
     def claim(self, path: str) -> bool:
