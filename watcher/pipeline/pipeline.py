@@ -74,13 +74,21 @@ def build_pipeline(
         progress or unwatched(),
         on_unexpected=unexpected,
     )
-    sidecars = Sidecars(journal, live, on_event)
+    sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(
         config, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event
     )
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
-        journal, live, sidecars, auth_pause, renotice, on_event, on_retry_scheduled
+        journal,
+        live,
+        sidecars,
+        auth_pause,
+        renotice,
+        on_event,
+        on_retry_scheduled,
+        reachability=client.reachability,
+        probe=client.probe,
     )
     recorder = Recorder(
         journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording

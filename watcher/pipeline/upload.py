@@ -52,7 +52,7 @@ class Uploader:
         if row is None or row.state in FINAL:
             return
         if row.state is not FileState.RECORDING:
-            if self.auth_pause.active:
+            if self.auth_pause.active or self.outcome.reachability.down:
                 self.journal.update(key, state=FileState.HELD)
                 return
             if self._send(row) is None:
