@@ -40,6 +40,7 @@ def fast_api(sandbox: Sandbox, **overrides: object) -> ApiConfig:
     """An API section with quick retries so failure tests take milliseconds, not minutes."""
     settings: dict[str, object] = {
         "base_url": sandbox.api_url,
+        "upload_base_url": sandbox.upload_url,
         "timeout_seconds": 5.0,
         "max_attempts": 4,
         "backoff_base_seconds": 0.01,

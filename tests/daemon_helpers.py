@@ -32,7 +32,12 @@ FAST_API = {
 def config_document(
     sandbox: Sandbox, state_dir: Path, folders: list[dict[str, Any]], **top: Any
 ) -> dict[str, Any]:
-    api = {"base_url": sandbox.api_url, **FAST_API, **top.pop("api", {})}
+    api = {
+        "base_url": sandbox.api_url,
+        "upload_base_url": sandbox.upload_url,
+        **FAST_API,
+        **top.pop("api", {}),
+    }
     document: dict[str, Any] = {"api": api, "state_dir": str(state_dir), "folders": folders}
     document.update(top)
     return document
@@ -56,6 +61,17 @@ def running(config: Config, **daemon_options: Any) -> Iterator[Daemon]:
     daemon.start()
     try:
         yield daemon
+    finally:
+        daemon.stop()
+
+
+def scan_once(config: Config) -> None:
+    """One full pass over every folder, waited for: afterwards every file there has been
+    looked at, so a negative check ("not uploaded") cannot pass merely by being early."""
+    daemon = Daemon(config, key=ApiKey(SANDBOX_KEY, "test"))
+    daemon.start(watch=False)
+    try:
+        daemon.wait_until_idle()
     finally:
         daemon.stop()
 

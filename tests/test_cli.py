@@ -29,7 +29,14 @@ KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 def api_only_config(tmp_path: Path, sandbox: Sandbox, **api: object) -> Path:
-    document = {"api": {"base_url": sandbox.api_url, **FAST_API, **api}}
+    document = {
+        "api": {
+            "base_url": sandbox.api_url,
+            "upload_base_url": sandbox.upload_url,
+            **FAST_API,
+            **api,
+        }
+    }
     return write_config(tmp_path / "api.yaml", document)
 
 
@@ -52,6 +59,21 @@ def test_upload_each_protocol(tmp_path: Path, sandbox: Sandbox, protocol: str):
         assert sandbox.assets[line["asset_id"]].path.read_bytes() == path.read_bytes()
     assert "2 files: 2 uploaded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_upload_with_v1_upload_takes_its_types_only(tmp_path: Path, sandbox: Sandbox):
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    image, voice = tmp_path / "a.png", tmp_path / "b.wav"
+    image.write_bytes(media.png())
+    voice.write_bytes(media.wav())
+    result = cli("upload", "-c", str(config), str(image), str(voice), env=KEY_ENV)
+    assert result.returncode == 1
+    lines = {json.loads(line)["path"]: json.loads(line) for line in result.stdout.splitlines()}
+    assert lines[str(image)]["status"] == "uploaded"
+    assert lines[str(voice)]["status"] == "rejected"
+    assert "audio/wav" not in read_sidecar(voice)["allowed_types"]
+    (upload,) = [r for r in sandbox.requests if r.server == "upload"]
+    assert upload.headers["Content-Type"] == "image/png"
 
 
 def test_upload_mixed_results_exit_1(tmp_path: Path, sandbox: Sandbox):
@@ -221,7 +243,8 @@ def test_run_uploads_and_stops_cleanly_on_signal(tmp_path: Path, sandbox: Sandbo
     finally:
         process.kill()
     assert code == 0
-    assert time.monotonic() - started < 5
+    # Well inside the 20 s shutdown timeout: nothing was left to wait for.
+    assert time.monotonic() - started < 15
     events = [json.loads(line) for line in err.splitlines()]
     assert any(
         e["message"].startswith("uploaded as") and e["file"].endswith("a.png") for e in events
@@ -310,3 +333,36 @@ def test_the_sandbox_command_serves_uploads(tmp_path: Path):
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+# -- probe --------------------------------------------------------------------------------------
+def test_probe_reports_each_protocol(tmp_path: Path, sandbox: Sandbox):
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    result = cli("probe", "-c", str(config), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "v1-presigned",
+        "v1-upload",
+        "v3-direct",
+        "v3-multipart",
+    ]
+    assert all(" OK: asset " in line for line in lines)
+    assert "(configured)" in lines[1]
+    assert len(sandbox.assets) == 4
+    assert {asset.content_type for asset in sandbox.assets.values()} == {"image/png"}
+    assert SANDBOX_KEY not in result.stdout + result.stderr
+
+
+def test_probe_exits_1_when_the_configured_protocol_is_refused(tmp_path: Path, sandbox: Sandbox):
+    # An account without the one-request upload: the upload host refuses it.
+    sandbox.inject(Fault(server="upload", status=403, count=5))
+    config = api_only_config(tmp_path, sandbox, upload_protocol="v1-upload")
+    result = cli("probe", "-c", str(config), env=KEY_ENV)
+    assert result.returncode == 1
+    (refused,) = [line for line in result.stdout.splitlines() if "refused" in line]
+    assert refused.startswith("v1-upload") and "403" in refused and "(configured)" in refused
+    assert "Traceback" not in result.stderr
+    other = api_only_config(tmp_path, sandbox, upload_protocol="v1-presigned")
+    sandbox.inject(Fault(server="upload", status=403, count=5))
+    assert cli("probe", "-c", str(other), env=KEY_ENV).returncode == 0

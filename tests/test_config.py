@@ -64,7 +64,7 @@ def test_every_problem_is_reported_with_file_and_key(tmp_path: Path):
     source = str(tmp_path / "config.yaml")
     assert all(line.startswith(source) for line in found)
     for expected in (
-        "api.upload_protocol: must be one of v1-presigned, v3-direct, v3-multipart",
+        "api.upload_protocol: must be one of v1-presigned, v1-upload, v3-direct, v3-multipart",
         "api.colour: unknown key",
         "api.concurrency: must be an integer",
         "folders[0].path: folder does not exist",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -12,9 +13,34 @@ from pathlib import Path
 import media
 import pytest
 from conftest import wait_for
-from daemon_helpers import make_config, read_sidecar, running, sidecar_of, uploads_of, wait_sidecar
+from daemon_helpers import (
+    make_config,
+    read_sidecar,
+    running,
+    scan_once,
+    sidecar_of,
+    uploads_of,
+    wait_sidecar,
+)
 
 from watcher.sandbox import Sandbox
+
+
+def require_file_leases(folder: Path) -> None:
+    """Skip, saying why, where this filesystem or process cannot take Linux file leases (the
+    only way to see that a writer still holds a file open)."""
+    probe = folder / ".lease-probe"
+    probe.write_bytes(b"x")
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as error:
+        pytest.skip(f"file leases are not supported here ({error.strerror})")
+    finally:
+        os.close(fd)
+        probe.unlink()
+
 
 SETTLE = 0.3
 
@@ -80,6 +106,7 @@ def test_slow_writes_in_bursts_upload_the_complete_file_once(
 def test_a_file_held_open_for_writing_waits_even_through_long_pauses(
     tmp_path: Path, drop: Path, sandbox: Sandbox
 ):
+    require_file_leases(drop)
     data = media.mp4(payload=100_000, seed=4)
     target = drop / "held.mp4"
     with running(make_config(sandbox, tmp_path, [folder(drop)])):
@@ -154,12 +181,14 @@ def test_a_moved_in_folder_and_a_new_subfolder(tmp_path: Path, drop: Path, sandb
 def test_non_recursive_folders_ignore_subfolders(tmp_path: Path, drop: Path, sandbox: Sandbox):
     (drop / "sub").mkdir()
     (drop / "sub" / "inner.png").write_bytes(media.png(seed=21))
-    with running(make_config(sandbox, tmp_path, [folder(drop, recursive=False)])):
+    config = make_config(sandbox, tmp_path, [folder(drop, recursive=False)])
+    with running(config):
         (drop / "top.png").write_bytes(media.png(seed=22))
         wait_sidecar(drop / "top.png")
         (drop / "sub" / "later.png").write_bytes(media.png(seed=23))
         (drop / "marker.png").write_bytes(media.png(seed=24))
         wait_sidecar(drop / "marker.png")
+    scan_once(config)
     assert not sidecar_of(drop / "sub" / "inner.png").exists()
     assert not sidecar_of(drop / "sub" / "later.png").exists()
 
@@ -228,7 +257,8 @@ def test_symlinks_fifos_sockets_hidden_partial_and_sidecars_are_not_uploaded(
 ):
     outside = tmp_path / "secret.png"
     outside.write_bytes(media.png(seed=61))
-    with running(make_config(sandbox, tmp_path, [folder(drop)])):
+    config = make_config(sandbox, tmp_path, [folder(drop)])
+    with running(config):
         (drop / "link.png").symlink_to(outside)
         os.mkfifo(drop / "pipe.png")  # opening it would block the daemon forever
         server = socket.socket(socket.AF_UNIX)
@@ -239,10 +269,10 @@ def test_symlinks_fifos_sockets_hidden_partial_and_sidecars_are_not_uploaded(
         (drop / "x.png.tmp").write_bytes(media.png(seed=64))
         (drop / "x.png.swp").write_bytes(media.png(seed=65))
         (drop / "stray.png.asset.json").write_text('{"schema": "heygen-watcher/asset/v1"}')
-        # A marker written last: once it is done, everything before it has been looked at.
         (drop / "marker.png").write_bytes(media.png(seed=66))
         wait_sidecar(drop / "marker.png")
         server.close()
+    scan_once(config)
     assert len(sandbox.assets) == 1
     leftovers = sorted(p.name for p in drop.iterdir() if p.name.endswith(".asset.json"))
     assert leftovers == ["marker.png.asset.json", "stray.png.asset.json"]
@@ -250,11 +280,13 @@ def test_symlinks_fifos_sockets_hidden_partial_and_sidecars_are_not_uploaded(
 
 def test_user_ignore_globs(tmp_path: Path, drop: Path, sandbox: Sandbox):
     (drop / "drafts").mkdir()
-    with running(make_config(sandbox, tmp_path, [folder(drop, ignore=["drafts/*", "*.raw.png"])])):
+    config = make_config(sandbox, tmp_path, [folder(drop, ignore=["drafts/*", "*.raw.png"])])
+    with running(config):
         (drop / "drafts" / "a.png").write_bytes(media.png(seed=71))
         (drop / "b.raw.png").write_bytes(media.png(seed=72))
         (drop / "marker.png").write_bytes(media.png(seed=73))
         wait_sidecar(drop / "marker.png")
+    scan_once(config)
     assert len(sandbox.assets) == 1
 
 

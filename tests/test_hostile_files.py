@@ -37,6 +37,15 @@ def drop(tmp_path: Path) -> Path:
     return folder
 
 
+def is_ours(path: Path) -> bool:
+    """A regular file of a sidecar's size (not the planted FIFO, device or 2 MiB file)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size < 1 << 20
+
+
 def zero_device(path: Path) -> None:
     """A character device that reads zeroes without end (as /dev/zero); needs root."""
     try:
@@ -65,6 +74,9 @@ def test_start_up_scan_with_fifos_devices_and_huge_sidecars(
     process = start_cli("run", "-c", str(config), env=KEY_ENV)
     try:
         for name in ("plain.png", "fifo.png", "device.png", "huge.png"):
+            # Until the daemon replaces it, the "sidecar" is a FIFO or an endless device:
+            # this test must not read it either.
+            wait_for(lambda n=name: is_ours(sidecar_of(drop / n)), timeout=30, what=name)
             assert wait_sidecar(drop / name, timeout=30)["status"] == "uploaded", name
         (drop / "later.png").write_bytes(media.png(seed=804))  # and the watch goes on
         wait_sidecar(drop / "later.png", timeout=30)

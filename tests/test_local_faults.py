@@ -121,8 +121,9 @@ def test_a_read_only_move_target_is_retried_until_writable(
     done.mkdir()
     folder = {"path": str(drop), "settle_seconds": 0.1, "after_upload": {"move": str(done)}}
     config = make_config(sandbox, tmp_path, [folder], retry_window_seconds=UPLOAD_RETRY_WINDOW)
-    small_disk.remount("ro")
     with running(config) as daemon:
+        # Read-only once the daemon runs (at start, such a folder is not taken at all).
+        small_disk.remount("ro")
         (drop / "a.png").write_bytes(media.png(seed=501))
         key = str(drop / "a.png")
         wait_for(

@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = SYSTEMD_DIR / "heygen-watcher.service"
@@ -329,3 +330,31 @@ def test_python_and_libmagic_work_under_the_units_seccomp_filters(tmp_path: Path
     # Both filters really are in force, and yet everything the daemon needs works.
     assert lines[:2] == ["w+x mapping refused", "setpriority refused"]
     assert lines[2:] == ["sniffed image/png", "inotify True", "callback True", "done"]
+
+
+def test_the_examples_share_one_set_of_paths_and_the_drop_in_covers_every_write() -> None:
+    example = yaml.safe_load((SYSTEMD_DIR.parent / "config.example.yaml").read_text())
+    listed: list[str] = []
+    active: list[str] = []
+    for line in DROP_IN_EXAMPLE.read_text().splitlines():
+        match = re.fullmatch(r"(#?)ReadWritePaths=(.*)", line.strip())
+        if match:
+            listed += match.group(2).split()
+            active += [] if match.group(1) else match.group(2).split()
+    writes = []
+    for folder in example["folders"]:
+        writes.append(folder.get("sidecar_dir") or folder["path"])
+        if isinstance(folder.get("after_upload"), dict):
+            writes.append(folder["after_upload"]["move"])
+        if folder.get("template"):
+            writes.append(example["templates"][folder["template"]]["download_to"])
+    for path in writes:
+        assert any(path == top or path.startswith(top + "/") for top in listed), path
+        # The state directory is the service user's alone (0700): nothing shared goes there.
+        assert not path.startswith("/var/lib/heygen-watcher"), path
+    assert "state_dir" not in example
+    # The folders the README creates are the ones the example drop-in makes writable.
+    readme = (SYSTEMD_DIR / "README.md").read_text()
+    created = re.search(r"install -d -g heygen-drop -m 2770 (.*)", readme)
+    assert created is not None
+    assert created.group(1).split() == active

@@ -61,6 +61,16 @@ def templated(sandbox: Sandbox, tmp_path: Path, drop: Path, template: dict[str, 
     )
 
 
+def v3_image_body(voice_id: str = "v") -> dict[str, Any]:
+    """A /v3/videos body (a union discriminated by `type`) for the dropped image."""
+    return {
+        "type": "image",
+        "image": {"type": "asset_id", "asset_id": "${asset_id}"},
+        "script": "Hi",
+        "voice_id": voice_id,
+    }
+
+
 def wait_video(path: Path, statuses: tuple[str, ...], timeout: float = 15) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         try:
@@ -146,7 +156,7 @@ def test_v2_template_endpoint_with_an_image_variable(tmp_path: Path, drop: Path,
 
 
 def test_v3_videos_endpoint_polls_v3_status(tmp_path: Path, drop: Path, sandbox: Sandbox):
-    body = {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v-2"}
+    body = v3_image_body("v-2")
     config = templated(
         sandbox,
         tmp_path,
@@ -187,7 +197,7 @@ def test_a_video_that_never_finishes_times_out(tmp_path: Path, drop: Path, sandb
         tmp_path,
         drop,
         {
-            "body": {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v"},
+            "body": v3_image_body("v"),
             "endpoint": "/v3/videos",
             "timeout_minutes": 0.01,
         },
@@ -200,7 +210,7 @@ def test_a_video_that_never_finishes_times_out(tmp_path: Path, drop: Path, sandb
 
 
 def test_wait_false_submits_and_stops_there(tmp_path: Path, drop: Path, sandbox: Sandbox):
-    body = {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v"}
+    body = v3_image_body("v")
     config = templated(
         sandbox,
         tmp_path,
@@ -225,7 +235,7 @@ def test_a_restart_while_waiting_resumes_polling_without_a_second_generate(
         tmp_path,
         drop,
         {
-            "body": {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v"},
+            "body": v3_image_body("v"),
             "endpoint": "/v3/videos",
             "initial_delay_seconds": 0.5,
         },
@@ -248,7 +258,7 @@ def test_a_lost_generate_answer_is_unknown_until_retried_on_purpose(
     sandbox.inject(Fault(method="POST", path_prefix="/v3/videos", drop_response=True))
     template = {
         "endpoint": "/v3/videos",
-        "body": {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v"},
+        "body": v3_image_body("v"),
     }
     document = config_document(
         sandbox,
@@ -314,7 +324,7 @@ def test_402_pauses_videos_while_uploads_go_on(tmp_path: Path, drop: Path, sandb
     sandbox.inject(Fault(method="POST", path_prefix="/v3/videos", status=402))
     template = {
         "endpoint": "/v3/videos",
-        "body": {"image_asset_id": "${asset_id}", "script": "Hi", "voice_id": "v"},
+        "body": v3_image_body("v"),
     }
     config = templated(
         sandbox,
@@ -333,6 +343,137 @@ def test_402_pauses_videos_while_uploads_go_on(tmp_path: Path, drop: Path, sandb
         wait_video(drop / "a.png", ("completed",))
         wait_video(drop / "b.png", ("completed",))
     assert len(sandbox.videos) == 2
+
+
+# -- HeyGen's documented contract ---------------------------------------------------------------
+V3 = {"endpoint": "/v3/videos", "body": v3_image_body()}
+V3_DIRECT = {"upload_protocol": "v3-direct"}
+
+
+def test_a_generate_answered_502_after_taking_effect_is_unknown_not_resent(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    sandbox.inject(Fault(method="POST", path_prefix="/v3/videos", status=502, after_effect=True))
+    config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
+    with running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=21))
+        document = wait_video(drop / "a.png", ("unknown",))
+        daemon.wait_until_idle(include_videos=True)
+    assert "heygen-watcher retry" in document["video"]["error"]
+    assert len(sandbox.videos) == 1  # created once, billed once
+    assert len(generate_requests(sandbox)) == 1
+
+
+def test_waiting_is_a_normal_first_status(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    sandbox.video_pending_seconds = 1.5  # long enough for a poll to see it, even on a busy box
+    config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
+    with running(config):
+        (drop / "a.png").write_bytes(media.png(seed=22))
+        wait_video(drop / "a.png", ("waiting",))
+        document = wait_video(drop / "a.png", ("completed",))
+    assert document["video"]["error"] is None
+    statuses = [r for r in sandbox.requests if r.path.startswith("/v3/videos/")]
+    assert len(statuses) >= 2
+
+
+def test_the_v3_template_endpoint_is_read_from_data_id(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    body = {
+        "variables": {
+            "photo": {"name": "photo", "type": "image", "properties": {"asset_id": "${asset_id}"}}
+        }
+    }
+    config = templated(sandbox, tmp_path, drop, {"endpoint": "/v3/templates/tpl_7", "body": body})
+    with running(config):
+        (drop / "card.png").write_bytes(media.png(seed=23))
+        document = wait_video(drop / "card.png", ("completed",))
+    (video_id,) = sandbox.videos
+    assert document["video"]["video_id"] == video_id
+    assert any(r.path == f"/v3/videos/{video_id}" for r in sandbox.requests)
+
+
+def test_a_403_fails_the_video_at_once_without_resubmitting(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    sandbox.inject(Fault(method="POST", path_prefix="/v3/videos", status=403))
+    config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
+    with running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=24))
+        document = wait_video(drop / "a.png", ("failed",))
+        daemon.wait_until_idle(include_videos=True)
+        assert not daemon.pipeline.auth_pause.active
+    assert "403" in document["video"]["error"]
+    assert len(generate_requests(sandbox)) == 1
+
+
+def test_a_processing_asset_is_waited_for_before_the_video(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    sandbox.asset_processing_seconds = 0.8
+    config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
+    with running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=25))
+        wait_for(
+            lambda: (v := daemon.journal.video(str(drop / "a.png"))) and v.state == "waiting_asset",
+            what="the wait for the asset",
+        )
+        document = wait_video(drop / "a.png", ("completed",))
+    completes = [r for r in sandbox.requests if r.path.endswith("/complete")]
+    assert len(completes) >= 2  # asked again: completion is idempotent
+    assert [r.status for r in generate_requests(sandbox)] == [201]  # never refused
+    assert document["video"]["error"] is None
+
+
+def test_a_video_refused_as_asset_not_available_waits_and_tries_again(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    body = '{"error": {"code": "asset_not_available", "message": "may still be processing"}}'
+    sandbox.inject(Fault(method="POST", path_prefix="/v3/videos", status=400, body=body))
+    config = templated(sandbox, tmp_path, drop, V3, api=V3_DIRECT)
+    with running(config):
+        (drop / "a.png").write_bytes(media.png(seed=26))
+        wait_video(drop / "a.png", ("completed",))
+    assert [r.status for r in generate_requests(sandbox)] == [400, 201]
+    assert len(sandbox.videos) == 1
+
+
+def test_an_expired_video_url_is_refreshed_from_the_status_endpoint(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    out = tmp_path / "videos"
+    sandbox.video_url_ttl_seconds = 2.0
+    # The first download is held up past the URL's lifetime: storage then refuses it (403).
+    sandbox.inject(Fault(method="GET", path_prefix="/videos/", server="storage", delay_seconds=2.5))
+    config = templated(sandbox, tmp_path, drop, {**V3, "download_to": str(out)}, api=V3_DIRECT)
+    with running(config):
+        (drop / "a.png").write_bytes(media.png(seed=27))
+        wait_video(drop / "a.png", ("completed",))
+        wait_for(
+            lambda: read_sidecar(drop / "a.png")["video"]["downloaded_to"],
+            timeout=20,
+            what="the download",
+        )
+    downloads = [r.status for r in sandbox.requests if r.path.startswith("/videos/")]
+    assert downloads == [403, 200]
+    assert sniff_file(Path(read_sidecar(drop / "a.png")["video"]["downloaded_to"])) == "video/mp4"
+
+
+def test_a_v1_failure_reason_object_reaches_the_sidecar(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    sandbox.queue_video_outcome("failed", failure_code="E7", failure_message="bad script")
+    template = {
+        "body": {**BACKGROUND_BODY, "title": "x"},
+        "status_endpoint": "/v1/video_status.get?video_id={video_id}",
+        "script_wait_seconds": 5,
+    }
+    config = templated(sandbox, tmp_path, drop, template)
+    with running(config):
+        (drop / "a.txt").write_text("Hi", encoding="utf-8")
+        (drop / "a.png").write_bytes(media.png(seed=28))
+        document = wait_video(drop / "a.png", ("failed",))
+    assert document["video"]["error"] == "E7: bad script"
 
 
 # -- configuration and rendering ----------------------------------------------------------------

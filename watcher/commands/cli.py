@@ -214,6 +214,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from watcher.commands.probe import probe, render
+
+    config = load_config(args.config, need_folders=False)
+    results = probe(config.api, load_api_key(config.api))
+    for line in render(results, config.api.upload_protocol):
+        print(line)
+    configured = next(r for r in results if r.protocol == config.api.upload_protocol)
+    return EXIT_OK if configured.ok else EXIT_FAILED
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from watcher.sandbox import serve
 
@@ -223,6 +234,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         data_dir=args.data_dir,
         storage_port=args.storage_port,
+        upload_port=args.upload_port,
     )
 
 
@@ -270,10 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(check)
     check.set_defaults(handler=cmd_check_config)
 
+    probe = commands.add_parser(
+        "probe", help="try each upload protocol with a tiny PNG; exit 0 if the configured one works"
+    )
+    _add_common(probe)
+    probe.set_defaults(handler=cmd_probe)
+
     sandbox = commands.add_parser("sandbox", help="serve a local, strict HeyGen for testing")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765, help="API port (0: any free port)")
     sandbox.add_argument("--storage-port", type=int, default=0, help="storage port (0: any)")
+    sandbox.add_argument("--upload-port", type=int, default=0, help="upload host port (0: any)")
     sandbox.add_argument("--api-key", default="sandbox", help="the key the sandbox accepts")
     sandbox.add_argument("--data-dir", type=Path, default=None, help="keep received bytes here")
     sandbox.add_argument("-v", "--verbose", action="count", default=0)

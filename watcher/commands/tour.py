@@ -16,7 +16,11 @@ def tour_config(sandbox: Sandbox, workdir: Path) -> tuple[Config, ApiKey]:
     drop.mkdir(parents=True, exist_ok=True)
     config = Config(
         source="(built-in sandbox tour)",
-        api=ApiConfig(base_url=sandbox.api_url, backoff_base_seconds=0.2),
+        api=ApiConfig(
+            base_url=sandbox.api_url,
+            upload_base_url=sandbox.upload_url,
+            backoff_base_seconds=0.2,
+        ),
         state_dir=workdir / ".heygen-watcher",
         folders=(FolderConfig(path=drop.resolve(), settle_seconds=1.0),),
     )

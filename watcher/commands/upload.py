@@ -31,7 +31,7 @@ class Report:
 
     @property
     def status(self) -> str:
-        return self.document["status"]
+        return str(self.document["status"])
 
 
 class OneShotUploader:

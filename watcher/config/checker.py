@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -141,6 +141,28 @@ class Checker:
             return default
         return value
 
+    @overload
+    def string(
+        self,
+        section: Mapping[str, Any],
+        key: str,
+        name: str,
+        default: str,
+        *,
+        choices: Iterable[str] | None = None,
+    ) -> str: ...
+
+    @overload
+    def string(
+        self,
+        section: Mapping[str, Any],
+        key: str,
+        name: str,
+        default: None,
+        *,
+        choices: Iterable[str] | None = None,
+    ) -> str | None: ...
+
     def string(
         self,
         section: Mapping[str, Any],
@@ -149,7 +171,7 @@ class Checker:
         default: str | None,
         *,
         choices: Iterable[str] | None = None,
-    ) -> Any:
+    ) -> str | None:
         value = section.get(name, default)
         if value is None:
             return None

@@ -34,8 +34,9 @@ from watcher.config.templates import (
 )
 from watcher.config.yamlread import MAX_CONFIG_BYTES, YamlRefused, load_yaml
 
-UPLOAD_PROTOCOLS = ("v1-presigned", "v3-direct", "v3-multipart")
+UPLOAD_PROTOCOLS = ("v1-presigned", "v1-upload", "v3-direct", "v3-multipart")
 DEFAULT_BASE_URL = "https://api.heygen.com"
+DEFAULT_UPLOAD_BASE_URL = "https://upload.heygen.com"
 DEFAULT_ASSET_URL_TEMPLATE = "https://files.heygen.ai/asset/${asset_id}"
 MB = 1000 * 1000
 # The seed gives "typically 10–100 MB max, varying by type"; images sit at the lower end.
@@ -54,6 +55,7 @@ __all__ = [
 @dataclass(frozen=True)
 class ApiConfig:
     base_url: str = DEFAULT_BASE_URL
+    upload_base_url: str = DEFAULT_UPLOAD_BASE_URL
     api_key_env: str = "HEYGEN_API_KEY"
     api_key_file: Path | None = None
     upload_protocol: str = "v1-presigned"
@@ -192,19 +194,15 @@ def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
     section = check.mapping(raw, key)
     check.known_keys(section, key, _API_KEYS)
     defaults = ApiConfig()
-    base_url = check.string(section, key, "base_url", defaults.base_url).rstrip("/")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        check.error(join_key(key, "base_url"), f"must be an https:// URL, got {base_url!r}")
-    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        check.error(
-            join_key(key, "base_url"),
-            "plain http:// is only allowed for loopback hosts (the key would travel in clear)",
-        )
+    base_url = _read_key_host(check, section, key, "base_url", defaults.base_url)
+    upload_base_url = _read_key_host(
+        check, section, key, "upload_base_url", defaults.upload_base_url
+    )
     key_file = section.get("api_key_file")
     rps = section.get("requests_per_second")
     return ApiConfig(
         base_url=base_url,
+        upload_base_url=upload_base_url,
         api_key_env=check.string(section, key, "api_key_env", defaults.api_key_env),
         api_key_file=check.path(key_file, join_key(key, "api_key_file"), base)
         if key_file is not None
@@ -225,6 +223,22 @@ def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
         probe_base_seconds=check.number(section, key, "probe_base_seconds", 1.0, minimum=0.01),
         probe_max_seconds=check.number(section, key, "probe_max_seconds", 10.0, minimum=0.01),
     )
+
+
+def _read_key_host(
+    check: Checker, section: Mapping[str, Any], key: str, name: str, default: str
+) -> str:
+    """A URL the API key is sent to: https, or plain http for a loopback host only."""
+    url = str(check.string(section, key, name, default)).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        check.error(join_key(key, name), f"must be an https:// URL, got {url!r}")
+    elif parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        check.error(
+            join_key(key, name),
+            "plain http:// is only allowed for loopback hosts (the key would travel in clear)",
+        )
+    return url
 
 
 def _read_asset_url_template(check: Checker, section: Mapping[str, Any], key: str) -> str:
@@ -381,7 +395,7 @@ def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
     )
 
 
-class _AnyEnvironment(dict):
+class _AnyEnvironment(dict[str, str]):
     """For checking: every environment variable "exists" (the service's may differ from ours)."""
 
     def __contains__(self, key: object) -> bool:

@@ -2,6 +2,10 @@
 
 Call sites ask for data (`request`) or move bytes (`put_to_storage`, `open_download`); they
 never see `requests` exceptions, only the `watcher.heygen.errors` hierarchy.
+
+The key goes to two hosts only: the API (``api.base_url``) and the upload host
+(``api.upload_base_url``, for the one-request upload). Presigned storage URLs and downloads go
+through a second session that never sees it.
 """
 
 from __future__ import annotations
@@ -97,6 +101,11 @@ class HeyGenClient:
             raise ValueError(f"API paths start with '/': {path!r}")
         return self.api.base_url + path
 
+    def upload_url_for(self, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"upload paths start with '/': {path!r}")
+        return self.api.upload_base_url + path
+
     def request(
         self,
         method: str,
@@ -108,19 +117,28 @@ class HeyGenClient:
         headers: Mapping[str, str] | None = None,
         replay_safe: bool = True,
         retry: bool = True,
+        upload_host: bool = False,
     ) -> Any:
         """Send one API request (with retries) and return the envelope's ``data``.
 
-        ``replay_safe=False`` marks requests that must not be repeated when their answer is
-        lost (a video generation costs money): such a loss raises `ResponseLost` at once.
+        ``replay_safe=False`` marks requests that must not be repeated unless they certainly
+        did not reach the server (a video generation costs money, a one-request upload may
+        store the file twice): a lost answer, a timeout, a reset, a 408 or a 5xx raises
+        `ResponseLost` at once, since the server may have carried the request out.
         ``data`` may be a zero-argument callable producing a fresh body per attempt (a
-        streamed upload body can only be read once).
+        streamed upload body can only be read once). ``upload_host`` sends the request to
+        ``api.upload_base_url`` instead of ``api.base_url``.
         """
         what = f"{method} {path}"
+        url = self.upload_url_for(path) if upload_host else self.url_for(path)
+        # The upload host's reference spells the header X-API-KEY (names are case-blind).
+        key_header = "X-API-KEY" if upload_host else "X-Api-Key"
 
         def attempt() -> Any:
             body = data() if callable(data) else data
-            return self._send_api(method, path, json, body, params, headers, what, replay_safe)
+            return self._send_api(
+                method, url, json, body, params, headers, what, replay_safe, key_header
+            )
 
         if not retry:
             return attempt()
@@ -131,21 +149,22 @@ class HeyGenClient:
     def _send_api(
         self,
         method: str,
-        path: str,
+        url: str,
         json: Any,
         data: Any,
         params: Mapping[str, str] | None,
         headers: Mapping[str, str] | None,
         what: str,
         replay_safe: bool,
+        key_header: str,
     ) -> Any:
         self.throttle.before_request()
         all_headers = {"Accept": "application/json", **(headers or {})}
-        all_headers["X-Api-Key"] = self._key.value
+        all_headers[key_header] = self._key.value
         try:
             response = self._api_session.request(
                 method,
-                self.url_for(path),
+                url,
                 json=json,
                 data=data,
                 params=params,
@@ -158,7 +177,17 @@ class HeyGenClient:
         except requests.RequestException as error:
             raise _network_error(error, what, replay_safe) from None
         with response:
-            return parse_api_response(response)
+            try:
+                return parse_api_response(response)
+            except TransientError as error:
+                if replay_safe:
+                    raise
+                # A 5xx or 408 may come from a proxy after the server acted on the request.
+                raise ResponseLost(
+                    f"{what}: {error.message}; the request may have been carried out",
+                    status=error.status,
+                    code=error.code,
+                ) from None
 
     # -- storage host (presigned URLs) -------------------------------------------------------
     def put_to_storage(

@@ -2,7 +2,8 @@
 
 Callers catch at the level they care about: the pipeline treats `TransientError` and
 `RateLimited` as "try again later", `AuthError` as "pause everything", `QuotaError` as "pause
-video generation", and `PermanentError` as "this file will not go up as it is".
+video generation", and `PermanentError` (which includes `Forbidden`) as "this file will not go
+up as it is".
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ApiError(Exception):
 
 
 class AuthError(ApiError):
-    """401/403 from the API host: the key is wrong, revoked or lacks a permission."""
+    """401 from the API host: the key is wrong or revoked; nothing will work until it changes."""
 
 
 class QuotaError(ApiError):
@@ -62,8 +63,20 @@ class PermanentError(ApiError):
     """Any other 4xx, or an answer we cannot make sense of: retrying will not help."""
 
 
+class Forbidden(PermanentError):
+    """403 from the API host: the key is valid but this request is not permitted.
+
+    HeyGen documents it as a refusal of the request, not of the key ("re-authenticating will
+    not help"): the file or video fails with the reason; other requests carry on.
+    """
+
+
 class FileTooLarge(PermanentError):
     """Refused locally before sending anything (e.g. v3-multipart's 32 MB limit)."""
+
+
+class UnsupportedType(PermanentError):
+    """Refused locally before sending anything: the protocol does not take this type."""
 
 
 class ResponseLost(TransientError):

@@ -20,6 +20,7 @@ from watcher.heygen.throttle import Throttle
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_RANDOM = random.Random()
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,10 @@ class RetryPolicy:
 
     def backoff_seconds(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        raw = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        raw = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** (attempt - 1))
         spread = raw * self.jitter_fraction
-        return max(0.0, raw + (rng or random).uniform(-spread, spread))
+        jitter = (rng or _RANDOM).uniform(-spread, spread)
+        return max(0.0, raw + jitter)
 
     def delay_for(self, error: ApiError, attempt: int) -> float:
         if isinstance(error, RateLimited) and error.retry_after_seconds is not None:

@@ -1,4 +1,4 @@
-"""The three upload protocols behind one interface.
+"""The four upload protocols behind one interface.
 
 Every protocol turns a `LocalFile` into an `UploadedAsset`. Those with a presigned slot report
 it through ``on_slot`` *before* sending any bytes, so a journal can record it and a resumed
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from watcher.config.mediatypes import PROTOCOL_TYPES
 from watcher.heygen.body import FileBody, FileChangedError, sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import (
@@ -26,8 +26,10 @@ from watcher.heygen.errors import (
     FileTooLarge,
     PermanentError,
     RateLimited,
+    ResponseLost,
     SlotExpired,
     TransientError,
+    UnsupportedType,
 )
 from watcher.heygen.retry import is_retryable, with_retries
 
@@ -93,6 +95,47 @@ class UploadedAsset:
     url: str
     protocol: str
     sha256: str | None = None  # the hash of the bytes sent, when they were hashed on the way
+    # False when the completion answered that HeyGen is still ingesting the asset: a video
+    # naming it would be refused (`asset_not_available`) until it is usable.
+    usable: bool = True
+
+
+# Completion statuses that mean "stored, but not usable yet". HeyGen's schema shows
+# `processing` as the example; the value for "usable" is not documented, so anything else that
+# is not `failed` counts as usable (a video refused later with `asset_not_available` still
+# waits, see `watcher.pipeline.videos`).
+NOT_USABLE_YET = ("processing", "pending", "pending_upload", "queued", "uploading")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What ``POST /v3/assets/{id}/complete`` answered."""
+
+    asset_id: str
+    url: str | None
+    status: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.status not in NOT_USABLE_YET
+
+
+def complete_v3(client: HeyGenClient, asset_id: str, sha256: str | None) -> Completion:
+    """Complete a v3 direct upload. Idempotent on the server, so retrying it, repeating it on
+    resume, or asking again while the asset is processing is safe."""
+    body = {"checksum_sha256": sha256} if sha256 else {}
+    data = client.request("POST", f"/v3/assets/{asset_id}/complete", json=body)
+    if not isinstance(data, dict):
+        raise PermanentError(f"malformed response to POST /v3/assets/{asset_id}/complete")
+    status = data.get("status")
+    if status == "failed":
+        raise PermanentError(f"HeyGen could not ingest asset {asset_id} (status: failed)")
+    url = data.get("url")
+    return Completion(
+        asset_id,
+        url if isinstance(url, str) and url else None,
+        status if isinstance(status, str) else None,
+    )
 
 
 SlotCallback = Callable[[UploadSlot], None]
@@ -105,25 +148,52 @@ def _require_str(data: Any, name: str, what: str) -> str:
     return value
 
 
-def _raise_local_error(file: LocalFile, bodies: list[FileBody]) -> None:
-    """If sending failed because of the file (unreadable, or its bytes changed so that the
-    storage refused the checksum), say that rather than blaming the network or the server."""
-    if not bodies:
-        return
-    body = bodies[-1]
-    if body.local_error is not None:
-        raise body.local_error
-    if body.finished and file.sha256 is not None and body.sha256() != file.sha256:
-        raise FileChangedError(f"{file.path} changed while it was being uploaded")
+class _Bodies:
+    """A fresh streamed body of one file for every attempt (a body can be read only once);
+    the last one made tells what was sent, or why sending failed."""
 
+    def __init__(
+        self,
+        file: LocalFile,
+        on_block: Callable[[], None],
+        prefix: bytes = b"",
+        suffix: bytes = b"",
+    ) -> None:
+        self.file = file
+        self.on_block = on_block
+        self.prefix = prefix
+        self.suffix = suffix
+        self._made: list[FileBody] = []
 
-def _checked_body(file: LocalFile, body: FileBody) -> str:
-    """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us.
-    Returns the hash of what was sent."""
-    sent = body.sha256()
-    if file.sha256 is not None and sent != file.sha256:
-        raise FileChangedError(f"{file.path} changed while it was being uploaded")
-    return sent
+    def __call__(self) -> FileBody:
+        body = FileBody(
+            self.file.path,
+            self.file.size,
+            prefix=self.prefix,
+            suffix=self.suffix,
+            on_block=self.on_block,
+        )
+        self._made.append(body)
+        return body
+
+    def raise_local_error(self) -> None:
+        """If sending failed because of the file (unreadable, or its bytes changed so that the
+        storage refused the checksum), say that rather than blaming the network or the server."""
+        if not self._made:
+            return
+        body = self._made[-1]
+        if body.local_error is not None:
+            raise body.local_error
+        if body.finished and self.file.sha256 is not None and body.sha256() != self.file.sha256:
+            raise FileChangedError(f"{self.file.path} changed while it was being uploaded")
+
+    def checked_sha256(self) -> str:
+        """After sending: the bytes sent must be the bytes we hashed, or the file changed
+        under us. Returns the hash of what was sent."""
+        sent = self._made[-1].sha256()
+        if self.file.sha256 is not None and sent != self.file.sha256:
+            raise FileChangedError(f"{self.file.path} changed while it was being uploaded")
+        return sent
 
 
 class UploadProtocol(ABC):
@@ -197,19 +267,13 @@ class PresignedProtocol(UploadProtocol):
         )
 
     def _put(self, file: LocalFile, slot: UploadSlot) -> str:
-        bodies: list[FileBody] = []
-
-        def body_factory() -> FileBody:
-            body = FileBody(file.path, file.size, on_block=self.client.on_progress)
-            bodies.append(body)
-            return body
-
+        bodies = _Bodies(file, self.client.on_progress)
         try:
-            self.client.put_to_storage(slot.url, body_factory, self.put_headers(file, slot))
+            self.client.put_to_storage(slot.url, bodies, self.put_headers(file, slot))
         except ApiError:
-            _raise_local_error(file, bodies)
+            bodies.raise_local_error()
             raise
-        return _checked_body(file, bodies[-1])
+        return bodies.checked_sha256()
 
 
 class V1Presigned(PresignedProtocol):
@@ -271,15 +335,9 @@ class V3Direct(PresignedProtocol):
     name = "v3-direct"
 
     def new_slot(self, file: LocalFile) -> UploadSlot:
-        # One idempotency key per slot request: a retried create whose answer was lost
-        # returns the same slot instead of a second one.
-        key = str(uuid.uuid4())
-        data = self.client.request(
-            "POST",
-            "/v3/assets/direct-uploads",
-            json=v3_file_spec(file),
-            headers={"Idempotency-Key": key},
-        )
+        # No Idempotency-Key: HeyGen documents it for the batch create only. A retried create
+        # whose answer was lost just leaves an unused slot, which stores nothing.
+        data = self.client.request("POST", "/v3/assets/direct-uploads", json=v3_file_spec(file))
         return slot_from_v3(data, self.name, "POST /v3/assets/direct-uploads")
 
     def upload(
@@ -295,25 +353,38 @@ class V3Direct(PresignedProtocol):
             try:
                 # The checksum makes the server refuse bytes that are not this file's.
                 return self.complete(resume.asset_id, file.sha256 or sha256_file(file.path))
-            except PermanentError as error:
-                # 404/409: the bytes never arrived; checksum_mismatch: other bytes did (the
-                # file changed since). Either way, send this file's bytes.
-                if error.status not in (404, 409) and error.code != "checksum_mismatch":
+            except ApiError as error:
+                if not resend_after_refused_completion(error):
                     raise
+                log.info(
+                    "resumed upload of %s not complete (%s); sending its bytes again",
+                    file.filename,
+                    error,
+                )
         return super().upload(file, resume=resume, on_slot=on_slot)
 
     def finish(self, file: LocalFile, slot: UploadSlot, sent_sha256: str) -> UploadedAsset:
         return self.complete(slot.asset_id, sent_sha256)
 
     def complete(self, asset_id: str, sha256: str) -> UploadedAsset:
-        """Idempotent on the server, so retrying it (or repeating it on resume) is safe."""
-        data = self.client.request(
-            "POST",
-            f"/v3/assets/{asset_id}/complete",
-            json={"checksum_sha256": sha256},
-        )
-        url = data.get("url") if isinstance(data, dict) else None
-        return UploadedAsset(asset_id, url or self.asset_url(asset_id), self.name)
+        completion = complete_v3(self.client, asset_id, sha256)
+        url = completion.url or self.asset_url(asset_id)
+        return UploadedAsset(asset_id, url, self.name, usable=completion.usable)
+
+
+def resend_after_refused_completion(error: ApiError) -> bool:
+    """Whether a resumed upload whose completion was refused should send its bytes again.
+
+    HeyGen documents no code for "the bytes never arrived" or "other bytes arrived", so the
+    status decides: any 4xx is a statement about this asset (missing, unfinished, checksum
+    refused, slot gone) and sending the bytes again (to the recorded slot while it is valid,
+    else to a fresh one) is both safe and the only way forward: a PUT replaces a slot's bytes,
+    and a fresh slot stores nothing until its bytes arrive. Not 401 (the key: everything
+    pauses), 408 or 429 (about the request, not the asset: try the completion again later),
+    and not a 5xx or a network failure, after which the completion may yet succeed.
+    """
+    status = error.status
+    return status is not None and 400 <= status < 500 and status not in (401, 408, 429)
 
 
 class V3Multipart(UploadProtocol):
@@ -341,40 +412,97 @@ class V3Multipart(UploadProtocol):
             f"Content-Type: {file.content_type}\r\n\r\n"
         ).encode()
         suffix = f"\r\n--{boundary}--\r\n".encode()
-        bodies: list[FileBody] = []
-
-        def body_factory() -> FileBody:
-            body = FileBody(
-                file.path,
-                file.size,
-                prefix=prefix,
-                suffix=suffix,
-                on_block=self.client.on_progress,
-            )
-            bodies.append(body)
-            return body
-
-        try:
-            data = self.client.request(
-                "POST",
-                "/v3/assets",
-                data=body_factory,
-                headers={
-                    "Content-Type": f"multipart/form-data; boundary={boundary}",
-                    "Idempotency-Key": str(uuid.uuid4()),
-                },
-            )
-        except ApiError:
-            _raise_local_error(file, bodies)
-            raise
-        sent_sha256 = _checked_body(file, bodies[-1])
+        bodies = _Bodies(file, self.client.on_progress, prefix, suffix)
+        data = send_once(
+            self.client,
+            file,
+            "/v3/assets",
+            bodies,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        sent_sha256 = bodies.checked_sha256()
         asset_id = _require_str(data, "asset_id", "POST /v3/assets")
         url = data.get("url") or self.asset_url(asset_id)
         return UploadedAsset(asset_id, url, self.name, sent_sha256)
 
 
+def send_once(
+    client: HeyGenClient,
+    file: LocalFile,
+    path: str,
+    bodies: _Bodies,
+    headers: dict[str, str],
+    *,
+    upload_host: bool = False,
+) -> Any:
+    """POST a one-request upload, never replayed blindly.
+
+    No idempotency key is documented for these uploads: after a timeout, a reset or a 5xx
+    once the body may have arrived, the server may have stored the file, and sending it again
+    at once could store it twice. Such a failure is `ResponseLost`: the pipeline tries the
+    file again later (spread over ``retry_window_seconds``), accepting that an orphan copy may
+    then exist; nothing can ask HeyGen whether the first one arrived. A request that certainly
+    never left (connection refused) is retried at once.
+    """
+    try:
+        return client.request(
+            "POST",
+            path,
+            data=bodies,
+            headers=headers,
+            replay_safe=False,
+            upload_host=upload_host,
+        )
+    except ResponseLost as error:
+        bodies.raise_local_error()
+        log.warning(
+            "upload of %s got no clear answer (%s); it will be sent again later, which may "
+            "leave an unused copy on HeyGen",
+            file.filename,
+            error,
+        )
+        raise
+    except ApiError:
+        bodies.raise_local_error()
+        raise
+
+
+class V1Upload(UploadProtocol):
+    """HeyGen's documented one-request upload: ``POST <upload_base_url>/v1/asset`` with the
+    raw bytes as the body and the file's type as ``Content-Type``."""
+
+    name = "v1-upload"
+
+    def upload(
+        self,
+        file: LocalFile,
+        *,
+        resume: UploadSlot | None = None,
+        on_slot: SlotCallback | None = None,
+    ) -> UploadedAsset:
+        accepted = PROTOCOL_TYPES[self.name]
+        if file.content_type not in accepted:
+            raise UnsupportedType(
+                f"{file.filename} is {file.content_type}; v1-upload takes "
+                f"{', '.join(accepted)}: use v1-presigned or v3-direct"
+            )
+        bodies = _Bodies(file, self.client.on_progress)
+        data = send_once(
+            self.client,
+            file,
+            "/v1/asset",
+            bodies,
+            {"Content-Type": file.content_type},
+            upload_host=True,
+        )
+        sent_sha256 = bodies.checked_sha256()
+        asset_id = _require_str(data, "id", "POST /v1/asset (upload host)")
+        url = data.get("url") if isinstance(data.get("url"), str) else None
+        return UploadedAsset(asset_id, url or self.asset_url(asset_id), self.name, sent_sha256)
+
+
 PROTOCOLS: dict[str, type[UploadProtocol]] = {
-    cls.name: cls for cls in (V1Presigned, V3Direct, V3Multipart)
+    cls.name: cls for cls in (V1Presigned, V1Upload, V3Direct, V3Multipart)
 }
 
 

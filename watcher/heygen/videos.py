@@ -11,10 +11,16 @@ from typing import Any
 import requests
 
 from watcher.heygen.client import HeyGenClient
-from watcher.heygen.errors import PermanentError, TransientError
+from watcher.heygen.errors import PermanentError, ResponseLost, TransientError
 
-VIDEO_STATES = ("pending", "processing", "completed", "failed")
+# Only these end a video. HeyGen's status list is wider than pending/processing (``waiting`` is
+# the documented first status of a new v3 video, and the list API shares /v1/video_status.get's
+# values): any other status means "not done yet".
+TERMINAL_STATES = ("completed", "failed")
 _DOWNLOAD_BLOCK_BYTES = 1024 * 1024
+# Endpoints that answer the v3 Video resource, whose id is `data.id`; the others answer
+# `data.video_id` (v2 generate, v2 template generate, /v3/videos).
+_ID_IN_DATA_ID = ("/v3/templates/",)
 
 
 @dataclass(frozen=True)
@@ -26,15 +32,27 @@ class VideoStatus:
     error: str | None = None
 
 
-def generate(client: HeyGenClient, endpoint: str, body: dict[str, Any]) -> str:
-    """POST a generation request; returns the new ``video_id``.
+def id_field(endpoint: str) -> str:
+    """Where the new video's id is in the answer of ``endpoint``."""
+    return "id" if endpoint.startswith(_ID_IN_DATA_ID) else "video_id"
 
-    Never replayed on a lost answer (`ResponseLost`): each generation costs credits.
+
+def generate(client: HeyGenClient, endpoint: str, body: dict[str, Any]) -> str:
+    """POST a generation request; returns the new video's id.
+
+    Never re-sent without a clear answer (`ResponseLost`: lost answer, timeout, reset, 408,
+    5xx): each generation costs credits and no idempotency key is documented for it.
     """
     data = client.request("POST", endpoint, json=body, replay_safe=False)
-    video_id = data.get("video_id") if isinstance(data, dict) else None
+    name = id_field(endpoint)
+    video_id = data.get(name) if isinstance(data, dict) else None
     if not isinstance(video_id, str) or not video_id:
-        raise PermanentError(f"malformed response to POST {endpoint}: missing 'video_id'")
+        # A success without a readable id: the video was probably created, so it must not be
+        # failed (and re-sent by a later retry) as if nothing had happened.
+        raise ResponseLost(
+            f"POST {endpoint} succeeded without {name!r} in its answer: the video may have "
+            "been created"
+        )
     return video_id
 
 
@@ -43,18 +61,29 @@ def _optional_str(data: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _failure_reason(data: dict[str, Any]) -> str:
+    """v2/v3 give ``failure_code``/``failure_message``; v1 gives ``error``, a string or an
+    object with ``code`` and ``message`` (or ``detail``)."""
+    code = _optional_str(data, "failure_code")
+    message = _optional_str(data, "failure_message")
+    error = data.get("error")
+    if isinstance(error, dict):
+        code = code or _optional_str(error, "code")
+        message = message or _optional_str(error, "message") or _optional_str(error, "detail")
+    elif isinstance(error, str) and error:
+        message = message or error
+    return ": ".join(part for part in (code, message) if part) or "failed without a reason"
+
+
 def parse_status(data: Any) -> VideoStatus:
     """The v1, v2 and v3 status payloads share these fields; normalise them."""
-    if not isinstance(data, dict) or data.get("status") not in VIDEO_STATES:
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str) or not data["status"]:
         raise PermanentError(f"malformed video status: {str(data)[:200]}")
-    error = None
-    if data["status"] == "failed":
-        code = _optional_str(data, "failure_code")
-        message = _optional_str(data, "failure_message") or _optional_str(data, "error")
-        error = ": ".join(part for part in (code, message) if part) or "failed without a reason"
+    status = data["status"]
+    error = _failure_reason(data) if status == "failed" else None
     duration = data.get("duration")
     return VideoStatus(
-        status=data["status"],
+        status=status,
         video_url=_optional_str(data, "video_url"),
         thumbnail_url=_optional_str(data, "thumbnail_url"),
         duration=float(duration) if isinstance(duration, (int, float)) else None,

@@ -88,7 +88,7 @@ class Settler:
     clock: Callable[[], float] = time.monotonic
     _pending: dict[Path, _Pending] = field(default_factory=dict)
     _heap: list[tuple[float, int, Path]] = field(default_factory=list)
-    _counter: itertools.count = field(default_factory=itertools.count)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
     _wake: threading.Condition = field(default_factory=threading.Condition)
     _stopped: bool = False
     _thread: threading.Thread | None = None

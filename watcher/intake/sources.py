@@ -188,6 +188,8 @@ class FolderWatch:
         self._identity: tuple[int, int] | None = None
         self.polling = config.polling
         self.missing = False
+        # Why the daemon cannot write this folder's results (then it is not watched), or None.
+        self.blocked: str | None = None
 
     @property
     def alive(self) -> bool:

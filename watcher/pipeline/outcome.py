@@ -39,7 +39,8 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class AuthPause:
-    """Shared by all workers: set on a 401, cleared when the key changes."""
+    """Shared by all workers: set on a 401, cleared when the key changes. (A 403 refuses one
+    request, not the key: that file fails with the reason and the others go on.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,8 +64,8 @@ class AuthPause:
 def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:
     """Exponential delays with ±25% jitter whose sum over all attempts is about ``window``."""
     steps = max(1, max_attempts - 1)
-    base = window_seconds / (2**steps - 1)
-    raw = base * 2 ** (attempt - 1)
+    base = window_seconds / (2.0**steps - 1)
+    raw = base * 2.0 ** (attempt - 1)
     return max(0.05, raw * random.uniform(0.75, 1.25))
 
 

@@ -75,9 +75,7 @@ def build_pipeline(
         on_unexpected=unexpected,
     )
     sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
-    videos = VideoStage(
-        config, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event
-    )
+    videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
         journal,

@@ -134,14 +134,17 @@ class Recorder:
         # A sidecar that cannot be written yet: the outcome policy parks the row for a retry.
         self.retry_recording = retry_recording
 
-    def record(self, row: FileRow) -> None:
-        """Asset known: start its video (templated folders), move it, write the sidecar."""
+    def record(self, row: FileRow, *, asset_usable: bool = True) -> None:
+        """Asset known: start its video (templated folders), move it, write the sidecar.
+
+        ``asset_usable=False``: the completion said HeyGen is still ingesting the asset, so
+        its video waits for it (see `VideoStage.begin`)."""
         config = self.live.current
         folder = config.folder_of(row.folder)
         template = config.template_for(folder)
         if template is not None:
             # Before the move: the companion script is looked for beside the original file.
-            self.videos.begin(row, folder, template)
+            self.videos.begin(row, folder, template, asset_usable=asset_usable)
         path = Path(row.path)
         target = moved_path(path, folder)
         if target is not None and path.exists():

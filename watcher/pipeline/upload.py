@@ -51,16 +51,20 @@ class Uploader:
         row = self.journal.get(key)
         if row is None or row.state in FINAL:
             return
+        asset_usable = True
         if row.state is not FileState.RECORDING:
             if self.auth_pause.active or self.outcome.reachability.down:
                 self.journal.update(key, state=FileState.HELD)
                 return
-            if self._send(row) is None:
+            asset = self._send(row)
+            if asset is None:
                 return
+            # A v3 completion may say HeyGen is still ingesting: a video must wait for it.
+            asset_usable = asset.usable
             row = self.journal.get(key)
             if row is None:
                 return  # the file vanished meanwhile
-        self.recorder.record(row)
+        self.recorder.record(row, asset_usable=asset_usable)
 
     def _send(self, row: FileRow) -> UploadedAsset | None:
         if row.content_type is None:

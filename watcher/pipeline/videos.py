@@ -3,8 +3,14 @@
 Nothing sleeps per video: each step is short and leaves the video's next look (``next_at``)
 in the journal, where the daemon's housekeeping finds it, so a restart simply carries on.
 A generate request is committed as ``submitting`` before it is sent; one found in that state
-after a restart, or whose answer was lost, becomes ``unknown`` and is never sent again on our
-own: each generation costs credits, and `heygen-watcher retry` resubmits on purpose.
+after a restart, or whose answer was lost or unclear (timeout, reset, 408, 5xx), becomes
+``unknown`` and is never sent again on our own: each generation costs credits, and
+`heygen-watcher retry` resubmits on purpose.
+
+An asset HeyGen is still ingesting (its completion answered ``processing``) is waited for in
+state ``waiting_asset``: the idempotent completion is asked again, with growing gaps up to the
+template's ``poll_interval_seconds``, for at most the template's ``timeout_minutes``. A video
+refused with ``asset_not_available`` goes back there too (a few times at most).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.config import Config, FolderConfig
+from watcher.config import FolderConfig
+from watcher.config.live import LiveConfig
 from watcher.config.regularfile import NotRegularFile, ReadLimitExceeded, read_regular
 from watcher.config.templates import RenderError, Template, render, values_for
 from watcher.heygen import videos
@@ -33,6 +40,7 @@ from watcher.heygen.errors import (
     ResponseLost,
     TransientError,
 )
+from watcher.heygen.uploads import complete_v3
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.state import names
 from watcher.state.journal import FileRow, Journal, VideoRow
@@ -45,6 +53,15 @@ DOWNLOAD_ATTEMPTS = 6
 DOWNLOAD_FIRST_DELAY_SECONDS = 2.0
 SUBMIT_RETRY_SECONDS = 30.0
 AUTH_RETRY_SECONDS = 60.0
+# Waiting for an asset HeyGen is still ingesting: the first look again after this long.
+ASSET_CHECK_MIN_SECONDS = 1.0
+# HeyGen's code for a video naming an asset that is not usable (yet); its hint: "may still be
+# processing". Submissions refused with it go back to waiting this many times at most.
+ASSET_NOT_AVAILABLE = "asset_not_available"
+MAX_NOT_AVAILABLE_SUBMITS = 5
+# Statuses kept as they come while polling; any other non-final one is recorded as processing
+# (an API value never becomes a journal state of ours, such as `ready`).
+POLL_STATES = ("waiting", "pending", "processing")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 LOST_ANSWER = (
     "the answer to the generate request was lost: the video may or may not have been "
@@ -120,7 +137,7 @@ class VideoPause:
 
 @dataclass
 class VideoStage:
-    config: Config
+    live: LiveConfig
     journal: Journal
     client: HeyGenClient
     rewrite_sidecar: Callable[[str], object]
@@ -130,19 +147,30 @@ class VideoStage:
     _local_failures: dict[str, int] = field(default_factory=dict)
 
     # -- entry points ------------------------------------------------------------------------
-    def begin(self, row: FileRow, folder: FolderConfig, template: Template) -> None:
-        """Called once a templated folder's file is uploaded, before its sidecar is final."""
+    def begin(
+        self, row: FileRow, folder: FolderConfig, template: Template, *, asset_usable: bool = True
+    ) -> None:
+        """Called once a templated folder's file is uploaded, before its sidecar is final.
+
+        ``asset_usable=False``: HeyGen is still ingesting the asset; the video waits for it."""
         if self.journal.video(row.path) is not None:
             return  # a resumed file: its video is already on its way (or done)
         script_path = script_path_for(Path(row.path)) if template.uses_script else None
+        now = time.time()
+        if asset_usable:
+            state = "waiting_script" if script_path else "ready"
+            deadline = now + template.script_wait_seconds if script_path else None
+        else:
+            log.info("asset still processing; the video waits for it", extra={"file": row.path})
+            state, deadline = "waiting_asset", now + template.timeout_minutes * 60
         self.journal.add_video(
             row.path,
             template.name,
             template.endpoint,
-            "waiting_script" if script_path else "ready",
+            state,
             script_path=str(script_path) if script_path else None,
-            next_at=time.time(),
-            deadline=time.time() + template.script_wait_seconds if script_path else None,
+            next_at=now,
+            deadline=deadline,
         )
 
     def resume(self) -> None:
@@ -160,14 +188,16 @@ class VideoStage:
         row = self.journal.video(path)
         if row is None:
             return
-        template = self.config.templates.get(row.template)
+        template = self.live.current.templates.get(row.template)
         if template is None:
             self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
             return
         handler = {
+            "waiting_asset": self._wait_for_asset,
             "waiting_script": self._look_for_script,
             "ready": self._submit,
             "submitted": self._poll,
+            "waiting": self._poll,
             "pending": self._poll,
             "processing": self._poll,
             "downloading": self._download,
@@ -176,6 +206,54 @@ class VideoStage:
             handler(row, template)
 
     # -- steps -------------------------------------------------------------------------------
+    def _wait_for_asset(self, row: VideoRow, template: Template) -> None:
+        file_row = self.journal.get(row.path)
+        if file_row is None or not file_row.asset_id:
+            return
+        now = time.time()
+        budget = template.timeout_minutes * 60
+        deadline = row.deadline if row.deadline is not None else now + budget
+        if now >= deadline:
+            self._finish(
+                row,
+                "failed",
+                error=(
+                    f"asset {file_row.asset_id} was still not usable after "
+                    f"{template.timeout_minutes:g} minutes"
+                ),
+            )
+            return
+        try:
+            usable = self._asset_usable(file_row)
+        except (TransientError, RateLimited, AuthError) as error:
+            log.info("asset status unavailable (%s)", error, extra={"file": row.path})
+            usable = False
+        except ApiError as error:
+            self._finish(row, "failed", error=f"asset {file_row.asset_id} is not usable: {error}")
+            return
+        if not usable:
+            waited = now - (deadline - budget)
+            delay = min(template.poll_interval_seconds, max(ASSET_CHECK_MIN_SECONDS, waited / 2))
+            self.journal.update_video(row.path, deadline=deadline, next_at=now + delay)
+            return
+        log.info("asset usable; the video goes ahead", extra={"file": row.path})
+        script = row.script_path is not None and row.body is None
+        self.journal.update_video(
+            row.path,
+            state="waiting_script" if script else "ready",
+            deadline=now + template.script_wait_seconds if script else None,
+            next_at=now,
+        )
+        self.step(row.path)
+
+    def _asset_usable(self, file_row: FileRow) -> bool:
+        """Ask HeyGen again whether the asset is usable. Only v3 direct uploads can be asked
+        (their completion is idempotent and answers a status); for the others, waiting was
+        all there was to do."""
+        if file_row.protocol != "v3-direct" or not file_row.asset_id:
+            return True
+        return complete_v3(self.client, file_row.asset_id, file_row.sha256).usable
+
     def _look_for_script(self, row: VideoRow, template: Template) -> None:
         script_path = Path(row.script_path or "")
         try:
@@ -265,6 +343,9 @@ class VideoStage:
             )
             return
         except PermanentError as error:
+            if error.code == ASSET_NOT_AVAILABLE and row.attempts + 1 < MAX_NOT_AVAILABLE_SUBMITS:
+                self._asset_not_available(row, template, error)
+                return
             self._finish(row, "failed", error=str(error))
             return
         if self.pause.clear_if_over():
@@ -285,8 +366,25 @@ class VideoStage:
         self.on_event("video", {"status": "submitted"})
         self.rewrite_sidecar(row.path)
 
+    def _asset_not_available(self, row: VideoRow, template: Template, error: ApiError) -> None:
+        """HeyGen refused the video because the asset is not usable yet: wait for it."""
+        now = time.time()
+        delay = min(template.poll_interval_seconds, ASSET_CHECK_MIN_SECONDS * 2**row.attempts)
+        log.info(
+            "video refused (%s); waiting for the asset before trying again",
+            error,
+            extra={"file": row.path},
+        )
+        self.journal.update_video(
+            row.path,
+            state="waiting_asset",
+            error=str(error),
+            next_at=now + delay,
+            deadline=now + template.timeout_minutes * 60,
+        )
+
     def _quota_paused(self, row: VideoRow, error: QuotaError) -> None:
-        seconds = self.config.quota_pause_seconds
+        seconds = self.live.current.quota_pause_seconds
         first = not self.pause.active()
         self.pause.set(seconds, str(error))
         self.journal.set_meta("videos_paused", str(error))
@@ -310,7 +408,10 @@ class VideoStage:
                 error=(f"not completed after {template.timeout_minutes:g} minutes"),
             )
             return
-        assert row.video_id is not None
+        if row.video_id is None:
+            # Submitted without an id recorded: which video it is cannot be known.
+            self._finish(row, "unknown", error=LOST_ANSWER)
+            return
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except (TransientError, RateLimited, AuthError) as error:
@@ -342,13 +443,21 @@ class VideoStage:
                 if refreshed is not None:
                     self._download(refreshed, template)
             return
-        if status.status != row.state:
-            self.journal.update_video(row.path, state=status.status)
+        state = status.status if status.status in POLL_STATES else "processing"
+        if state != status.status:
+            log.info(
+                "video status %r: not final, still waiting", status.status, extra={"file": row.path}
+            )
+        if state != row.state:
+            self.journal.update_video(row.path, state=state)
             self.rewrite_sidecar(row.path)
         self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
 
     def _download(self, row: VideoRow, template: Template) -> None:
-        assert template.download_to is not None and row.video_id is not None
+        if template.download_to is None or row.video_id is None:
+            # `download_to` left the template (a reload): the video is done where it is.
+            self._finish(row, "completed", error=None)
+            return
         if not row.video_url:
             self._finish(row, "failed", error="completed without a video_url")
             return
@@ -358,8 +467,12 @@ class VideoStage:
         if target.resolve().parent != template.download_to.resolve():
             self._finish(row, "failed", error="refused a download name outside download_to")
             return
+        url = row.video_url
+        if row.attempts > 0:
+            # A retry: the URL may have expired since (it is presigned), so ask for a fresh one.
+            url = self._fresh_video_url(row, template) or url
         try:
-            videos.download(self.client, row.video_url, target, 0o666 & ~current_umask())
+            videos.download(self.client, url, target, 0o666 & ~current_umask())
         except OSError as error:
             # Our disk, not the network (full, no permission, read-only): the video is paid
             # for, so it stays `downloading` and is tried again soon, as long as it takes.
@@ -377,8 +490,11 @@ class VideoStage:
             if attempts >= DOWNLOAD_ATTEMPTS:
                 self._finish(row, "failed", error=f"download failed: {error}")
                 return
-            # The URL may 404 for a short while after `completed`: back off and try again.
-            delay = DOWNLOAD_FIRST_DELAY_SECONDS * 2 ** (attempts - 1)
+            # 403: expired; the next try, at once, asks the status endpoint for a fresh URL.
+            # Otherwise (e.g. a 404 for a short while after `completed`) back off first.
+            delay = (
+                0.0 if error.status == 403 else DOWNLOAD_FIRST_DELAY_SECONDS * 2 ** (attempts - 1)
+            )
             self.journal.update_video(
                 row.path, attempts=attempts, next_at=time.time() + delay, error=str(error)
             )
@@ -389,6 +505,22 @@ class VideoStage:
         )
         log.info("video saved to %s", target, extra={"file": row.path})
         self.rewrite_sidecar(row.path)
+
+    def _fresh_video_url(self, row: VideoRow, template: Template) -> str | None:
+        """The status endpoint signs a new ``video_url`` on every read."""
+        if row.video_id is None:
+            return None
+        try:
+            status = videos.get_status(self.client, template.status_path(row.video_id))
+        except ApiError as error:
+            log.info("could not refresh the video URL (%s)", error, extra={"file": row.path})
+            return None
+        if status.status != "completed" or not status.video_url:
+            return None
+        self.journal.update_video(
+            row.path, video_url=status.video_url, thumbnail_url=status.thumbnail_url
+        )
+        return status.video_url
 
     def _finish(self, row: VideoRow, state: str, *, error: str | None) -> None:
         self.journal.update_video(row.path, state=state, error=error, next_at=None)

@@ -68,6 +68,8 @@ _TUNABLE = (
     "video_pending_seconds",
     "video_processing_seconds",
     "batch_processing_seconds",
+    "video_url_ttl_seconds",
+    "asset_processing_seconds",
 )
 _COUNTS = ("batch_page_size",)
 

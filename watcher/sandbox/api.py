@@ -40,6 +40,7 @@ ROUTES = (
     _route("POST", r"/v2/video/generate", videos.generate_v2),
     _route("POST", r"/v2/template/(?P<template_id>[^/]+)/generate", videos.generate_template),
     _route("POST", r"/v3/videos", videos.create_v3_video),
+    _route("POST", r"/v3/templates/(?P<template_id>[^/]+)", videos.generate_v3_template),
     _route("GET", r"/v2/videos/(?P<video_id>[^/]+)", videos.get_v2_video),
     _route("GET", r"/v3/videos/(?P<video_id>[^/]+)", videos.get_v3_video),
     _route("GET", r"/v1/video_status\.get", videos.get_v1_status),

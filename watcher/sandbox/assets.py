@@ -30,14 +30,12 @@ MAX_PAGE_ITEMS = 100
 
 
 def unsupported(content_type: str, param: str) -> ApiError:
-    return ApiError(
-        400, f"unsupported content_type: {content_type}", "unsupported_content_type", param
-    )
+    return ApiError(400, f"unsupported content_type: {content_type}", "invalid_request", param)
 
 
 def too_large(size: int, content_type: str, param: str) -> ApiError:
     message = f"{size} bytes exceeds the {max_bytes(content_type)} byte limit for {content_type}"
-    return ApiError(413, message, "file_too_large", param)
+    return ApiError(413, message, "payload_too_large", param)
 
 
 # v1 ----------------------------------------------------------------------------------------
@@ -102,46 +100,47 @@ def slot_payload(ctx: Context, slot: Slot) -> dict[str, Any]:
 
 
 def create_direct_upload(ctx: Context, exchange: Exchange) -> Response:
-    body = read_json_object(exchange)
-    upload = read_direct_upload(Fields(body))
+    # Idempotency-Key is not documented here: ignored, so a replay opens another slot.
+    upload = read_direct_upload(Fields(read_json_object(exchange)))
+    return json_response(201, {"data": slot_payload(ctx, open_direct_slot(ctx, upload))})
 
-    def perform() -> tuple[int, dict[str, Any]]:
-        return 201, {"data": slot_payload(ctx, open_direct_slot(ctx, upload))}
 
-    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+# Completion status of an asset still being ingested, and of one ready for videos. HeyGen's
+# schema shows `processing`; the ready value is not documented (batch items say `completed`).
+ASSET_PROCESSING = "processing"
+ASSET_COMPLETED = "completed"
 
 
 def complete_asset(ctx: Context, exchange: Exchange, asset_id: str) -> Response:
+    """Idempotent by nature: completing again answers the asset's current state."""
     body = read_json_object(exchange)
     checksum = Fields(body).string("checksum_sha256", required=False)
     if checksum is not None and not SHA256_HEX.fullmatch(checksum):
         raise invalid("checksum_sha256", "must be 64 lowercase hex digits")
-
-    def perform() -> tuple[int, dict[str, Any]]:
-        slot = ctx.state.slot(asset_id)
-        if slot is None or slot.protocol != V3_DIRECT:
-            raise ApiError(404, f"asset not found: {asset_id}", "not_found")
-        asset = ctx.state.stored(asset_id)
-        if asset is None:
-            raise ApiError(409, "the upload has not been received yet", "upload_incomplete")
-        if checksum is not None and checksum != asset.sha256:
-            raise ApiError(
-                400,
-                "checksum_sha256 does not match the uploaded bytes",
-                "checksum_mismatch",
-                "checksum_sha256",
-            )
-        ctx.state.mark_completed(slot)
-        data = {
-            "asset_id": asset_id,
-            "url": ctx.asset_url(asset_id),
-            "mime_type": asset.content_type,
-            "size_bytes": asset.size,
-            "status": "ready",
-        }
-        return 200, {"data": data}
-
-    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+    slot = ctx.state.slot(asset_id)
+    if slot is None or slot.protocol != V3_DIRECT:
+        raise ApiError(404, f"asset not found: {asset_id}", "not_found")
+    asset = ctx.state.stored(asset_id)
+    if asset is None:
+        raise ApiError(409, "the upload has not been received yet", "conflict")
+    if checksum is not None and checksum != asset.sha256:
+        # HeyGen documents no code for this: the generic one for its status.
+        raise ApiError(
+            400,
+            "checksum_sha256 does not match the uploaded bytes",
+            "invalid_request",
+            "checksum_sha256",
+        )
+    ctx.state.mark_completed(slot)
+    processing = ctx.state.still_processing(slot)
+    data = {
+        "asset_id": asset_id,
+        "url": ctx.asset_url(asset_id),
+        "mime_type": asset.content_type,
+        "size_bytes": asset.size,
+        "status": ASSET_PROCESSING if processing else ASSET_COMPLETED,
+    }
+    return json_response(200, {"data": data})
 
 
 # v3 batches ----------------------------------------------------------------------------------
@@ -331,7 +330,7 @@ def read_multipart(exchange: Exchange) -> tuple[bytes, str]:
         raise ApiError(
             413,
             f"multipart uploads are limited to {MULTIPART_MAX_BYTES} bytes",
-            "file_too_large",
+            "payload_too_large",
             "file",
         )
     try:
@@ -371,22 +370,19 @@ def file_part(raw: bytes, boundary: str) -> FilePart:
 
 
 def upload_multipart(ctx: Context, exchange: Exchange) -> Response:
+    """Idempotency-Key is not documented here: ignored, so a replay stores the file again."""
     raw, boundary = read_multipart(exchange)
     part = file_part(raw, boundary)
-
-    def perform() -> tuple[int, dict[str, Any]]:
-        received = ctx.state.incoming_path()
-        received.write_bytes(part.data)
-        digest = hashlib.sha256(part.data).hexdigest()
-        asset = ctx.state.store_upload(
-            received, part.content_type, part.filename, len(part.data), digest
-        )
-        data = {
-            "asset_id": asset.asset_id,
-            "url": ctx.asset_url(asset.asset_id),
-            "mime_type": asset.content_type,
-            "size_bytes": asset.size,
-        }
-        return 201, {"data": data}
-
-    return idempotent(ctx, exchange, hashlib.sha256(raw).hexdigest(), perform)
+    received = ctx.state.incoming_path()
+    received.write_bytes(part.data)
+    digest = hashlib.sha256(part.data).hexdigest()
+    asset = ctx.state.store_upload(
+        received, part.content_type, part.filename, len(part.data), digest
+    )
+    data = {
+        "asset_id": asset.asset_id,
+        "url": ctx.asset_url(asset.asset_id),
+        "mime_type": asset.content_type,
+        "size_bytes": asset.size,
+    }
+    return json_response(201, {"data": data})

@@ -37,7 +37,7 @@ class Context:
         return f"{self.storage_url}{path}?{query}"
 
     def download_url(self, path: str) -> str:
-        query = self.signer.sign("GET", path, self.settings.url_ttl_seconds, {})
+        query = self.signer.sign("GET", path, self.settings.video_url_ttl_seconds, {})
         return f"{self.storage_url}{path}?{query}"
 
 
@@ -66,7 +66,10 @@ def idempotent(
     fingerprint: str,
     perform: Callable[[], tuple[int, dict[str, Any]]],
 ) -> Response:
-    """Run ``perform`` once per Idempotency-Key; replays return the stored response."""
+    """Run ``perform`` once per Idempotency-Key; replays return the stored response.
+
+    Only for the batch create, the one endpoint whose schema documents the header; everywhere
+    else it is ignored (the strictest reading: a replay creates again)."""
     key = exchange.header("Idempotency-Key")
     if key is None:
         return json_response(*perform())
@@ -74,7 +77,7 @@ def idempotent(
         raise ApiError(
             400,
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-            "invalid_parameter",
+            "invalid_request",
             "Idempotency-Key",
         )
     request_fingerprint = f"{exchange.method} {exchange.path} {fingerprint}"
@@ -87,7 +90,7 @@ def idempotent(
                 raise ApiError(
                     409,
                     "Idempotency-Key was already used with a different request",
-                    "idempotency_key_reused",
+                    "conflict",
                     "Idempotency-Key",
                 )
             return json_response(

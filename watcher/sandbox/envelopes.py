@@ -18,22 +18,35 @@ CODE_OK = 100
 JSON = "application/json"
 XML = "application/xml"
 
-_V3_CODES = {
+# v3 machine codes. HeyGen's schemas name these; the sandbox uses them where they apply.
+DOCUMENTED_V3_CODES = (
+    "insufficient_credit",
+    "rate_limit_exceeded",
+    "payload_too_large",
+    "asset_not_available",
+)
+# For every other refusal HeyGen documents no code: a generic one named after the HTTP status
+# (clients must not depend on them; the watcher does not).
+GENERIC_V3_CODES = {
     400: "invalid_request",
     401: "unauthorized",
-    402: "insufficient_credits",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
     411: "length_required",
-    413: "file_too_large",
-    429: "rate_limited",
     500: "internal_error",
     502: "bad_gateway",
     503: "service_unavailable",
     504: "gateway_timeout",
 }
+_V3_CODES = {
+    **GENERIC_V3_CODES,
+    402: "insufficient_credit",
+    413: "payload_too_large",
+    429: "rate_limit_exceeded",
+}
+V3_CODES = frozenset((*DOCUMENTED_V3_CODES, *GENERIC_V3_CODES.values()))
 
 _S3_CODES = {
     400: "InvalidRequest",
@@ -78,6 +91,8 @@ def api_error_payload(
     style: str, status: int, message: str, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
     if style == V3:
+        if code is not None and code not in V3_CODES:
+            raise ValueError(f"undocumented v3 error code {code!r}")
         error: dict[str, Any] = {"code": code or v3_code(status), "message": message}
         if param is not None:
             error["param"] = param

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-SERVERS = ("api", "storage", "*")
+SERVERS = ("api", "storage", "upload", "*")
 
 
 @dataclass(frozen=True)
@@ -14,9 +14,10 @@ class Fault:
     """A fault applied to the next ``count`` requests matching method, path prefix and server.
 
     Effects: ``delay_seconds`` sleeps first; ``status`` answers with that status (and the
-    endpoint's error envelope, or ``body``) without performing the request; ``reset`` aborts the
-    connection without performing it; ``drop_response`` performs it and then aborts the
-    connection instead of answering (a lost response).
+    endpoint's error envelope, or ``body``) without performing the request, or, with
+    ``after_effect``, after performing it (a proxy's 502 once the video was created); ``reset``
+    aborts the connection without performing it; ``drop_response`` performs it and then aborts
+    the connection instead of answering (a lost response).
 
     ``for_seconds`` turns the fault into an outage of that length: it applies to every matching
     request until that many seconds after it was injected, and ``count`` is ignored (e.g. a
@@ -33,6 +34,7 @@ class Fault:
     drop_response: bool = False
     count: int = 1
     body: str | None = None
+    after_effect: bool = False
     for_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -44,6 +46,8 @@ class Fault:
             raise ValueError("for_seconds must be positive")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status, not {self.status}")
+        if self.after_effect and self.status is None:
+            raise ValueError("after_effect needs a status to answer with")
 
     def matches(self, server: str, method: str, path: str) -> bool:
         return (
@@ -60,7 +64,7 @@ class Fault:
         if self.drop_response:
             return "drop_response"
         if self.status is not None:
-            return "status"
+            return "status_after_effect" if self.after_effect else "status"
         return "delay"
 
     @classmethod

@@ -1,4 +1,5 @@
-"""The sandbox as a whole: two listeners (API and storage) over one shared state."""
+"""The sandbox as a whole: three listeners (API, storage, and the upload host) over one
+shared state."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from watcher.sandbox.server import Listener, Pipeline
 from watcher.sandbox.signing import Signer
 from watcher.sandbox.state import SandboxState, Settings
 from watcher.sandbox.storage import StorageApp
+from watcher.sandbox.uploadhost import UploadApp
 
 OUTCOMES = ("completed", "failed", "stuck")
 
@@ -47,6 +49,8 @@ class Sandbox:
     video_processing_seconds = _Setting()
     batch_processing_seconds = _Setting()
     batch_page_size = _Setting()
+    video_url_ttl_seconds = _Setting()
+    asset_processing_seconds = _Setting()
 
     def __init__(
         self,
@@ -60,6 +64,9 @@ class Sandbox:
         url_ttl_seconds: float = 900,
         latency_seconds: float = 0.0,
         batch_processing_seconds: float = 0.0,
+        video_url_ttl_seconds: float = 900,
+        asset_processing_seconds: float = 0.0,
+        upload_port: int = 0,
     ) -> None:
         self.settings = Settings(
             api_key=api_key,
@@ -68,9 +75,11 @@ class Sandbox:
             video_pending_seconds=video_pending_seconds,
             video_processing_seconds=video_processing_seconds,
             batch_processing_seconds=batch_processing_seconds,
+            video_url_ttl_seconds=video_url_ttl_seconds,
+            asset_processing_seconds=asset_processing_seconds,
         )
         self.host = host
-        self._ports = (api_port, storage_port)
+        self._ports = (api_port, storage_port, upload_port)
         self._data_dir_arg = Path(data_dir) if data_dir is not None else None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._state = self._new_state()
@@ -90,11 +99,12 @@ class Sandbox:
             self._state, self._signer = self._new_state(), Signer()
             self._stopping = threading.Event()
         ctx = Context(self._state, self._signer)
-        api_port, storage_port = self._ports
+        api_port, storage_port, upload_port = self._ports
         storage = Listener(self.host, storage_port, self._pipeline(StorageApp(ctx)))
         ctx.storage_url = storage.url
         api = Listener(self.host, api_port, self._pipeline(ApiApp(ctx)))
-        self._listeners = [api, storage]
+        upload = Listener(self.host, upload_port, self._pipeline(UploadApp(ctx)))
+        self._listeners = [api, storage, upload]
         for listener in self._listeners:
             listener.start()
         return self
@@ -139,6 +149,11 @@ class Sandbox:
         return self._running()[1].url
 
     @property
+    def upload_url(self) -> str:
+        """The upload host (``upload.heygen.com``'s stand-in): ``POST /v1/asset``."""
+        return self._running()[2].url
+
+    @property
     def data_dir(self) -> Path:
         return self._state.assets_dir.parent
 
@@ -151,13 +166,13 @@ class Sandbox:
         self._state.clear_faults()
 
     def refuse_connections(self, server: str = "*", seconds: float | None = None) -> None:
-        """Close the listening socket of ``server`` (``api``, ``storage`` or ``*``): new
-        connections are refused and open ones are cut, as when a host is down. It listens
+        """Close the listening socket of ``server`` (``api``, ``storage``, ``upload`` or ``*``):
+        new connections are refused and open ones are cut, as when a host is down. It listens
         again on the same port after ``seconds``, or on `accept_connections`."""
         with self._listening_lock:
-            for index, name in enumerate(("api", "storage")):
-                listener = self._listeners[index] if self._listeners else None
-                if server not in ("*", name) or listener is None or index in self._refused:
+            for index, listener in enumerate(self._listeners):
+                name = listener.server.pipeline.app.name
+                if server not in ("*", name) or index in self._refused:
                     continue
                 self._refused[index] = listener.address
                 listener.stop()
@@ -225,7 +240,7 @@ class Sandbox:
         self._tempdir = tempfile.TemporaryDirectory(prefix="heygen-sandbox-")
         return SandboxState(Path(self._tempdir.name), self.settings)
 
-    def _pipeline(self, app: ApiApp | StorageApp) -> Pipeline:
+    def _pipeline(self, app: ApiApp | StorageApp | UploadApp) -> Pipeline:
         return Pipeline(app, self._state, self._stopping)
 
     def _running(self) -> list[Listener]:
@@ -234,7 +249,14 @@ class Sandbox:
         return self._listeners
 
 
-def serve(host: str, port: int, api_key: str, data_dir: Path | None, storage_port: int = 0) -> int:
+def serve(
+    host: str,
+    port: int,
+    api_key: str,
+    data_dir: Path | None,
+    storage_port: int = 0,
+    upload_port: int = 0,
+) -> int:
     """Run a sandbox in the foreground until SIGINT or SIGTERM."""
     stop = threading.Event()
 
@@ -244,12 +266,18 @@ def serve(host: str, port: int, api_key: str, data_dir: Path | None, storage_por
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Sandbox(
-            api_key=api_key, data_dir=data_dir, host=host, api_port=port, storage_port=storage_port
+            api_key=api_key,
+            data_dir=data_dir,
+            host=host,
+            api_port=port,
+            storage_port=storage_port,
+            upload_port=upload_port,
         ) as sandbox:
             print(f"HeyGen sandbox API:     {sandbox.api_url}")
             print(f"HeyGen sandbox storage: {sandbox.storage_url}")
             # A fixed local key for a fake server; printing it is what makes it usable.
             print(f"API key:                {api_key}")
+            print(f"HeyGen sandbox upload:  {sandbox.upload_url}")
             sys.stdout.flush()
             while not stop.wait(0.5):
                 pass

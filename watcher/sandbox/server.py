@@ -93,6 +93,11 @@ class Pipeline:
         if fault.reset:
             return None
         if fault.status is not None:
+            if fault.after_effect:
+                # The request takes effect; only its answer is replaced by the fault's.
+                performed = self._perform(exchange)
+                if performed.file is not None:
+                    performed.file.close()
             return self.app.fault_response(exchange, fault)
         return self._perform(exchange)
 

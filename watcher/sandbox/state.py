@@ -22,6 +22,7 @@ from watcher.sandbox.models import SandboxVideo, SeenRequest, StoredAsset
 V1_PRESIGNED = "v1-presigned"
 V3_DIRECT = "v3-direct"
 V3_MULTIPART = "v3-multipart"
+V1_UPLOAD = "v1-upload"
 # Bounds the memory of a sandbox left running for days; far above what any test sends.
 REQUEST_LOG_LIMIT = 100_000
 
@@ -39,6 +40,9 @@ class Settings:
     # HeyGen leaves the default page size of batch reads undocumented; a page smaller than a
     # full batch makes a client that never follows `next_token` fail here, not in production.
     batch_page_size: int = 10
+    video_url_ttl_seconds: float = 900.0
+    # How long a completed direct upload answers `processing` (and is refused by videos).
+    asset_processing_seconds: float = 0.0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Slot:
     filename: str | None = None
     batch_id: str | None = None
     completed: bool = False
+    completed_at: float | None = None  # monotonic time of the first completion
 
 
 @dataclass
@@ -91,6 +96,8 @@ class VideoRecord:
     outcome: str
     failure_code: str | None = None
     failure_message: str | None = None
+    # What the video reports before processing starts: v3 videos start at `waiting`.
+    first_status: str = "pending"
 
 
 @dataclass
@@ -236,9 +243,15 @@ class SandboxState:
             return True
 
     def store_upload(
-        self, received: Path, content_type: str, filename: str, size: int, sha256: str
+        self,
+        received: Path,
+        content_type: str,
+        filename: str | None,
+        size: int,
+        sha256: str,
+        protocol: str = V3_MULTIPART,
     ) -> StoredAsset:
-        """Store bytes received through the API itself (the multipart endpoint)."""
+        """Store bytes received through the API itself (multipart, or the upload host)."""
         asset_id = new_id()
         target = self.assets_dir / asset_id
         os.replace(received, target)
@@ -248,7 +261,7 @@ class SandboxState:
             size=size,
             sha256=sha256,
             path=target,
-            protocol=V3_MULTIPART,
+            protocol=protocol,
             filename=filename,
             put_count=1,
             created_at=time.time(),
@@ -268,7 +281,16 @@ class SandboxState:
             slot = self._stores.slots.get(asset_id)
             if asset is None or slot is None or slot.protocol != V3_DIRECT:
                 return asset
-            return asset if self._is_completed(slot) else None
+            usable = self._is_completed(slot) and not self.still_processing(slot)
+            return asset if usable else None
+
+    def still_processing(self, slot: Slot) -> bool:
+        """A completed direct upload is ingested for ``asset_processing_seconds``."""
+        with self.lock:
+            if slot.completed_at is None:
+                return False
+            waited = time.monotonic() - slot.completed_at
+            return waited < self.settings.asset_processing_seconds
 
     def assets(self) -> dict[str, StoredAsset]:
         with self.lock:
@@ -277,6 +299,8 @@ class SandboxState:
     def mark_completed(self, slot: Slot) -> None:
         with self.lock:
             slot.completed = True
+            if slot.completed_at is None:
+                slot.completed_at = time.monotonic()
 
     def _is_completed(self, slot: Slot) -> bool:
         if slot.completed:
@@ -355,7 +379,9 @@ class SandboxState:
         with self.lock:
             self._stores.outcomes.append(_Outcome(kind, failure_code, failure_message))
 
-    def new_video(self, endpoint: str, body: dict[str, Any]) -> VideoRecord:
+    def new_video(
+        self, endpoint: str, body: dict[str, Any], first_status: str = "pending"
+    ) -> VideoRecord:
         with self.lock:
             outcome = (
                 self._stores.outcomes.popleft()
@@ -371,6 +397,7 @@ class SandboxState:
                 outcome=outcome.kind,
                 failure_code=outcome.failure_code,
                 failure_message=outcome.failure_message,
+                first_status=first_status,
             )
             self._stores.videos[video.video_id] = video
             return video
@@ -385,7 +412,7 @@ class SandboxState:
         pending = self.settings.video_pending_seconds
         processing = self.settings.video_processing_seconds
         if elapsed < pending:
-            return "pending"
+            return video.first_status
         if elapsed < pending + processing or video.outcome == "stuck":
             return "processing"
         return "failed" if video.outcome == "failed" else "completed"

@@ -29,14 +29,14 @@ class ApiError(Exception):
 
 
 def invalid(param: str, problem: str) -> ApiError:
-    return ApiError(400, f"{param} {problem}", "invalid_parameter", param)
+    return ApiError(400, f"{param} {problem}", "invalid_request", param)
 
 
 def body_error(error: BodyError) -> ApiError:
     if error.kind in ("chunked", "missing_length"):
         return ApiError(411, f"{error}: send the body with a Content-Length", "length_required")
     if error.kind == "too_large":
-        return ApiError(413, str(error), "request_too_large")
+        return ApiError(413, str(error), "payload_too_large")
     return ApiError(400, str(error), "invalid_request")
 
 

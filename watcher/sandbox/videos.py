@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from watcher.sandbox.context import Context, idempotent, json_fingerprint
+from watcher.sandbox.context import Context
 from watcher.sandbox.envelopes import CODE_OK, json_response
 from watcher.sandbox.exchange import Exchange, Response
 from watcher.sandbox.media import VIDEO_DURATION_SECONDS
@@ -14,9 +14,14 @@ from watcher.sandbox.state import VideoRecord
 from watcher.sandbox.validation import ApiError, Fields, invalid, read_json_object
 
 PUBLIC_ASSET_HOST = "files.heygen.ai"
+# HeyGen's schema gives `waiting` as the first status of a new v3 video.
+V3_FIRST_STATUS = "waiting"
 ASSET_PATH = re.compile(r"/asset/([^/]+)")
 MAX_DIMENSION = 4096
 MEDIA_KINDS = ("image", "video", "audio")
+V3_VIDEO_TYPES = ("avatar", "image", "cinematic_avatar", "studio")
+ASPECT_RATIOS = ("16:9", "9:16", "4:5", "5:4", "1:1", "auto")
+NOT_AVAILABLE = "asset_not_available"
 
 
 class AssetCheck:
@@ -44,8 +49,12 @@ class AssetCheck:
 
     def _require(self, asset_id: str, param: str, kind: str) -> None:
         asset = self._ctx.state.usable(asset_id)
+        if asset is None and self._ctx.state.stored(asset_id) is not None:
+            # Stored but not completed, or still being ingested: HeyGen's hint for this code.
+            message = f"asset {asset_id} is not available yet: it may still be processing"
+            raise ApiError(400, message, NOT_AVAILABLE, param)
         if asset is None:
-            raise ApiError(400, f"asset not found: {asset_id}", "asset_not_found", param)
+            raise ApiError(400, f"asset not found: {asset_id}", NOT_AVAILABLE, param)
         if not asset.content_type.startswith(f"{kind}/"):
             raise invalid(param, f"names a {asset.content_type} asset where {kind} is needed")
 
@@ -136,30 +145,39 @@ def check_template_generate(body: dict[str, Any], assets: AssetCheck) -> None:
     fields.boolean("test")
 
 
-def check_v3_video(body: dict[str, Any], assets: AssetCheck) -> None:
-    fields = Fields(body)
-    source = fields.one_of(("avatar_id", "image_asset_id", "image_url"))
-    if source == "avatar_id":
-        fields.text("avatar_id")
-    elif source == "image_asset_id":
-        assets.asset_id(fields, "image_asset_id", "image")
+def check_v3_image(image: Fields, assets: AssetCheck) -> None:
+    """``{"type": "url", "url"}`` or ``{"type": "asset_id", "asset_id"}``."""
+    if image.choice("type", ("url", "asset_id")) == "url":
+        assets.url(image, "url", "image")
     else:
-        assets.url(fields, "image_url", "image")
-    has_audio = fields.has("audio_asset_id")
-    if has_audio:
+        assets.asset_id(image, "asset_id", "image")
+
+
+def check_v3_video(body: dict[str, Any], assets: AssetCheck) -> None:
+    """A union discriminated by ``type``; the flat shape without it is refused."""
+    fields = Fields(body)
+    kind = fields.choice("type", V3_VIDEO_TYPES)
+    if kind in ("avatar", "cinematic_avatar"):
+        fields.text("avatar_id")
+    elif kind == "image":
+        check_v3_image(fields.object("image"), assets)
+    audio = fields.one_of(("script", "audio_asset_id", "audio_url"))
+    if audio == "script":
+        fields.text("script")
+        fields.text("voice_id")
+    elif audio == "audio_asset_id":
         assets.asset_id(fields, "audio_asset_id", "audio")
-    fields.string("script", required=not has_audio)
-    fields.string("voice_id", required=not has_audio)
+    else:
+        assets.url(fields, "audio_url", "audio")
     if fields.has("background"):
         background = fields.object("background")
-        kind = background.choice("type", ("color", "image", "video"))
-        if kind == "color":
+        if background.choice("type", ("color", "image")) == "color":
             background.text("value")
         else:
-            assets.url_or_id(background, "asset_id", kind)
-    for key in ("resolution", "aspect_ratio"):
-        fields.string(key, required=False)
-    check_optional_strings(fields, "title", "callback_id")
+            assets.url_or_id(background, "asset_id", "image")
+    if fields.has("aspect_ratio"):
+        fields.choice("aspect_ratio", ASPECT_RATIOS)
+    check_optional_strings(fields, "resolution", "title", "callback_id")
 
 
 # Routes --------------------------------------------------------------------------------------
@@ -180,14 +198,23 @@ def generate_template(ctx: Context, exchange: Exchange, template_id: str) -> Res
 
 
 def create_v3_video(ctx: Context, exchange: Exchange) -> Response:
+    """No idempotency key is documented for video creation: every request creates a video."""
     body = read_json_object(exchange)
     check_v3_video(body, AssetCheck(ctx))
+    video = ctx.state.new_video(exchange.path, body, first_status=V3_FIRST_STATUS)
+    data = {"video_id": video.video_id, "status": V3_FIRST_STATUS, "output_format": "mp4"}
+    return json_response(201, {"data": data})
 
-    def perform() -> tuple[int, dict[str, Any]]:
-        video = ctx.state.new_video(exchange.path, body)
-        return 201, {"data": {"video_id": video.video_id, "status": "pending"}}
 
-    return idempotent(ctx, exchange, json_fingerprint(body), perform)
+def generate_v3_template(ctx: Context, exchange: Exchange, template_id: str) -> Response:
+    """``POST /v3/templates/{id}`` answers the Video resource: the id is ``data.id``.
+
+    The request body is not in the contract we hold; the strictest reasonable reading is the
+    v2 template body (``variables`` required, each checked the same way)."""
+    body = read_json_object(exchange)
+    check_template_generate(body, AssetCheck(ctx))
+    video = ctx.state.new_video(exchange.path, body, first_status=V3_FIRST_STATUS)
+    return json_response(201, {"data": v3_video_resource(ctx, video)})
 
 
 def find_video(ctx: Context, video_id: str) -> VideoRecord:
@@ -216,14 +243,36 @@ def get_v2_video(ctx: Context, exchange: Exchange, video_id: str) -> Response:
     return json_response(200, {"error": None, "data": view})
 
 
+V3_RESOURCE_FIELDS = (
+    "video_url",
+    "thumbnail_url",
+    "duration",
+    "failure_code",
+    "failure_message",
+    "captioned_video_url",
+    "completed_at",
+)
+
+
+def v3_video_resource(ctx: Context, video: VideoRecord) -> dict[str, Any]:
+    """The v3 Video resource: every documented field present, null when it does not apply."""
+    view = video_view(ctx, video)
+    resource = {"id": view["id"], "status": view["status"]}
+    resource.update({name: view.get(name) for name in V3_RESOURCE_FIELDS})
+    return resource
+
+
 def get_v3_video(ctx: Context, exchange: Exchange, video_id: str) -> Response:
-    view = video_view(ctx, find_video(ctx, video_id))
-    return json_response(200, {"data": {**view, "video_id": video_id}})
+    return json_response(200, {"data": v3_video_resource(ctx, find_video(ctx, video_id))})
 
 
 def get_v1_status(ctx: Context, exchange: Exchange) -> Response:
+    """The old envelope; a failure's reason is ``data.error``, an object."""
     values = exchange.params.get("video_id", [])
     if len(values) != 1 or not values[0]:
         raise invalid("video_id", "is required once in the query string")
     view = video_view(ctx, find_video(ctx, values[0]))
+    code, message = view.pop("failure_code", None), view.pop("failure_message", None)
+    if view["status"] == "failed":
+        view["error"] = {"code": code, "message": message}
     return json_response(200, {"code": CODE_OK, "data": view, "message": "success"})

@@ -59,6 +59,7 @@ from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState
 from watcher.state.tree import walk_files
+from watcher.state.writable import unwritable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ log = logging.getLogger(__name__)
 ROOT_CHECK_SECONDS = 2.0
 # Walking folders moved in: bounded, so a burst of folders cannot make a thread each.
 TREE_SCAN_WORKERS = 2
+ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
 # While the API is unreachable, the log says so again every this many failed probes.
 UNREACHABLE_REMINDER_PROBES = 30
@@ -147,7 +149,7 @@ class Daemon:
             with self._watches_lock:
                 for folder in self.config.folders:
                     folder_watch = self._folder_watch(folder)
-                    if not folder_watch.start():
+                    if not self._open_watch(folder_watch) and folder_watch.blocked is None:
                         log.warning(
                             "folder is missing; watching for it to come back",
                             extra={"folder": str(folder.path)},
@@ -187,8 +189,10 @@ class Daemon:
                 self.config.shutdown_timeout_seconds,
             )
             self.client.throttle.stop()
-            self.client.close()  # cuts the connections still sending
-            self.pipeline.pool.join(5.0)
+            self.client.close()
+            # A worker blocked in a socket cannot be woken; its row is in the journal and
+            # resumes at the next start, so only a short grace is worth waiting.
+            self.pipeline.pool.join(ABORT_GRACE_SECONDS)
         else:
             self.client.close()
         if self._housekeeper is not None:
@@ -243,8 +247,9 @@ class Daemon:
         known = self.journal.fingerprints()
         noticed = 0
         adopted: list[FileRow] = []
+        blocked = {w.config.path for w in self.watches if w.blocked is not None}
         for folder in self.config.folders:
-            if not folder.path.is_dir():
+            if not folder.path.is_dir() or folder.path in blocked:
                 continue
             scripts = folder.template is not None
             root_length = len(str(folder.path)) + 1
@@ -421,12 +426,39 @@ class Daemon:
                 )
         return True
 
+    def _open_watch(self, folder_watch: FolderWatch) -> bool:
+        """Start watching; False if the folder is missing or the results could not be written.
+
+        A folder whose sidecars (or moves, or videos) cannot be written is not taken at all:
+        uploading its files would only end in a failure per file. Said once, at error level.
+        """
+        folder = folder_watch.config
+        problem = unwritable(folder, self.config.templates) if folder.path.is_dir() else None
+        if problem is not None:
+            if problem != folder_watch.blocked:
+                log.error(
+                    "folder not taken: cannot write to %s; under systemd, add it to "
+                    "ReadWritePaths= in the unit's drop-in and restart the service",
+                    problem,
+                    extra={"folder": str(folder.path)},
+                )
+            folder_watch.blocked = problem
+            return False
+        if folder_watch.blocked is not None:
+            log.info("folder is writable now; taking its files", extra={"folder": str(folder.path)})
+            folder_watch.blocked = None
+        return folder_watch.start()
+
     def _check_roots(self) -> None:
         with self._watches_lock:
             watches = list(self.watches)
         for folder_watch in watches:
             root = folder_watch.config.path
             present = root.is_dir()
+            if folder_watch.blocked is not None:
+                if self._open_watch(folder_watch):
+                    self.notice_tree(root, folder_watch.config)
+                continue
             if folder_watch.missing and present:
                 log.info("folder is back; watching it again", extra={"folder": str(root)})
             elif not folder_watch.missing and not present:
@@ -450,8 +482,10 @@ class Daemon:
                 )
             else:
                 continue
-            folder_watch.missing = not folder_watch.start()
-            self.notice_tree(root, folder_watch.config)
+            opened = self._open_watch(folder_watch)
+            folder_watch.missing = not opened and folder_watch.blocked is None
+            if opened:
+                self.notice_tree(root, folder_watch.config)
 
     # -- reload ------------------------------------------------------------------------------
     def apply_config(self, new: Config) -> None:
@@ -461,7 +495,6 @@ class Daemon:
             new = replace(new, api=self.config.api, state_dir=self.config.state_dir)
         wanted = {folder.path: folder for folder in new.folders}
         self.live.swap(new)
-        self.videos.config = new
         with self._watches_lock:
             for folder_watch in list(self.watches):
                 if wanted.get(folder_watch.config.path) != folder_watch.config:
@@ -477,10 +510,12 @@ class Daemon:
                 if folder.path in watched:
                     continue
                 folder_watch = self._folder_watch(folder)
-                folder_watch.missing = not folder_watch.start()
+                opened = self._open_watch(folder_watch)
+                folder_watch.missing = not opened and folder_watch.blocked is None
                 self.watches.append(folder_watch)
-                log.info("watching folder", extra={"folder": str(folder.path)})
-                self.notice_tree(folder.path, folder)
+                if folder_watch.blocked is None:
+                    log.info("watching folder", extra={"folder": str(folder.path)})
+                    self.notice_tree(folder.path, folder)
         self._wake.set()
 
     # -- health ------------------------------------------------------------------------------
@@ -508,6 +543,9 @@ class Daemon:
         missing = [str(w.config.path) for w in self.watches if w.missing]
         if missing:
             return False, f"folder missing: {', '.join(missing)}"
+        blocked = [str(w.config.path) for w in self.watches if w.blocked is not None]
+        if blocked:
+            return False, f"folder not writable: {', '.join(blocked)}"
         return True, "ok"
 
     def local_write_failures(self) -> list[str]:

@@ -61,7 +61,8 @@ class _ProcessCollector(ProcessCollector):
     def _boot_time(self) -> float:
         clock = getattr(time, "CLOCK_BOOTTIME", None)  # Linux only
         if clock is None:
-            return float(super()._boot_time() or 0)
+            # prometheus_client's own method carries no annotations.
+            return float(super()._boot_time() or 0)  # type: ignore[no-untyped-call]
         return time.time() - time.clock_gettime(clock)
 
 

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from watcher.config import Config, ConfigError, load_config
 from watcher.config.apikey import ApiKey
@@ -26,6 +27,9 @@ from watcher.state.states import FileState
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH_SECONDS = 5.0
+STATUS_COALESCE_SECONDS = 0.5
+# Events that change the counts STATUS= shows.
+_STATUS_EVENTS = frozenset({"uploaded", "rejected", "failure"})
 
 
 def status_line(counts: dict[str, int]) -> str:
@@ -51,9 +55,7 @@ class Service:
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.metrics = Metrics() if config.metrics_listen else None
-        self.daemon = Daemon(
-            config, key=key, on_event=self.metrics.on_event if self.metrics else _ignore
-        )
+        self.daemon = Daemon(config, key=key, on_event=self._on_event)
         self.on_started = on_started
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -74,6 +76,13 @@ class Service:
         self._reload.set()
         self._wake.set()
 
+    def _on_event(self, kind: str, details: dict[str, Any]) -> None:
+        """A pipeline event: count it, and let STATUS= show it soon (not in 5 s)."""
+        if self.metrics is not None:
+            self.metrics.on_event(kind, details)
+        if kind in _STATUS_EVENTS:
+            self._wake.set()
+
     # -- life --------------------------------------------------------------------------------
     def run(self) -> int:
         daemon = self.daemon
@@ -90,6 +99,8 @@ class Service:
                     self._reload.clear()
                     self.reload()
                 self._refresh_status()
+                # A burst's events arrive by the hundred: one refresh per short while is enough.
+                self._stop.wait(STATUS_COALESCE_SECONDS)
         finally:
             log.info("stopping")
             self.notifier.stopping()
@@ -142,7 +153,3 @@ class Service:
         pinger = WatchdogPinger(self.notifier, interval, self.daemon.making_progress)
         pinger.start()
         return pinger
-
-
-def _ignore(kind: str, details: dict) -> None:
-    return None

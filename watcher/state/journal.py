@@ -101,13 +101,15 @@ CREATE TABLE IF NOT EXISTS pending_sidecars (
 );
 """
 
-# A video's life: waiting_script → ready → submitting → submitted → pending → processing →
-# downloading → completed; or failed, timed_out, or unknown (the generate answer was lost:
-# never re-sent on our own, since each generation costs credits).
+# A video's life: (waiting_asset →) waiting_script → ready → submitting → submitted →
+# waiting/pending → processing → downloading → completed; or failed, timed_out, or unknown (the
+# generate answer was lost: never re-sent on our own, since each generation costs credits).
 VIDEO_ACTIVE_STATES = (
+    "waiting_asset",
     "waiting_script",
     "ready",
     "submitted",
+    "waiting",
     "pending",
     "processing",
     "downloading",
