@@ -11,7 +11,14 @@ from pathlib import Path
 import media
 import pytest
 from conftest import wait_for
-from daemon_helpers import make_config, read_sidecar, running
+from daemon_helpers import (
+    cli,
+    config_document,
+    make_config,
+    read_sidecar,
+    running,
+    write_config,
+)
 
 from watcher.sandbox import Sandbox
 from watcher.state import names, sidecar
@@ -66,6 +73,15 @@ def test_sidecars_of_names_up_to_the_limit(tmp_path: Path, drop: Path, sandbox: 
             assert path.name.startswith(location.name[: -len(shortened(path.name))])
             assert encoded == NAME_MAX or path.name[0] == "é"
     assert not [p for p in drop.iterdir() if p.name.startswith(".")]  # no temp file left
+    # `status` says where the shortened ones are.
+    config_path = write_config(
+        tmp_path / "status.yaml",
+        config_document(sandbox, tmp_path / "state", [{"path": str(drop)}]),
+    )
+    report = json.loads(cli("status", "-c", str(config_path), "--json").stdout)
+    listed = {entry["path"]: entry["sidecar"] for entry in report["shortened_sidecars"]}
+    too_long = [p for p in files if len(os.fsencode(p.name + ".asset.json")) > NAME_MAX]
+    assert too_long and all(listed[str(p)] == str(sidecar.sidecar_path(p)) for p in too_long)
     assert len(sandbox.assets) == len(files)
 
 

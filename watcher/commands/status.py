@@ -27,6 +27,7 @@ def collect(config: Config) -> dict[str, Any]:
             "pause_reason": None,
             "api_unreachable": None,
             "unwritten_sidecars": [],
+            "shortened_sidecars": [],
         }
     journal = Journal(journal_path)
     try:
@@ -38,6 +39,7 @@ def collect(config: Config) -> dict[str, Any]:
         videos_paused = journal.get_meta("videos_paused") if running else None
         unreachable = journal.get_meta("api_unreachable") if running else None
         unwritten = journal.pending_sidecars()
+        shortened = journal.shortened_sidecars()
     finally:
         journal.close()
     return {
@@ -73,6 +75,8 @@ def collect(config: Config) -> dict[str, Any]:
             }
             for pending in unwritten
         ],
+        # Names too long for `<name>.asset.json`: where their sidecars are (README: Long names).
+        "shortened_sidecars": [{"path": path, "sidecar": side} for path, side in shortened],
     }
 
 
@@ -101,6 +105,8 @@ def render(report: dict[str, Any]) -> str:
             f"  sidecar not written yet: {pending['sidecar']}: {pending['error']} "
             f"(next try {pending['next_attempt_at']})"
         )
+    for entry in report.get("shortened_sidecars", []):
+        lines.append(f"  long name, sidecar at: {entry['sidecar']}")
     for failure in report["recent_failures"]:
         when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
         lines.append(

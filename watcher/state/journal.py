@@ -539,6 +539,21 @@ class Journal:
             for row in rows
         ]
 
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
+        """(file, sidecar) of uploaded files whose sidecar has a shortened name (the name was
+        too long for ``<name>.asset.json``: see `watcher.state.names`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, sidecar FROM files WHERE sidecar LIKE '%~%.asset.json' "
+                "ORDER BY updated_at DESC"
+            ).fetchall()
+        found = [
+            (path, side)
+            for path, side in rows
+            if Path(side).name != Path(path).name + ".asset.json"
+        ]
+        return found[:limit]
+
     def next_sidecar_at(self) -> float | None:
         with self._lock:
             row = self._db.execute("SELECT MIN(next_at) FROM pending_sidecars").fetchone()
