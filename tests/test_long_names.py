@@ -72,7 +72,7 @@ def test_sidecars_of_names_up_to_the_limit(tmp_path: Path, drop: Path, sandbox: 
             assert location.name.endswith(shortened(path.name)), location.name
             assert path.name.startswith(location.name[: -len(shortened(path.name))])
             assert encoded == NAME_MAX or path.name[0] == "é"
-    assert not [p for p in drop.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert not [p for p in drop.iterdir() if p.name.endswith(".tmp")]  # no temp file left
     # `status` says where the shortened ones are.
     config_path = write_config(
         tmp_path / "status.yaml",

@@ -81,7 +81,9 @@ class OutcomePolicy:
         on_retry_scheduled: Callable[[], None],
         reachability: Reachability | None = None,
         probe: Callable[[str | None], str | None] = lambda storage_url: None,
+        key_origin: Callable[[], str] = lambda: "its source",
     ) -> None:
+        self.key_origin = key_origin  # where the key came from, for the one loud line
         self.journal = journal
         self.reachability = reachability or Reachability()
         # One cheap request to the API (and the storage host given): None when answered.
@@ -138,7 +140,10 @@ class OutcomePolicy:
         if self.auth_pause.set(str(error)):
             self.journal.set_meta("uploads_paused", str(error))
             log.error(
-                "the API refused the key (%s): uploads are paused until the key changes", error
+                "the API refused the key read from %s (%s): uploads are paused until the key "
+                "changes",
+                self.key_origin(),
+                error,
             )
         self.on_event("failure", {"kind": "auth"})
 

@@ -9,6 +9,7 @@ place.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
 from watcher.state.journal import FileRow, Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
+from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState
 
 log = logging.getLogger(__name__)
@@ -48,19 +50,25 @@ class Sidecars:
 
     def write(
         self, path: Path, folder: FolderConfig, document: dict[str, Any], *, defer: bool = True
-    ) -> bool:
-        """Write a sidecar. One that cannot be written is kept in the journal with why and
-        written again soon (`retry_due`), unless ``defer`` is False: the caller then retries
-        on its own (an upload's record)."""
-        return self.write_or_reason(path, folder, document, defer=defer) is None
+    ) -> os.stat_result | None:
+        """The stat of the written sidecar, or None (logged, counted) when it cannot be. One
+        that cannot be written is kept in the journal with why and written again soon
+        (`retry_due`), unless ``defer`` is False: the caller then retries on its own (an
+        upload's record)."""
+        return self._write(path, folder, document, defer)[0]
 
     def write_or_reason(
         self, path: Path, folder: FolderConfig, document: dict[str, Any], *, defer: bool = True
     ) -> str | None:
         """`write`, returning None on success or why it failed."""
+        return self._write(path, folder, document, defer)[1]
+
+    def _write(
+        self, path: Path, folder: FolderConfig, document: dict[str, Any], defer: bool
+    ) -> tuple[os.stat_result | None, str | None]:
         location = sidecar_for(path, folder)
         try:
-            sidecar.write(location, document)
+            written = sidecar.write(location, document)
         except OSError as error:
             reason = f"cannot write sidecar {location}: {local_error_text(error)}"
             log.error("%s", reason, extra={"file": str(path)})
@@ -75,9 +83,9 @@ class Sidecars:
                     lambda failures: time.time() + local_retry_delay_seconds(failures),
                 )
                 self.on_deferred()
-            return reason
+            return None, reason
         self.journal.sidecar_written(str(location))
-        return None
+        return written, None
 
     def retry_due(self, now: float) -> None:
         """Write the sidecars whose earlier write failed and whose time has come."""
@@ -100,7 +108,9 @@ class Sidecars:
         video = self.journal.video(row.path)
         if video is not None and video.state not in _VIDEO_NOT_STARTED:
             extra["video"] = sidecar_video(video)
-        return records.uploaded(local, asset, **extra)
+        # Written again later (a video moved on, a sidecar repaired): the upload's own time.
+        uploaded_at = iso_from_epoch(row.updated_at) if row.state is FileState.UPLOADED else None
+        return records.uploaded(local, asset, uploaded_at=uploaded_at, **extra)
 
     def rewrite(self, key: str) -> bool:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""
