@@ -76,7 +76,7 @@ def build_pipeline(
         progress or unwatched(),
         on_unexpected=unexpected,
     )
-    sidecars = Sidecars(journal, live, on_event)
+    sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
@@ -87,6 +87,8 @@ def build_pipeline(
         renotice,
         on_event,
         on_retry_scheduled,
+        reachability=client.reachability,
+        probe=client.probe,
         key_origin=lambda: client.key_origin,
     )
     recorder = Recorder(
