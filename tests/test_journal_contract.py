@@ -509,3 +509,30 @@ def test_every_change_of_state_is_told(journal: Journal) -> None:
         ("/drop/a.png", "uploading", "recording"),
         ("/drop/a.png", "recording", "uploaded"),
     ]
+
+
+def test_sidecars_waiting_to_be_written(journal: Journal) -> None:
+    assert journal.pending_sidecars() == [] and journal.next_sidecar_at() is None
+    now = time.time()
+    assert journal.defer_sidecar("/d/a.json", "/d/a", "/d", {"k": 1}, "disk full", lambda n: now)
+    assert (
+        journal.defer_sidecar("/d/a.json", "/d/a", "/d", {"k": 2}, "still", lambda n: now + n) == 2
+    )
+    (pending,) = journal.pending_sidecars()
+    assert (pending.document, pending.reason, pending.failures) == ({"k": 2}, "still", 2)
+    assert journal.pending_sidecars(due_before=now) == []
+    assert journal.next_sidecar_at() == pytest.approx(now + 2)
+    journal.sidecar_written("/d/a.json")
+    assert journal.pending_sidecars() == []
+
+
+def test_shortened_sidecars_and_moves_with_a_new_inode(journal: Journal) -> None:
+    long_name = "/d/" + "x" * 300 + ".png"
+    _uploaded(journal, long_name, "a1")
+    journal.update(long_name, sidecar="/d/xxxx~1a2b.asset.json")
+    assert journal.shortened_sidecars() == [(long_name, "/d/xxxx~1a2b.asset.json")]
+    journal.put(a_row("/d/b.png"))
+    journal.update("/d/b.png", state=FileState.RETRYING, next_attempt_at=1.0)
+    journal.move("/d/b.png", "/done/b.png", inode=77)
+    moved = journal.get("/done/b.png")
+    assert moved is not None and (moved.inode, moved.next_attempt_at) == (77, None)

@@ -21,7 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from watcher.state.journal import CachedAsset, DaemonRow, FileRow, TransitionHook, VideoRow
+from watcher.state.journal import (
+    CachedAsset,
+    DaemonRow,
+    FileRow,
+    PendingSidecar,
+    TransitionHook,
+    VideoRow,
+)
 
 
 class Journal(Protocol):
@@ -58,7 +65,7 @@ class Journal(Protocol):
         """Change some columns; a change of state must be in the transition table."""
         ...
 
-    def move(self, old_path: str, new_path: str) -> None: ...
+    def move(self, old_path: str, new_path: str, inode: int | None = None) -> None: ...
 
     def forget(self, path: str) -> None: ...
 
@@ -85,6 +92,27 @@ class Journal(Protocol):
     def recent_failures(self, limit: int = 10) -> list[FileRow]: ...
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int: ...
+
+    # -- sidecars that could not be written yet ----------------------------------------------
+    def defer_sidecar(
+        self,
+        location: str,
+        file: str,
+        folder: str,
+        document: dict[str, Any],
+        reason: str,
+        next_at_for: Callable[[int], float],
+    ) -> int:
+        """Keep ``document`` for a later write; how many writes of it have failed."""
+        ...
+
+    def sidecar_written(self, location: str) -> None: ...
+
+    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]: ...
+
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]: ...
+
+    def next_sidecar_at(self) -> float | None: ...
 
     # -- work handed to a running daemon by a command ----------------------------------------
     def request(self, path: str, folder: str) -> float:

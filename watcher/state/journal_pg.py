@@ -45,6 +45,7 @@ from watcher.state.journal import (
     DaemonRow,
     FileRow,
     JournalError,
+    PendingSidecar,
     TransitionHook,
     VideoRow,
     _check_admitted,
@@ -134,6 +135,16 @@ CREATE TABLE IF NOT EXISTS requests (
     path         TEXT PRIMARY KEY,
     folder       TEXT NOT NULL,
     requested_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_sidecars (
+    location   TEXT PRIMARY KEY,
+    file       TEXT NOT NULL,
+    folder     TEXT NOT NULL,
+    document   TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    failures   INTEGER NOT NULL,
+    next_at    DOUBLE PRECISION NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pauses (
     kind   TEXT PRIMARY KEY,
@@ -472,7 +483,7 @@ class PgJournal:
                 _values((*changes.values(), key)),
             )
 
-    def move(self, old_path: str, new_path: str) -> None:
+    def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 for table in ("files", "videos"):
@@ -480,6 +491,11 @@ class PgJournal:
                     conn.execute(
                         f"UPDATE {table} SET path = %s, updated_at = %s WHERE path = %s",
                         (new_path, time.time(), old_path),
+                    )
+                if inode is not None:
+                    conn.execute(
+                        "UPDATE files SET inode = %s, next_attempt_at = NULL WHERE path = %s",
+                        (inode, new_path),
                     )
 
         self._run(run)
@@ -578,6 +594,8 @@ class PgJournal:
     def recent_failures(self, limit: int = 10) -> list[FileRow]:
         rows = self._all(
             f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+            # An upload whose record (move, sidecar) cannot be written yet says why too.
+            "OR (state = 'recording' AND last_error IS NOT NULL) "
             "ORDER BY updated_at DESC LIMIT %s",
             (limit,),
         )
@@ -595,6 +613,70 @@ class PgJournal:
         if paths is None:
             return self._write(query, (now, now))
         return self._write(query + " AND path = ANY(%s)", (now, now, paths))
+
+    # -- sidecars that could not be written yet ----------------------------------------------
+    def defer_sidecar(
+        self,
+        location: str,
+        file: str,
+        folder: str,
+        document: dict[str, Any],
+        reason: str,
+        next_at_for: Callable[[int], float],
+    ) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            now = time.time()
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT failures, created_at FROM pending_sidecars WHERE location = %s "
+                    "FOR UPDATE",
+                    (location,),
+                ).fetchone()
+                failures, created = (row[0] + 1, row[1]) if row else (1, now)
+                values = (file, folder, json.dumps(document), reason, failures)
+                conn.execute(
+                    "INSERT INTO pending_sidecars VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (location) DO UPDATE SET file = EXCLUDED.file, "
+                    "folder = EXCLUDED.folder, document = EXCLUDED.document, "
+                    "reason = EXCLUDED.reason, failures = EXCLUDED.failures, "
+                    "next_at = EXCLUDED.next_at",
+                    (location, *values, next_at_for(failures), created),
+                )
+            return int(failures)
+
+        return self._run(run)
+
+    def sidecar_written(self, location: str) -> None:
+        self._write("DELETE FROM pending_sidecars WHERE location = %s", (location,))
+
+    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
+        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
+        query += "pending_sidecars"
+        arguments: tuple[float, ...] = ()
+        if due_before is not None:
+            query += " WHERE next_at <= %s"
+            arguments = (due_before,)
+        rows = self._all(query + " ORDER BY next_at", arguments)
+        return [
+            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+            for row in rows
+        ]
+
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT path, sidecar FROM files WHERE sidecar LIKE '%%~%%.asset.json' "
+            "ORDER BY updated_at DESC"
+        )
+        found = [
+            (path, side)
+            for path, side in rows
+            if Path(side).name != Path(path).name + ".asset.json"
+        ]
+        return found[:limit]
+
+    def next_sidecar_at(self) -> float | None:
+        row = self._one("SELECT MIN(next_at) FROM pending_sidecars")
+        return row[0] if row else None
 
     # -- work handed to a running daemon by a command ----------------------------------------
     def request(self, path: str, folder: str) -> float:
