@@ -73,6 +73,7 @@ def build_pipeline(
         renotice,
         progress or unwatched(),
         on_unexpected=unexpected,
+        upload_slot=client.throttle.upload_slot,
     )
     sidecars = Sidecars(journal, live, on_event)
     videos = VideoStage(
