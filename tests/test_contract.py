@@ -9,8 +9,9 @@ published request/response schemas and public reference). For every endpoint the
   against the request schemas;
 - the sandbox's real answers over HTTP validate against the response schemas, errors included.
 
-Batch reads (``GET /v3/assets/batches/{id}``, statuses) are covered with the batch read model;
-only the batch create's request is checked here.
+The batch calls go through `watcher.heygen.batches`, the same functions the batcher uses; the
+sandbox's `GET /v3/assets/statuses` (which the client does not call) is checked against the
+same read model.
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ from referencing import Registry, Resource
 from watcher.config.apikey import ApiKey
 from watcher.config.templates import Template
 from watcher.heygen import videos
+from watcher.heygen.batches import complete_batch, create_batch, read_batch
 from watcher.heygen.body import sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import ApiError
-from watcher.heygen.uploads import PROTOCOLS, LocalFile, complete_v3, make_protocol, v3_file_spec
+from watcher.heygen.uploads import (
+    PROTOCOLS,
+    LocalFile,
+    PresignedProtocol,
+    complete_v3,
+    make_protocol,
+)
 from watcher.sandbox import Fault, Sandbox
 
 CONTRACT_DIR = Path(__file__).parent / "contract"
@@ -89,10 +97,25 @@ ENDPOINTS: dict[str, Endpoint] = {
         read=("data.asset_id", "data.url"),
     ),
     "POST /v3/assets/direct-uploads/batches": Endpoint(
-        "POST", "api", r"/v3/assets/direct-uploads/batches", "v3_batch_create.request", "",
+        "POST", "api", r"/v3/assets/direct-uploads/batches", "v3_batch_create.request",
+        "v3_batch_create.response",
         sent=("files[].filename", "files[].content_type", "files[].size_bytes",
               "files[].checksum_sha256"),
-        read=(),  # the batch read model is checked with the batching code
+        read=("data.batch_id", "data.items[].asset_id", "data.items[].upload_url",
+              "data.items[].upload_headers", "data.items[].expires_in_seconds"),
+    ),
+    "POST /v3/assets/complete/batches": Endpoint(
+        "POST", "api", r"/v3/assets/complete/batches", "v3_complete_batch.request",
+        "v3_complete_batch.response",
+        sent=("batch_id",),
+        read=(),
+    ),
+    "GET /v3/assets/batches/{id}": Endpoint(
+        "GET", "api", r"/v3/assets/batches/[^/]+", None, "v3_batch.response",
+        sent=("token (query)",),
+        read=("data.items[].item_index", "data.items[].status", "data.items[].video_id",
+              "data.items[].error.code", "data.items[].error.message", "data.has_more",
+              "data.next_token"),
     ),
     "POST /v2/video/generate": Endpoint(
         "POST", "api", r"/v2/video/generate", "v2_generate.request", "v2_generate.response",
@@ -224,6 +247,7 @@ def test_the_checker_itself_refuses_undocumented_fields() -> None:
     assert not has_field(SCHEMAS["v3_video_resource.response"], "data.video_id")
     assert not has_field(SCHEMAS["v1_asset.response"], "data.id")
     assert has_field(SCHEMAS["v3_batch_create.request"], "files[].size_bytes")
+    assert not has_field(SCHEMAS["v3_batch.response"], "data.items[].asset_id")
     assert problems("v3_videos.request", {"avatar_id": "a", "script": "s", "voice_id": "v"})
 
 
@@ -328,8 +352,25 @@ def drive_every_endpoint(tmp_path: Path, sandbox: Sandbox, recorder: Recorder) -
     complete_v3(client, image.asset_id, None)  # asked again, without a checksum
     audio = make_protocol(recorded_client(sandbox, recorder, upload_protocol="v1-presigned"))
     voice = audio.upload(local(tmp_path, "voice.mp3", media.mp3(), "audio/mpeg"))
-    files = [v3_file_spec(hashed(local(tmp_path, "batch.png", media.png(seed=40), "image/png")))]
-    client.request("POST", "/v3/assets/direct-uploads/batches", json={"files": files})
+    # A batch, as the batcher drives it: create, PUT, complete, read every page of items.
+    sandbox.batch_page_size = 1
+    sandbox.fail_ingestion("refused.png", "invalid_media", "cannot be decoded")
+    batch_files = [
+        hashed(local(tmp_path, name, media.png(seed=40 + i), "image/png"))
+        for i, name in enumerate(("batch.png", "refused.png"))
+    ]
+    v3 = make_protocol(recorded_client(sandbox, recorder, upload_protocol="v3-direct"))
+    created = create_batch(client, batch_files, "v3-direct")
+    for file, slot in zip(batch_files, created.slots, strict=True):
+        assert isinstance(v3, PresignedProtocol)
+        v3.put_with_retries(file, slot)
+    complete_batch(client, created.batch_id)
+    items = read_batch(client, created.batch_id)
+    assert [(i.index, i.status, i.asset_id is not None) for i in items] == [
+        (0, "completed", True),
+        (1, "failed", True),
+    ]
+    assert items[1].reason == "invalid_media: cannot be decoded"
 
     sandbox.queue_video_outcome("completed")
     bodies = {
@@ -454,6 +495,25 @@ def test_failed_video_reasons_match_the_schemas(
     for exchange in recorder.exchanges[1:]:
         _, endpoint = endpoint_of(exchange)
         assert not problems(endpoint.response, exchange.answer), exchange.path
+
+
+def test_the_sandbox_statuses_answer_the_read_model(tmp_path: Path, sandbox: Sandbox) -> None:
+    client = HeyGenClient(fast_api(sandbox), ApiKey(SANDBOX_KEY, "test"))
+    file = hashed(local(tmp_path, "s.png", media.png(seed=90), "image/png"))
+    created = create_batch(client, [file], "v3-direct")
+    answer = requests.get(
+        f"{sandbox.api_url}/v3/assets/statuses",
+        params={"asset_ids": f"{created.slots[0].asset_id},unknown", "batch_ids": created.batch_id},
+        headers={"X-Api-Key": SANDBOX_KEY},
+        timeout=10,
+    ).json()
+    client.close()
+    assert not problems("v3_statuses.response", answer), answer
+    assert [item["status"] for item in answer["data"]["items"]] == [
+        "queued",
+        "not_found",
+        "queued",
+    ]
 
 
 @pytest.mark.parametrize(

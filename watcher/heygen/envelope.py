@@ -89,6 +89,14 @@ def error_for_status(
         return Forbidden(message, status=status, code=code)
     if status == 402:
         return QuotaError(message, status=status, code=code)
+    return _by_retry_class(status, message, code, retry_after)
+
+
+def _by_retry_class(
+    status: int, message: str, code: str | None, retry_after: str | None
+) -> ApiError:
+    """What API and storage answers share: 429 slows down, 408 and 5xx are worth another
+    try, any other refusal is final."""
     if status == 429:
         return RateLimited(
             message,
@@ -141,16 +149,7 @@ def raise_for_storage(response: requests.Response) -> None:
     if status == 403:
         # Presigned URLs answer 403 once they have expired; only a fresh slot helps.
         raise SlotExpired(message, status=status, code=code)
-    if status == 429:
-        raise RateLimited(
-            message,
-            status=status,
-            code=code,
-            retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if status == 408 or status >= 500:
-        raise TransientError(message, status=status, code=code)
-    raise PermanentError(message, status=status, code=code)
+    raise _by_retry_class(status, message, code, response.headers.get("Retry-After"))
 
 
 def dumps(body: Any) -> bytes:

@@ -148,25 +148,52 @@ def _require_str(data: Any, name: str, what: str) -> str:
     return value
 
 
-def _raise_local_error(file: LocalFile, bodies: list[FileBody]) -> None:
-    """If sending failed because of the file (unreadable, or its bytes changed so that the
-    storage refused the checksum), say that rather than blaming the network or the server."""
-    if not bodies:
-        return
-    body = bodies[-1]
-    if body.local_error is not None:
-        raise body.local_error
-    if body.finished and file.sha256 is not None and body.sha256() != file.sha256:
-        raise FileChangedError(f"{file.path} changed while it was being uploaded")
+class _Bodies:
+    """A fresh streamed body of one file for every attempt (a body can be read only once);
+    the last one made tells what was sent, or why sending failed."""
 
+    def __init__(
+        self,
+        file: LocalFile,
+        on_block: Callable[[], None],
+        prefix: bytes = b"",
+        suffix: bytes = b"",
+    ) -> None:
+        self.file = file
+        self.on_block = on_block
+        self.prefix = prefix
+        self.suffix = suffix
+        self._made: list[FileBody] = []
 
-def _checked_body(file: LocalFile, body: FileBody) -> str:
-    """After a PUT: the bytes sent must be the bytes we hashed, or the file changed under us.
-    Returns the hash of what was sent."""
-    sent = body.sha256()
-    if file.sha256 is not None and sent != file.sha256:
-        raise FileChangedError(f"{file.path} changed while it was being uploaded")
-    return sent
+    def __call__(self) -> FileBody:
+        body = FileBody(
+            self.file.path,
+            self.file.size,
+            prefix=self.prefix,
+            suffix=self.suffix,
+            on_block=self.on_block,
+        )
+        self._made.append(body)
+        return body
+
+    def raise_local_error(self) -> None:
+        """If sending failed because of the file (unreadable, or its bytes changed so that the
+        storage refused the checksum), say that rather than blaming the network or the server."""
+        if not self._made:
+            return
+        body = self._made[-1]
+        if body.local_error is not None:
+            raise body.local_error
+        if body.finished and self.file.sha256 is not None and body.sha256() != self.file.sha256:
+            raise FileChangedError(f"{self.file.path} changed while it was being uploaded")
+
+    def checked_sha256(self) -> str:
+        """After sending: the bytes sent must be the bytes we hashed, or the file changed
+        under us. Returns the hash of what was sent."""
+        sent = self._made[-1].sha256()
+        if self.file.sha256 is not None and sent != self.file.sha256:
+            raise FileChangedError(f"{self.file.path} changed while it was being uploaded")
+        return sent
 
 
 class UploadProtocol(ABC):
@@ -240,19 +267,13 @@ class PresignedProtocol(UploadProtocol):
         )
 
     def _put(self, file: LocalFile, slot: UploadSlot) -> str:
-        bodies: list[FileBody] = []
-
-        def body_factory() -> FileBody:
-            body = FileBody(file.path, file.size, on_block=self.client.on_progress)
-            bodies.append(body)
-            return body
-
+        bodies = _Bodies(file, self.client.on_progress)
         try:
-            self.client.put_to_storage(slot.url, body_factory, self.put_headers(file, slot))
+            self.client.put_to_storage(slot.url, bodies, self.put_headers(file, slot))
         except ApiError:
-            _raise_local_error(file, bodies)
+            bodies.raise_local_error()
             raise
-        return _checked_body(file, bodies[-1])
+        return bodies.checked_sha256()
 
 
 class V1Presigned(PresignedProtocol):
@@ -391,28 +412,15 @@ class V3Multipart(UploadProtocol):
             f"Content-Type: {file.content_type}\r\n\r\n"
         ).encode()
         suffix = f"\r\n--{boundary}--\r\n".encode()
-        bodies: list[FileBody] = []
-
-        def body_factory() -> FileBody:
-            body = FileBody(
-                file.path,
-                file.size,
-                prefix=prefix,
-                suffix=suffix,
-                on_block=self.client.on_progress,
-            )
-            bodies.append(body)
-            return body
-
+        bodies = _Bodies(file, self.client.on_progress, prefix, suffix)
         data = send_once(
             self.client,
             file,
             "/v3/assets",
-            body_factory,
             bodies,
             {"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
-        sent_sha256 = _checked_body(file, bodies[-1])
+        sent_sha256 = bodies.checked_sha256()
         asset_id = _require_str(data, "asset_id", "POST /v3/assets")
         url = data.get("url") or self.asset_url(asset_id)
         return UploadedAsset(asset_id, url, self.name, sent_sha256)
@@ -422,8 +430,7 @@ def send_once(
     client: HeyGenClient,
     file: LocalFile,
     path: str,
-    body_factory: Callable[[], FileBody],
-    bodies: list[FileBody],
+    bodies: _Bodies,
     headers: dict[str, str],
     *,
     upload_host: bool = False,
@@ -441,13 +448,13 @@ def send_once(
         return client.request(
             "POST",
             path,
-            data=body_factory,
+            data=bodies,
             headers=headers,
             replay_safe=False,
             upload_host=upload_host,
         )
     except ResponseLost as error:
-        _raise_local_error(file, bodies)
+        bodies.raise_local_error()
         log.warning(
             "upload of %s got no clear answer (%s); it will be sent again later, which may "
             "leave an unused copy on HeyGen",
@@ -456,7 +463,7 @@ def send_once(
         )
         raise
     except ApiError:
-        _raise_local_error(file, bodies)
+        bodies.raise_local_error()
         raise
 
 
@@ -479,23 +486,16 @@ class V1Upload(UploadProtocol):
                 f"{file.filename} is {file.content_type}; v1-upload takes "
                 f"{', '.join(accepted)}: use v1-presigned or v3-direct"
             )
-        bodies: list[FileBody] = []
-
-        def body_factory() -> FileBody:
-            body = FileBody(file.path, file.size)
-            bodies.append(body)
-            return body
-
+        bodies = _Bodies(file, self.client.on_progress)
         data = send_once(
             self.client,
             file,
             "/v1/asset",
-            body_factory,
             bodies,
             {"Content-Type": file.content_type},
             upload_host=True,
         )
-        sent_sha256 = _checked_body(file, bodies[-1])
+        sent_sha256 = bodies.checked_sha256()
         asset_id = _require_str(data, "id", "POST /v1/asset (upload host)")
         url = data.get("url") if isinstance(data.get("url"), str) else None
         return UploadedAsset(asset_id, url or self.asset_url(asset_id), self.name, sent_sha256)

@@ -77,10 +77,9 @@ def _failure_reason(data: dict[str, Any]) -> str:
 
 def parse_status(data: Any) -> VideoStatus:
     """The v1, v2 and v3 status payloads share these fields; normalise them."""
-    status = data.get("status") if isinstance(data, dict) else None
-    if not isinstance(status, str) or not status:
+    if not isinstance(data, dict) or not isinstance(data.get("status"), str) or not data["status"]:
         raise PermanentError(f"malformed video status: {str(data)[:200]}")
-    assert isinstance(data, dict)
+    status = data["status"]
     error = _failure_reason(data) if status == "failed" else None
     duration = data.get("duration")
     return VideoStatus(

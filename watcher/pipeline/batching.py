@@ -13,22 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
+from watcher.heygen.batches import BatchItem, complete_batch, create_batch, read_batch
 from watcher.heygen.errors import ApiError, PermanentError
-from watcher.heygen.uploads import (
-    LocalFile,
-    UploadedAsset,
-    UploadSlot,
-    V3Direct,
-    slot_from_v3,
-    v3_file_spec,
-)
+from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadSlot, V3Direct
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.slots import remember_slot
 from watcher.pipeline.upload import Uploader
@@ -45,49 +37,6 @@ POLL_FIRST_SECONDS = 0.05
 POLL_MAX_SECONDS = 2.0
 # After this long without every item ended, the files left complete one by one.
 POLL_GIVE_UP_SECONDS = 120.0
-# A batch holds at most 100 items; even one per page ends well within this.
-MAX_PAGES = 200
-
-
-@dataclass(frozen=True)
-class BatchItem:
-    """One item of ``GET /v3/assets/batches/{id}``, read strictly as HeyGen's schema names it."""
-
-    index: int
-    status: str
-    asset_id: str | None  # `video_id` in the read model (it is shared with video batches)
-    error: dict[str, Any] | None
-
-    @classmethod
-    def parse(cls, raw: Any) -> BatchItem:
-        if not isinstance(raw, dict):
-            raise PermanentError("malformed batch item: not an object")
-        index, status, video_id = raw.get("item_index"), raw.get("status"), raw.get("video_id")
-        error = raw.get("error")
-        if (
-            isinstance(index, bool)
-            or not isinstance(index, int)
-            or not isinstance(status, str)
-            or not (video_id is None or isinstance(video_id, str))
-            or not (error is None or isinstance(error, dict))
-        ):
-            raise PermanentError(f"malformed batch item: {str(raw)[:200]}")
-        return cls(index, status, video_id or None, error)
-
-    @property
-    def ended(self) -> bool:
-        """Completed with its asset known, or failed; anything else is not finished yet."""
-        return (self.status == "completed" and self.asset_id is not None) or (
-            self.status == "failed"
-        )
-
-    @property
-    def reason(self) -> str:
-        """The failed item's ``error`` object, as one line for the sidecar."""
-        error = self.error or {}
-        code, message = error.get("code"), error.get("message")
-        parts = [str(part) for part in (code, message) if part]
-        return ": ".join(parts) or f"batch item {self.status} without a reason"
 
 
 @dataclass
@@ -164,10 +113,15 @@ class V3Batcher:
     def _start_batch_safely(self, keys: list[str]) -> None:
         try:
             self._start_batch(keys)
-        except Exception:
+        except Exception as error:
+            # A bug, not a refusal: logged with its traceback, counted, and every file of the
+            # batch set aside for a retry rather than left `queued` until the next start.
             log.exception("batch upload failed to start")
             for key in keys:
-                self.pool.release(Path(key))
+                try:
+                    self.outcome.unexpected(Path(key), error)
+                finally:
+                    self.pool.release(Path(key))
 
     def _start_batch(self, keys: list[str]) -> None:
         rows = self._live_rows(keys)
@@ -183,18 +137,14 @@ class V3Batcher:
             return
         files = [LocalFile(Path(r.path), r.size, r.content_type or "", r.sha256) for r in rows]
         try:
-            data = self.protocol.client.request(
-                "POST",
-                "/v3/assets/direct-uploads/batches",
-                json={"files": [v3_file_spec(file) for file in files]},
-                headers={"Idempotency-Key": str(uuid.uuid4())},
-            )
-            batch = self._batch_from(data, rows)
+            created = create_batch(self.protocol.client, files, self.protocol.name)
         except ApiError as error:
             for row in rows:
                 self.outcome.upload_failed(row, error)
                 self.pool.release(Path(row.path))
             return
+        slots = {row.path: slot for row, slot in zip(rows, created.slots, strict=True)}
+        batch = _Batch(created.batch_id, slots, time.monotonic(), waiting=set(slots))
         log.info("batch %s: %d files", batch.batch_id, len(rows))
         for row, file in zip(rows, files, strict=True):
             slot = batch.slots[row.path]
@@ -221,17 +171,6 @@ class V3Batcher:
                 self.pool.release(Path(row.path))
 
         self.pool.run_task(upload, f"the upload of {Path(row.path).name}")
-
-    def _batch_from(self, data: Any, rows: list[FileRow]) -> _Batch:
-        items = data.get("items") if isinstance(data, dict) else None
-        batch_id = data.get("batch_id") if isinstance(data, dict) else None
-        if not isinstance(batch_id, str) or not isinstance(items, list) or len(items) != len(rows):
-            raise PermanentError("malformed response to the batch create: items do not match")
-        slots = {
-            row.path: slot_from_v3(item, self.protocol.name, "the batch create")
-            for row, item in zip(rows, items, strict=True)
-        }
-        return _Batch(batch_id, slots, time.monotonic(), waiting=set(slots))
 
     # -- per file: the PUT -------------------------------------------------------------------
     def _put(self, batch: _Batch, row: FileRow, file: LocalFile, slot: UploadSlot) -> None:
@@ -265,7 +204,7 @@ class V3Batcher:
         client = self.protocol.client
         outcome: dict[str, BatchItem] = {}
         try:
-            client.request("POST", "/v3/assets/complete/batches", json={"batch_id": batch.batch_id})
+            complete_batch(client, batch.batch_id)
             outcome = self._wait_for_outcome(batch)
         except ApiError as error:
             log.warning(
@@ -298,33 +237,15 @@ class V3Batcher:
         while True:
             ended = {
                 key: item
-                for key, item in self._items_by_key(batch, self._read_items(batch)).items()
+                for key, item in self._items_by_key(
+                    batch, read_batch(client, batch.batch_id)
+                ).items()
                 if item.ended
             }
             if len(ended) == len(batch.sent) or time.monotonic() > give_up:
                 return ended
             client.throttle.sleep(delay)
             delay = min(delay * 2, POLL_MAX_SECONDS)
-
-    def _read_items(self, batch: _Batch) -> list[BatchItem]:
-        """Every item of the batch: the read model is paginated (follow ``next_token`` while
-        ``has_more``), and the default page is smaller than a full batch."""
-        client = self.protocol.client
-        items: list[BatchItem] = []
-        params: dict[str, str] | None = None
-        for _ in range(MAX_PAGES):
-            data = client.request("GET", f"/v3/assets/batches/{batch.batch_id}", params=params)
-            page = data.get("items") if isinstance(data, dict) else None
-            if not isinstance(page, list):
-                raise PermanentError("malformed batch read: 'items' is not a list")
-            items.extend(BatchItem.parse(raw) for raw in page)
-            token = data.get("next_token")
-            if data.get("has_more") is not True:
-                return items
-            if not isinstance(token, str) or not token:
-                raise PermanentError("malformed batch read: 'has_more' without 'next_token'")
-            params = {"token": token}
-        raise PermanentError(f"batch read did not end after {MAX_PAGES} pages")
 
     @staticmethod
     def _items_by_key(batch: _Batch, items: list[BatchItem]) -> dict[str, BatchItem]:

@@ -76,9 +76,7 @@ def build_pipeline(
         upload_slot=client.throttle.upload_slot,
     )
     sidecars = Sidecars(journal, live, on_event)
-    videos = VideoStage(
-        config, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event
-    )
+    videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
         journal, live, sidecars, auth_pause, renotice, on_event, on_retry_scheduled

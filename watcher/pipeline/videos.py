@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.config import Config, FolderConfig
+from watcher.config import FolderConfig
+from watcher.config.live import LiveConfig
 from watcher.config.templates import RenderError, Template, render, values_for
 from watcher.heygen import videos
 from watcher.heygen.client import HeyGenClient
@@ -128,7 +129,7 @@ class VideoPause:
 
 @dataclass
 class VideoStage:
-    config: Config
+    live: LiveConfig
     journal: Journal
     client: HeyGenClient
     rewrite_sidecar: Callable[[str], object]
@@ -177,7 +178,7 @@ class VideoStage:
         row = self.journal.video(path)
         if row is None:
             return
-        template = self.config.templates.get(row.template)
+        template = self.live.current.templates.get(row.template)
         if template is None:
             self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
             return
@@ -369,7 +370,7 @@ class VideoStage:
         )
 
     def _quota_paused(self, row: VideoRow, error: QuotaError) -> None:
-        seconds = self.config.quota_pause_seconds
+        seconds = self.live.current.quota_pause_seconds
         first = not self.pause.active()
         self.pause.set(seconds, str(error))
         self.journal.set_meta("videos_paused", str(error))
@@ -393,7 +394,10 @@ class VideoStage:
                 error=(f"not completed after {template.timeout_minutes:g} minutes"),
             )
             return
-        assert row.video_id is not None
+        if row.video_id is None:
+            # Submitted without an id recorded: which video it is cannot be known.
+            self._finish(row, "unknown", error=LOST_ANSWER)
+            return
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except (TransientError, RateLimited, AuthError) as error:
@@ -436,7 +440,10 @@ class VideoStage:
         self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
 
     def _download(self, row: VideoRow, template: Template) -> None:
-        assert template.download_to is not None and row.video_id is not None
+        if template.download_to is None or row.video_id is None:
+            # `download_to` left the template (a reload): the video is done where it is.
+            self._finish(row, "completed", error=None)
+            return
         if not row.video_url:
             self._finish(row, "failed", error="completed without a video_url")
             return
@@ -472,7 +479,8 @@ class VideoStage:
 
     def _fresh_video_url(self, row: VideoRow, template: Template) -> str | None:
         """The status endpoint signs a new ``video_url`` on every read."""
-        assert row.video_id is not None
+        if row.video_id is None:
+            return None
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except ApiError as error:

@@ -366,7 +366,6 @@ class Daemon:
             new = replace(new, api=self.config.api, state_dir=self.config.state_dir)
         wanted = {folder.path: folder for folder in new.folders}
         self.live.swap(new)
-        self.videos.config = new
         for folder_watch in list(self.watches):
             if wanted.get(folder_watch.config.path) != folder_watch.config:
                 folder_watch.stop()
