@@ -706,3 +706,22 @@ def test_sessions_read_environment_proxies_once_per_origin(
     # Once per origin, not once per request (requests walks the environment every time).
     assert len(reads) == 2
     session.close()
+
+
+def test_sessions_send_no_cookies(sandbox: Sandbox) -> None:
+    import watcher.heygen.transport as transport
+
+    session = transport.new_session(2)
+    # A cookie in the session's jar (as a load balancer's Set-Cookie would leave) stays there.
+    session.cookies.set("sticky", "node-7")
+    answer = session.post(
+        f"{sandbox.api_url}/v1/asset",
+        json={"content_type": "image/png"},
+        headers={"X-Api-Key": SANDBOX_KEY},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    (seen,) = sandbox.requests
+    assert "cookie" not in {name.lower() for name in seen.headers}
+    assert seen.headers["User-Agent"].startswith("heygen-watcher/")
+    session.close()
