@@ -40,7 +40,8 @@ class Throttle:
         # Told before every deliberate, bounded wait: such a wait is not a stall.
         self._on_wait = on_wait
         self._clock = clock
-        self._lock = threading.Lock()
+        # Re-entrant: `stop` may come from a thread that is inside a wait of its own.
+        self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._paused_until = 0.0
