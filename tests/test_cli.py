@@ -35,7 +35,8 @@ def api_only_config(tmp_path: Path, sandbox: Sandbox, **api: object) -> Path:
             "upload_base_url": sandbox.upload_url,
             **FAST_API,
             **api,
-        }
+        },
+        "state_dir": str(tmp_path / "state"),
     }
     return write_config(tmp_path / "api.yaml", document)
 
@@ -184,7 +185,7 @@ def test_check_config_ok_and_errors(tmp_path: Path, sandbox: Sandbox):
     good = write_config(
         tmp_path / "good.yaml", config_document(sandbox, tmp_path / "state", [{"path": str(drop)}])
     )
-    result = cli("check-config", "-c", str(good))
+    result = cli("check-config", "-c", str(good), env=KEY_ENV)
     assert result.returncode == 0
     assert result.stdout.startswith("OK")
     assert result.stderr == ""
@@ -206,7 +207,9 @@ def test_check_config_warns_about_a_type_the_protocol_cannot_take(tmp_path: Path
     drop.mkdir()
     folders = [{"path": str(drop), "types": ["image/png", "video/webm"]}]
     document = config_document(sandbox, tmp_path / "state", folders)
-    result = cli("check-config", "-c", str(write_config(tmp_path / "c.yaml", document)))
+    result = cli(
+        "check-config", "-c", str(write_config(tmp_path / "c.yaml", document)), env=KEY_ENV
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("OK")
     assert result.stderr.startswith(
@@ -277,7 +280,8 @@ def test_sigterm_during_an_upload_leaves_no_half_written_sidecar(tmp_path: Path,
     finally:
         process.kill()
     assert code == 0, err
-    assert sorted(p.name for p in drop.iterdir()) == ["a.png"]
+    # Only the file (and the folder's claim, which says which journal it belongs to).
+    assert sorted(p.name for p in drop.iterdir()) == [".heygen-watcher.lock", "a.png"]
 
 
 def test_scan_exit_codes(tmp_path: Path, sandbox: Sandbox):

@@ -491,12 +491,16 @@ def test_two_daemons_cannot_share_a_state_directory(tmp_path: Path, drop: Path, 
     try:
         wait_for(lambda: (tmp_path / "state" / "lock").exists(), timeout=20)
         wait_for(lambda: (tmp_path / "state" / "lock").read_text().strip(), timeout=20)
-        result = cli("scan", "-c", str(config), env=KEY_ENV)
+        result = cli("run", "-c", str(config), env=KEY_ENV)
+        # A scan does not race the daemon: it asks the daemon to look through the folders.
+        handed = cli("scan", "-c", str(config), env=KEY_ENV)
         stop_cli(process)
     finally:
         process.kill()
     assert result.returncode == 2
     assert "another heygen-watcher" in result.stderr
+    assert handed.returncode == 0, handed.stderr
+    assert "the running daemon" in handed.stdout
 
 
 def test_status_json_while_running(tmp_path: Path, drop: Path, sandbox: Sandbox):

@@ -15,9 +15,19 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import shtab
+
 from watcher import __version__
+from watcher.commands.configpath import (
+    ENV_NAME,
+    SYSTEM_CONFIG,
+    TOUR_CONFIG,
+    NoConfig,
+    resolve_config_path,
+)
+from watcher.commands.helptext import COMMANDS
 from watcher.config import Config, ConfigError, load_config
-from watcher.config.apikey import ApiKeyError, load_api_key
+from watcher.config.apikey import ApiKeyError
 from watcher.service.logsetup import setup_logging
 from watcher.state.journal import JournalError
 from watcher.state.lock import StateLocked
@@ -38,9 +48,14 @@ class CommandError(Exception):
         self.code = code
 
 
-def _add_common(parser: argparse.ArgumentParser, *, config_required: bool = True) -> None:
+def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", type=Path, required=config_required, help="the YAML configuration file"
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help=f"the YAML configuration file (default: ${ENV_NAME}, then the tour's "
+        f"{TOUR_CONFIG}, then {SYSTEM_CONFIG})",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv)")
     parser.add_argument(
@@ -49,27 +64,67 @@ def _add_common(parser: argparse.ArgumentParser, *, config_required: bool = True
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from watcher.commands.upload import OneShotUploader, exit_code, print_reports, summary
-    from watcher.heygen.client import HeyGenClient
-    from watcher.heygen.uploads import make_protocol
+    from watcher.commands import upload
+    from watcher.service.daemon import Daemon
+    from watcher.state.claim import FolderTaken, running_holder
+    from watcher.state.journal import Journal
+    from watcher.state.lock import StateLock
 
-    config = load_config(args.config, need_folders=False)
-    key = load_api_key(config.api)
-    client = HeyGenClient(config.api, key)
-    try:
-        uploader = OneShotUploader(config, make_protocol(client))
-        reports = uploader.run([Path(p) for p in args.files], config.api.concurrency)
-    finally:
-        client.close()
-    print_reports(reports)
-    if uploader.auth_failure is not None:
-        print(
-            f"heygen-watcher: the API refused the key ({uploader.auth_failure}); "
-            f"key read from {key.origin}",
-            file=sys.stderr,
-        )
-    print(summary(reports), file=sys.stderr)
-    return exit_code(reports)
+    config = load_config(resolve_config_path(args.config), need_folders=False)
+    if StateLock(config.state_dir).held_by_other():
+        # A daemon owns this journal: hand it the files instead of racing it.
+        journal = Journal(config.journal_path)
+        try:
+            sidecars = upload.standalone_sidecars(config, journal)
+            plans = [
+                upload.plan(config, journal, sidecars, f, force=args.force) for f in args.files
+            ]
+            for item in plans:
+                if item.report is None:
+                    item.asked_at = journal.request(str(item.path), str(item.folder.path))
+            handed = sum(1 for item in plans if item.report is None)
+            if handed:
+                print(
+                    f"handed {handed} file(s) to the running daemon ({config.state_dir}); "
+                    "waiting for their outcome",
+                    file=sys.stderr,
+                )
+            upload.wait_for_daemon(journal, plans, upload.HANDOFF_WAIT_SECONDS)
+            reports = [
+                item.report or upload.outcome_of(journal, sidecars, item, None) for item in plans
+            ]
+        finally:
+            journal.close()
+    else:
+        for name in args.files:
+            holder = running_holder(Path(name).absolute(), config.state_dir)
+            if holder is not None:
+                raise FolderTaken(
+                    f"{name} is in a folder that belongs to a running heygen-watcher "
+                    f"({holder.describe()}); upload it with that state directory"
+                )
+        daemon = Daemon(config)
+        daemon.start(watch=False, scan=False)
+        try:
+            pipeline = daemon.pipeline
+            plans = [
+                upload.plan(config, daemon.journal, pipeline.sidecars, f, force=args.force)
+                for f in args.files
+            ]
+            for item in plans:
+                if item.report is None:
+                    pipeline.pool.submit(item.path, item.folder, row=item.resume)
+            daemon.wait_until_idle()
+            reports = [
+                item.report
+                or upload.outcome_of(daemon.journal, pipeline.sidecars, item, pipeline.outcome)
+                for item in plans
+            ]
+        finally:
+            daemon.stop()
+    upload.print_reports(reports)
+    print(upload.summary(reports), file=sys.stderr)
+    return upload.exit_code(reports)
 
 
 def _install_signal_handlers(stop: threading.Event, reload: threading.Event) -> None:
@@ -97,11 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         workdir = Path.cwd()
         sandbox = Sandbox(data_dir=workdir / ".heygen-watcher" / "sandbox-data")
         sandbox.start()
-        config, key = tour_config(sandbox, workdir)
-    elif args.config is None:
-        raise CommandError("run needs -c CONFIG (or --sandbox for the built-in tour)")
+        config, key, config_path = tour_config(sandbox, workdir)
     else:
-        config_path = args.config
+        config_path = resolve_config_path(args.config)
         config = load_config(config_path)
     if args.rebuild_journal:
         rebuild_journal(config)
@@ -126,37 +179,86 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def rebuild_journal(config: Config) -> None:
-    from watcher.state.rebuild import rebuild
+    from watcher.state.lock import StateLock
+    from watcher.state.rebuild import journal_is_healthy, rebuild
 
-    count, kept = rebuild(config)
+    # Under the state lock: a running daemon's journal is never moved from under it.
+    lock = StateLock(config.state_dir)
+    lock.acquire()
+    try:
+        if journal_is_healthy(config.journal_path):
+            log.warning(
+                "the journal %s is healthy; not rebuilding it (--rebuild-journal is for a "
+                "damaged journal; missing sidecars are written again from the journal)",
+                config.journal_path,
+            )
+            return
+        count, kept = rebuild(config)
+    finally:
+        lock.release()
     kept_text = f"; the old journal was kept as {kept}" if kept else ""
     log.info("journal rebuilt from %d sidecar(s)%s", count, kept_text)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from watcher.commands import scanreport
     from watcher.service.daemon import Daemon
+    from watcher.state.lock import StateLock
 
-    config = load_config(args.config)
+    config = load_config(resolve_config_path(args.config))
+    if args.dry_run:
+        return _dry_run(config)
+    if StateLock(config.state_dir).held_by_other():
+        return _scan_by_the_daemon(config)
     if args.rebuild_journal:
         rebuild_journal(config)
     stop = threading.Event()
     _install_signal_handlers(stop, threading.Event())
-    daemon = Daemon(config)
-    daemon.start(watch=False)
-    bar = _progress_bar() if sys.stderr.isatty() else None
-    watcher_thread = threading.Thread(target=daemon.wait_until_idle, args=(bar,), daemon=True)
-    watcher_thread.start()
-    while watcher_thread.is_alive() and not stop.wait(0.1):
-        pass
-    if bar is not None:
-        sys.stderr.write("\n")
+    tally = scanreport.RunTally()
+    daemon = Daemon(config, on_event=tally.on_event)
+    progress, close_progress = scanreport.progress_for(sys.stderr.isatty())
+    with scanreport.logs_above_the_bar(progress is not None):
+        daemon.start(watch=False)
+        watcher_thread = threading.Thread(
+            target=daemon.wait_until_idle, args=(progress,), daemon=True
+        )
+        watcher_thread.start()
+        while watcher_thread.is_alive() and not stop.wait(0.1):
+            pass
+        close_progress()
     daemon.stop()
     counts = daemon.final_counts()
+    failed = _unfinished(counts)
+    already_done = max(0, daemon.scanned - daemon.scan_noticed)
+    print(tally.summary(failed, already_done), file=sys.stderr)
+    return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
+
+
+def _dry_run(config: Config) -> int:
+    from watcher.commands import dryrun
+
+    lines, summary = dryrun.render(dryrun.foresee(config))
+    for line in lines:
+        print(line)
+    print(summary, file=sys.stderr)
+    return EXIT_OK
+
+
+def _scan_by_the_daemon(config: Config) -> int:
+    """A daemon owns this state directory: ask it to look through every folder now."""
+    from watcher.state.journal import Journal
+
+    journal = Journal(config.journal_path)
+    try:
+        for folder in config.folders:
+            journal.request(str(folder.path), str(folder.path))
+    finally:
+        journal.close()
     print(
-        ", ".join(f"{count} {state}" for state, count in counts.items() if count) or "no files",
-        file=sys.stderr,
+        f"the running daemon ({config.state_dir}) looks through the {len(config.folders)} "
+        "folder(s) now; follow it with `heygen-watcher status`"
     )
-    return EXIT_FAILED if _unfinished(counts) or stop.is_set() else EXIT_OK
+    return EXIT_OK
 
 
 def _unfinished(counts: dict[str, int]) -> int:
@@ -164,18 +266,10 @@ def _unfinished(counts: dict[str, int]) -> int:
     return sum(counts.get(state, 0) for state in UNFINISHED)
 
 
-def _progress_bar() -> Callable[[int], None]:
-    def show(waiting: int) -> None:
-        sys.stderr.write(f"\r{waiting} file(s) in progress   ")
-        sys.stderr.flush()
-
-    return show
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from watcher.commands.status import collect, render
 
-    report = collect(load_config(args.config))
+    report = collect(load_config(resolve_config_path(args.config)))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -184,40 +278,112 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from watcher.commands import retry
     from watcher.service.daemon import Daemon
     from watcher.state.journal import Journal
     from watcher.state.lock import StateLock
+    from watcher.state.states import UNFINISHED
 
-    config = load_config(args.config)
-    paths = [str(Path(p).absolute()) for p in args.paths] or None
+    config = load_config(resolve_config_path(args.config))
+    paths = retry.absolute(args.paths)
+    if not config.journal_path.exists():
+        print("nothing to retry: no journal yet (nothing has run with this state_dir)")
+        return EXIT_OK
     journal = Journal(config.journal_path)
     try:
-        marked = journal.mark_for_retry(paths) + journal.mark_videos_for_retry(paths)
+        for path in paths or []:
+            verdict = retry.judge(journal, path)
+            if not verdict.retried:
+                print(f"not retried: {path}: {verdict.reason}", file=sys.stderr)
+        chosen = retry.retried_paths(journal, paths)
+        if chosen:
+            journal.mark_for_retry(chosen)
+            journal.mark_videos_for_retry(chosen)
     finally:
         journal.close()
     if StateLock(config.state_dir).held_by_other():
-        print(f"{marked} file(s) marked for retry; the running daemon retries them within seconds")
+        print(
+            f"{len(chosen)} file(s) marked for retry; the running daemon retries them "
+            "within seconds"
+        )
         return EXIT_OK
-    print(f"{marked} file(s) marked for retry; retrying now", file=sys.stderr)
+    print(f"{len(chosen)} file(s) marked for retry; retrying now", file=sys.stderr)
     daemon = Daemon(config)
-    daemon.start(watch=False)
-    daemon.wait_until_idle(include_videos=True)
-    daemon.stop()
-    return EXIT_FAILED if _unfinished(daemon.final_counts()) else EXIT_OK
+    daemon.start(watch=False, scan=False)
+    try:
+        daemon.keep_sidecars_true(paths)
+        only = frozenset(chosen)
+        daemon.submit_due(only)
+        daemon.wait_until_idle(include_videos=True, only=only)
+    finally:
+        daemon.stop()
+    journal = Journal(config.journal_path)
+    try:
+        left = [path for path in chosen if (row := journal.get(path)) and row.state in UNFINISHED]
+    finally:
+        journal.close()
+    for path in left:
+        print(f"still not uploaded: {path}", file=sys.stderr)
+    return EXIT_FAILED if left else EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    from watcher.config.preflight import preflight, read_write_paths_line
+
+    config = load_config(resolve_config_path(args.config))
     for warning in config.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
-    print(f"OK: {config.source}: {len(config.folders)} folder(s)")
+    result = preflight(config)
+    problems = list(result.problems)
+    if args.online and result.key_origin is not None:
+        problem = _online_check(config)
+        if problem is not None:
+            problems.append(problem)
+    for problem in problems:
+        print(f"heygen-watcher: config error: {problem}", file=sys.stderr)
+    if args.for_service:
+        print(read_write_paths_line(result.written))
+    if problems:
+        return EXIT_USAGE
+    online = "; the API accepted it" if args.online else ""
+    print(
+        f"OK: {config.source}: {len(config.folders)} folder(s); "
+        f"API key from {result.key_origin}{online}"
+    )
     return EXIT_OK
+
+
+def _online_check(config: Config) -> str | None:
+    """One authenticated, read-only call: the status of an asset id that cannot exist.
+
+    `GET /v3/assets/statuses` answers 200 with `not_found` for an unknown id when the key is
+    good, and 401 when it is not: unlike a 404 from a single-resource read, a 200 also proves
+    the base URL is the API's."""
+    from watcher.config.apikey import load_api_key
+    from watcher.heygen.client import HeyGenClient
+    from watcher.heygen.errors import ApiError, AuthError
+
+    key = load_api_key(config.api)
+    client = HeyGenClient(config.api, key)
+    try:
+        client.request(
+            "GET", "/v3/assets/statuses", params={"asset_ids": "heygen-watcher-check"}, retry=False
+        )
+    except AuthError as error:
+        return f"{config.source}: api: the API refused the key from {key.origin} ({error})"
+    except ApiError as error:
+        base = config.api.base_url
+        return f"{config.source}: api.base_url: {base} did not answer as HeyGen does ({error})"
+    finally:
+        client.close()
+    return None
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from watcher.commands.probe import probe, render
+    from watcher.config.apikey import load_api_key
 
-    config = load_config(args.config, need_folders=False)
+    config = load_config(resolve_config_path(args.config), need_folders=False)
     results = probe(config.api, load_api_key(config.api))
     for line in render(results, config.api.upload_protocol):
         print(line)
@@ -238,57 +404,95 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     )
 
 
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str
+) -> argparse.ArgumentParser:
+    """A subcommand with its summary, description and exit codes from `helptext.COMMANDS`."""
+    text = COMMANDS[name]
+    return commands.add_parser(
+        name,
+        help=text.summary,
+        description=text.description,
+        epilog=text.epilog,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heygen-watcher",
         description="Watch drop folders and upload what lands there to HeyGen.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # `heygen-watcher --print-completion bash|zsh`: completion generated from this parser.
+    shtab.add_argument_to(parser, ["--print-completion"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    upload = commands.add_parser("upload", help="upload the given files once and write sidecars")
-    _add_common(upload)
-    upload.add_argument("files", nargs="+", metavar="FILE")
-    upload.set_defaults(handler=cmd_upload)
-
-    run = commands.add_parser("run", help="watch the folders until stopped")
-    _add_common(run, config_required=False)
+    run = _command(commands, "run")
+    _add_common(run)
     run.add_argument(
         "--sandbox", action="store_true", help="the one-minute tour: embedded sandbox, ./drop"
     )
     run.add_argument(
-        "--rebuild-journal", action="store_true", help="rebuild the journal from the sidecars"
+        "--rebuild-journal",
+        action="store_true",
+        help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
     )
     run.set_defaults(handler=cmd_run)
 
-    scan = commands.add_parser("scan", help="one pass over every folder, then exit")
+    scan = _command(commands, "scan")
     _add_common(scan)
     scan.add_argument(
-        "--rebuild-journal", action="store_true", help="rebuild the journal from the sidecars"
+        "--dry-run",
+        action="store_true",
+        help="list what would be uploaded or refused and why; touch nothing",
+    )
+    scan.add_argument(
+        "--rebuild-journal",
+        action="store_true",
+        help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
     )
     scan.set_defaults(handler=cmd_scan)
 
-    status = commands.add_parser("status", help="what the journal says: counts, failures, pauses")
+    upload = _command(commands, "upload")
+    _add_common(upload)
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.add_argument(
+        "--force",
+        action="store_true",
+        help="upload again even if the journal says these bytes were uploaded "
+        "(the sidecar keeps previous_asset_id)",
+    )
+    upload.set_defaults(handler=cmd_upload)
+
+    status = _command(commands, "status")
     _add_common(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
-    retry = commands.add_parser("retry", help="retry failed files now (all, or the given ones)")
+    retry = _command(commands, "retry")
     _add_common(retry)
     retry.add_argument("paths", nargs="*", metavar="PATH")
     retry.set_defaults(handler=cmd_retry)
 
-    check = commands.add_parser("check-config", help="validate a configuration file")
+    check = _command(commands, "check-config")
     _add_common(check)
+    check.add_argument(
+        "--for-service",
+        action="store_true",
+        help="also print the ReadWritePaths= line for the systemd drop-in",
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="prove the key with one read-only API call",
+    )
     check.set_defaults(handler=cmd_check_config)
 
-    probe = commands.add_parser(
-        "probe", help="try each upload protocol with a tiny PNG; exit 0 if the configured one works"
-    )
+    probe = _command(commands, "probe")
     _add_common(probe)
     probe.set_defaults(handler=cmd_probe)
 
-    sandbox = commands.add_parser("sandbox", help="serve a local, strict HeyGen for testing")
+    sandbox = _command(commands, "sandbox")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765, help="API port (0: any free port)")
     sandbox.add_argument("--storage-port", type=int, default=0, help="storage port (0: any)")
@@ -316,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ApiKeyError as error:
+        print(f"heygen-watcher: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NoConfig as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except CommandError as error:

@@ -17,6 +17,7 @@ def collect(config: Config) -> dict[str, Any]:
     journal_path = config.journal_path
     running = StateLock(config.state_dir).held_by_other()
     if not journal_path.exists():
+        # Before the first run: the same report with nothing in it (and nothing created).
         return {
             "journal": str(journal_path),
             "running": running,
@@ -25,6 +26,8 @@ def collect(config: Config) -> dict[str, Any]:
             "recent_failures": [],
             "paused": False,
             "pause_reason": None,
+            "videos": {},
+            "videos_paused_reason": None,
         }
     journal = Journal(journal_path)
     try:
@@ -44,6 +47,8 @@ def collect(config: Config) -> dict[str, Any]:
         "recent_failures": [
             {
                 "path": row.path,
+                "folder": row.folder,
+                "relative_path": relative_to_folder(row.path, row.folder),
                 "state": row.state,
                 "error": row.last_error,
                 "attempts": row.attempts,
@@ -58,6 +63,12 @@ def collect(config: Config) -> dict[str, Any]:
         "videos": video_counts,
         "videos_paused_reason": videos_paused,
     }
+
+
+def relative_to_folder(path: str, folder: str) -> str:
+    """A file's path as its folder's users know it (``sub/clip.mp4``); absolute outside it."""
+    file = Path(path)
+    return str(file.relative_to(folder)) if file.is_relative_to(folder) else path
 
 
 def render(report: dict[str, Any]) -> str:
@@ -80,7 +91,7 @@ def render(report: dict[str, Any]) -> str:
     for failure in report["recent_failures"]:
         when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
         lines.append(
-            f"  {failure['state']}: {Path(failure['path']).name}: {failure['error']} "
+            f"  {failure['state']}: {failure['relative_path']}: {failure['error']} "
             f"(attempts {failure['attempts']}{when})"
         )
     return "\n".join(lines)

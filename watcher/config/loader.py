@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,8 @@ DEFAULT_BASE_URL = "https://api.heygen.com"
 DEFAULT_UPLOAD_BASE_URL = "https://upload.heygen.com"
 DEFAULT_ASSET_URL_TEMPLATE = "https://files.heygen.ai/asset/${asset_id}"
 MB = 1000 * 1000
+# The slowest pacing accepted; also what an invalid `requests_per_second` falls back to.
+_MIN_RATE = 0.01
 # The seed gives "typically 10–100 MB max, varying by type"; images sit at the lower end.
 DEFAULT_MAX_BYTES = {"image": 50 * MB, "video": 100 * MB, "audio": 100 * MB}
 
@@ -140,46 +142,29 @@ class Config:
         return FolderConfig(path=Path(folder_path))
 
 
-_TOP_KEYS = (
-    "api",
-    "state_dir",
-    "defaults",
-    "folders",
-    "rescan_seconds",
-    "asset_cache_days",
-    "retry_window_seconds",
-    "shutdown_timeout_seconds",
-    "quota_pause_seconds",
-    "templates",
-    "metrics",
-    "stall_seconds",
-)
-_API_KEYS = tuple(ApiConfig.__dataclass_fields__)
-_FOLDER_KEYS = (
-    "path",
-    "recursive",
-    "settle_seconds",
-    "types",
-    "max_bytes",
-    "ignore",
-    "polling",
-    "trust_close_write",
-    "on_reject",
-    "sidecar_dir",
-    "after_upload",
-    "template",
-)
-_TEMPLATE_KEYS = (
-    "endpoint",
-    "body",
-    "wait",
-    "initial_delay_seconds",
-    "poll_interval_seconds",
-    "timeout_minutes",
-    "status_endpoint",
-    "download_to",
-    "script_wait_seconds",
-)
+# The allowed keys of each section are the dataclasses' fields, named as in YAML where the two
+# differ (YAML key → field).
+TOP_YAML_FIELDS = {"metrics": "metrics_listen"}
+FOLDER_YAML_FIELDS = {"after_upload": "move_to"}
+# Fields that are not configuration keys: where the config came from, what checking found.
+_NOT_KEYS = ("source", "warnings")
+
+
+def yaml_keys(
+    cls: type, renamed: Mapping[str, str], hidden: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The YAML keys of a config dataclass, in field order."""
+    by_field = {field_name: key for key, field_name in renamed.items()}
+    return tuple(by_field.get(f.name, f.name) for f in fields(cls) if f.name not in hidden)
+
+
+TOP_KEYS = yaml_keys(Config, TOP_YAML_FIELDS, _NOT_KEYS)
+API_KEYS = yaml_keys(ApiConfig, {})
+FOLDER_KEYS = yaml_keys(FolderConfig, FOLDER_YAML_FIELDS)
+TEMPLATE_KEYS = yaml_keys(Template, {}, ("name",))
+# Every default, from the dataclasses (the readers never repeat one).
+_API_DEFAULTS = ApiConfig()
+_DEFAULTS = Config(source="", api=_API_DEFAULTS, state_dir=Path())
 
 
 def is_loopback_host(host: str) -> bool:
@@ -194,8 +179,8 @@ def is_loopback_host(host: str) -> bool:
 def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
     key = "api"
     section = check.mapping(raw, key)
-    check.known_keys(section, key, _API_KEYS)
-    defaults = ApiConfig()
+    check.known_keys(section, key, API_KEYS)
+    defaults = _API_DEFAULTS
     base_url = _read_key_host(check, section, key, "base_url", defaults.base_url)
     upload_base_url = _read_key_host(
         check, section, key, "upload_base_url", defaults.upload_base_url
@@ -213,20 +198,32 @@ def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
             section, key, "upload_protocol", defaults.upload_protocol, choices=UPLOAD_PROTOCOLS
         ),
         asset_url_template=_read_asset_url_template(check, section, key),
-        timeout_seconds=check.number(section, key, "timeout_seconds", 30.0, minimum=0.1),
-        max_attempts=check.number(section, key, "max_attempts", 5, minimum=1, integer=True),
+        timeout_seconds=check.number(
+            section, key, "timeout_seconds", defaults.timeout_seconds, minimum=0.1
+        ),
+        max_attempts=check.number(
+            section, key, "max_attempts", defaults.max_attempts, minimum=1, integer=True
+        ),
         concurrency=check.number(
             section, key, "concurrency", defaults.concurrency, minimum=1, integer=True
         ),
         adaptive_concurrency=check.boolean(
             section, key, "adaptive_concurrency", defaults.adaptive_concurrency
         ),
-        requests_per_second=check.number(section, key, "requests_per_second", 1.0, minimum=0.01)
+        requests_per_second=check.number(
+            section, key, "requests_per_second", _MIN_RATE, minimum=_MIN_RATE
+        )
         if rps is not None
         else None,
-        max_retry_after_seconds=check.number(section, key, "max_retry_after_seconds", 300.0),
-        backoff_base_seconds=check.number(section, key, "backoff_base_seconds", 1.0),
-        backoff_max_seconds=check.number(section, key, "backoff_max_seconds", 30.0),
+        max_retry_after_seconds=check.number(
+            section, key, "max_retry_after_seconds", defaults.max_retry_after_seconds
+        ),
+        backoff_base_seconds=check.number(
+            section, key, "backoff_base_seconds", defaults.backoff_base_seconds
+        ),
+        backoff_max_seconds=check.number(
+            section, key, "backoff_max_seconds", defaults.backoff_max_seconds
+        ),
     )
 
 
@@ -247,7 +244,7 @@ def _read_key_host(
 
 
 def _read_asset_url_template(check: Checker, section: Mapping[str, Any], key: str) -> str:
-    template = check.string(section, key, "asset_url_template", DEFAULT_ASSET_URL_TEMPLATE)
+    template = check.string(section, key, "asset_url_template", _API_DEFAULTS.asset_url_template)
     if "${asset_id}" not in template:
         check.error(join_key(key, "asset_url_template"), "must contain ${asset_id}")
     return template
@@ -269,7 +266,7 @@ def _read_folder_settings(
     check: Checker, raw: Any, key: str, base: Path, inherited: FolderConfig, *, need_path: bool
 ) -> FolderConfig:
     section = check.mapping(raw, key)
-    check.known_keys(section, key, _FOLDER_KEYS)
+    check.known_keys(section, key, FOLDER_KEYS)
     path: Path | None = inherited.path
     if "path" in section:
         path = check.path(section["path"], join_key(key, "path"), base)
@@ -366,17 +363,20 @@ def _read_api_path(
 def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
     key = join_key("templates", name)
     section = check.mapping(raw, key)
-    check.known_keys(section, key, _TEMPLATE_KEYS)
+    check.known_keys(section, key, TEMPLATE_KEYS)
     body = check.mapping(section.get("body"), join_key(key, "body"))
+    unknown = False
     for placeholder in sorted(placeholders_in(body)):
         reason = check_placeholder(placeholder)
         if reason is not None:
+            unknown = True
             check.error(join_key(key, "body"), f"template {name!r}: {reason}")
-    try:
-        # Render against sample values so that malformed bodies fail here, not at 3 a.m.
-        render(body, SAMPLE_VALUES, where=join_key(key, "body"), environ=_AnyEnvironment())
-    except RenderError as error:
-        check.error(join_key(key, "body"), str(error))
+    if not unknown:  # rendering would only report the same unknown placeholder again
+        try:
+            # Render against sample values so that malformed bodies fail here, not at 3 a.m.
+            render(body, SAMPLE_VALUES, where=join_key(key, "body"), environ=_AnyEnvironment())
+        except RenderError as error:
+            check.error(join_key(key, "body"), str(error))
     status_endpoint = _read_api_path(check, section, key, "status_endpoint", None)
     if status_endpoint is not None and "{video_id}" not in status_endpoint:
         check.error(join_key(key, "status_endpoint"), "must contain {video_id}")
@@ -386,17 +386,29 @@ def _read_template(check: Checker, name: str, raw: Any, base: Path) -> Template:
         name=name,
         endpoint=_read_api_path(check, section, key, "endpoint", defaults.endpoint) or "",
         body=body,
-        wait=check.boolean(section, key, "wait", True),
-        initial_delay_seconds=float(check.number(section, key, "initial_delay_seconds", 120.0)),
-        poll_interval_seconds=float(
-            check.number(section, key, "poll_interval_seconds", 45.0, minimum=0.01)
+        wait=check.boolean(section, key, "wait", defaults.wait),
+        initial_delay_seconds=float(
+            check.number(section, key, "initial_delay_seconds", defaults.initial_delay_seconds)
         ),
-        timeout_minutes=float(check.number(section, key, "timeout_minutes", 30.0, minimum=0.001)),
+        poll_interval_seconds=float(
+            check.number(
+                section,
+                key,
+                "poll_interval_seconds",
+                defaults.poll_interval_seconds,
+                minimum=0.01,
+            )
+        ),
+        timeout_minutes=float(
+            check.number(section, key, "timeout_minutes", defaults.timeout_minutes, minimum=0.001)
+        ),
         status_endpoint=status_endpoint,
         download_to=check.path(download_to, join_key(key, "download_to"), base)
         if download_to is not None
         else None,
-        script_wait_seconds=float(check.number(section, key, "script_wait_seconds", 10.0)),
+        script_wait_seconds=float(
+            check.number(section, key, "script_wait_seconds", defaults.script_wait_seconds)
+        ),
     )
 
 
@@ -468,7 +480,7 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     """Validate an already-parsed YAML document. ``need_folders=False`` serves `upload`."""
     check = Checker(source)
     top = check.mapping(data, "")
-    check.known_keys(top, "", _TOP_KEYS)
+    check.known_keys(top, "", TOP_KEYS)
     api = _read_api(check, top.get("api"), base)
     state_dir = default_state_dir()
     if top.get("state_dir") is not None:
@@ -494,14 +506,22 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
             )
     if defaults.template is not None and defaults.template not in templates:
         check.error("defaults.template", f"no template named {defaults.template!r}")
-    rescan_seconds = float(check.number(top, "", "rescan_seconds", 60.0, minimum=0.1))
-    asset_cache_days = float(check.number(top, "", "asset_cache_days", 30.0))
-    retry_window_seconds = float(check.number(top, "", "retry_window_seconds", 3600.0))
-    shutdown_timeout = float(check.number(top, "", "shutdown_timeout_seconds", 20.0))
-    quota_pause = float(check.number(top, "", "quota_pause_seconds", 600.0, minimum=0.01))
+    rescan_seconds = float(
+        check.number(top, "", "rescan_seconds", _DEFAULTS.rescan_seconds, minimum=0.1)
+    )
+    asset_cache_days = float(check.number(top, "", "asset_cache_days", _DEFAULTS.asset_cache_days))
+    retry_window_seconds = float(
+        check.number(top, "", "retry_window_seconds", _DEFAULTS.retry_window_seconds)
+    )
+    shutdown_timeout = float(
+        check.number(top, "", "shutdown_timeout_seconds", _DEFAULTS.shutdown_timeout_seconds)
+    )
+    quota_pause = float(
+        check.number(top, "", "quota_pause_seconds", _DEFAULTS.quota_pause_seconds, minimum=0.01)
+    )
     metrics_listen = _read_metrics(check, top.get("metrics"))
     stall_seconds = (
-        float(check.number(top, "", "stall_seconds", 600.0, minimum=0.1))
+        float(check.number(top, "", "stall_seconds", _DEFAULTS.stall_limit_seconds, minimum=0.1))
         if top.get("stall_seconds") is not None
         else None
     )

@@ -69,7 +69,9 @@ class OutcomePolicy:
         renotice: Callable[[Path, FolderConfig], None],
         on_event: EventSink,
         on_retry_scheduled: Callable[[], None],
+        key_origin: Callable[[], str] = lambda: "its source",
     ) -> None:
+        self.key_origin = key_origin  # where the key came from, for the one loud line
         self.journal = journal
         self.live = live
         self.sidecars = sidecars
@@ -121,7 +123,10 @@ class OutcomePolicy:
         if self.auth_pause.set(str(error)):
             self.journal.set_meta("uploads_paused", str(error))
             log.error(
-                "the API refused the key (%s): uploads are paused until the key changes", error
+                "the API refused the key read from %s (%s): uploads are paused until the key "
+                "changes",
+                self.key_origin(),
+                error,
             )
         self.on_event("failure", {"kind": "auth"})
 

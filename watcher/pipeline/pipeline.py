@@ -22,6 +22,7 @@ from watcher.pipeline.batching import V3Batcher
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder, Sidecars
 from watcher.pipeline.take import Taker
+from watcher.pipeline.truth import SidecarKeeper
 from watcher.pipeline.upload import Uploader
 from watcher.pipeline.videos import VideoRunner, VideoStage
 from watcher.pipeline.workpool import Work, WorkerProgress, WorkPool, unwatched
@@ -42,6 +43,7 @@ class Pipeline:
     video_runner: VideoRunner
     batcher: V3Batcher | None
     auth_pause: AuthPause
+    keeper: SidecarKeeper
 
 
 def build_pipeline(
@@ -79,7 +81,14 @@ def build_pipeline(
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
-        journal, live, sidecars, auth_pause, renotice, on_event, on_retry_scheduled
+        journal,
+        live,
+        sidecars,
+        auth_pause,
+        renotice,
+        on_event,
+        on_retry_scheduled,
+        key_origin=lambda: client.key_origin,
     )
     recorder = Recorder(
         journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording
@@ -118,4 +127,5 @@ def build_pipeline(
         video_runner=video_runner,
         batcher=batcher,
         auth_pause=auth_pause,
+        keeper=SidecarKeeper(journal, sidecars),
     )

@@ -9,6 +9,7 @@ place.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
 from watcher.state.journal import FileRow, Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
+from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState
 
 log = logging.getLogger(__name__)
@@ -36,15 +38,17 @@ class Sidecars:
         self.live = live
         self.on_event = on_event
 
-    def write(self, path: Path, folder: FolderConfig, document: dict[str, Any]) -> bool:
+    def write(
+        self, path: Path, folder: FolderConfig, document: dict[str, Any]
+    ) -> os.stat_result | None:
+        """The stat of the written sidecar, or None (logged, counted) when it cannot be."""
         location = sidecar_for(path, folder)
         try:
-            sidecar.write(location, document)
+            return sidecar.write(location, document)
         except OSError as error:
             log.error("cannot write sidecar %s: %s", location, error.strerror or error)
             self.on_event("failure", {"kind": "sidecar"})
-            return False
-        return True
+            return None
 
     def uploaded_document(self, row: FileRow) -> dict[str, Any] | None:
         """The sidecar of an uploaded file, rebuilt from the journal (with its video, if any);
@@ -61,7 +65,9 @@ class Sidecars:
         video = self.journal.video(row.path)
         if video is not None and video.state not in _VIDEO_NOT_STARTED:
             extra["video"] = sidecar_video(video)
-        return records.uploaded(local, asset, **extra)
+        # Written again later (a video moved on, a sidecar repaired): the upload's own time.
+        uploaded_at = iso_from_epoch(row.updated_at) if row.state is FileState.UPLOADED else None
+        return records.uploaded(local, asset, uploaded_at=uploaded_at, **extra)
 
     def rewrite(self, key: str) -> bool:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""
@@ -69,7 +75,7 @@ class Sidecars:
         document = self.uploaded_document(row) if row is not None else None
         if row is None or document is None:
             return False
-        return self.write(Path(key), self.live.current.folder_of(row.folder), document)
+        return self.write(Path(key), self.live.current.folder_of(row.folder), document) is not None
 
 
 class Recorder:

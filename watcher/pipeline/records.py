@@ -11,7 +11,9 @@ from watcher.intake.admission import Decision
 from watcher.state import sidecar
 
 
-def uploaded(local: LocalFile, asset: UploadedAsset, **extra: Any) -> dict[str, Any]:
+def uploaded(
+    local: LocalFile, asset: UploadedAsset, *, uploaded_at: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return sidecar.build(
         status="uploaded",
         file=local.path,
@@ -21,7 +23,7 @@ def uploaded(local: LocalFile, asset: UploadedAsset, **extra: Any) -> dict[str, 
         asset_id=asset.asset_id,
         url=asset.url,
         protocol=asset.protocol,
-        uploaded_at=sidecar.utc_now_iso(),
+        uploaded_at=uploaded_at or sidecar.utc_now_iso(),
         **extra,
     )
 

@@ -94,13 +94,15 @@ class Uploader:
             return None
         cache_after = time.time() - self.live.current.asset_cache_days * 86400
         cached = self.journal.cached_asset(row.sha256, content_type, cache_after)
-        if cached is None:
+        if cached is None or cached.asset_id == row.previous_asset_id:
+            # Never "reuse" the very asset this upload replaces (`upload --force`).
             return None
         log.info(
             "same bytes already uploaded; reusing asset %s",
             cached.asset_id,
             extra={"file": row.path},
         )
+        self.on_event("reused", {"content_type": content_type})
         self.journal.update(
             row.path,
             state=FileState.RECORDING,

@@ -8,14 +8,16 @@ went away and came back, hands due retries to the pipeline and notices a changed
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from watcher import __version__
 from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config.live import LiveConfig
@@ -24,17 +26,26 @@ from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch
+from watcher.pipeline.handpicked import folder_for_file
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.heartbeat import Heartbeat
+from watcher.state.claim import FolderClaims, FolderTaken
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
-from watcher.state.states import FileState
+from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
+from watcher.state.states import DUE, FileState
 from watcher.state.tree import walk_files
 from watcher.state.writable import unwritable
 
 log = logging.getLogger(__name__)
+
+
+def _log_transition(path: str, old: str | None, new: str) -> None:
+    """Every state change of every file, at -v (the journal calls this as it commits)."""
+    log.debug("%s → %s", old or "new", new, extra={"file": path})
+
 
 ROOT_CHECK_SECONDS = 5.0
 ABORT_GRACE_SECONDS = 1.0
@@ -56,6 +67,11 @@ class Daemon:
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     lock: StateLock = field(init=False)
+    key_origin: str = field(init=False, default="")
+    # Files the last scan saw, and how many of them it handed on (the rest needed nothing).
+    scanned: int = field(init=False, default=0)
+    scan_noticed: int = field(init=False, default=0)
+    claims: FolderClaims = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
@@ -76,11 +92,22 @@ class Daemon:
         """Everything that can fail on bad input, before any thread starts."""
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
+        # Each folder belongs to one journal: refuse one a daemon of another state dir holds.
+        self.claims = FolderClaims(self.config.state_dir)
+        try:
+            for folder in self.config.folders:
+                self.claims.claim(folder.path)
+        except FolderTaken:
+            self.claims.release_all()
+            self.lock.release()
+            raise
         self.journal = Journal(self.config.journal_path)
+        self.journal.on_transition = _log_transition
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
+        self.key_origin = key.origin
         self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
         self.settler = Settler(on_ready=self._ready)
         self.pipeline = build_pipeline(
@@ -95,7 +122,10 @@ class Daemon:
         )
         self.videos = self.pipeline.videos
 
-    def start(self, *, watch: bool = True) -> None:
+    def start(self, *, watch: bool = True, scan: bool = True) -> None:
+        """Open, resume and (with ``watch``) watch the folders. ``scan=False`` serves commands
+        that work on named files only (`upload`, `retry PATH`): nothing else is resumed or
+        scanned, the caller submits what it wants."""
         for warning in self.config.warnings:
             log.warning("configuration: %s", warning)
         self.open()
@@ -103,6 +133,8 @@ class Daemon:
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
         self.settler.start()
+        if not scan:
+            return
         self.videos.resume()
         self.resume_unfinished()
         if watch:
@@ -121,7 +153,36 @@ class Daemon:
                 target=self._housekeeping, name="housekeeping", daemon=True
             )
             self._housekeeper.start()
-        log.info("watching %d folder(s)", len(self.config.folders))
+            self.announce()
+
+    def announce(self) -> None:
+        """What an operator needs to know at start: the version, where uploads go, where the
+        key came from (never the key), where the state is, and each folder's settings."""
+        config = self.config
+        log.info(
+            "heygen-watcher %s started",
+            __version__,
+            extra={
+                "api": config.api.base_url,
+                "protocol": config.api.upload_protocol,
+                "key_from": self.key_origin,
+                "state_dir": str(config.state_dir),
+                "journal": str(config.journal_path),
+            },
+        )
+        for folder in config.folders:
+            log.info(
+                "watching folder",
+                extra={
+                    "folder": str(folder.path),
+                    "types": ",".join(folder.types),
+                    "settle_seconds": folder.settle_seconds,
+                    "recursive": folder.recursive,
+                    "protocol": config.api.upload_protocol,
+                    "template": folder.template or "-",
+                },
+            )
+        log.info("watching %d folder(s)", len(config.folders))
 
     def stop(self) -> bool:
         """Take no new work, let in-flight uploads finish for a while, then abort them.
@@ -154,6 +215,7 @@ class Daemon:
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.journal.close()
+        self.claims.release_all()
         self.lock.release()
         return finished
 
@@ -192,7 +254,7 @@ class Daemon:
         over a large, finished backlog costs a directory walk and a read of each sidecar.
         """
         known = self.journal.fingerprints()
-        noticed = 0
+        noticed = seen = 0
         adopted: list[FileRow] = []
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
         for folder in self.config.folders:
@@ -200,7 +262,12 @@ class Daemon:
                 continue
             scripts = folder.template is not None
             root_length = len(str(folder.path)) + 1
+            # Sidecars seen by the walk, and uploaded files whose sidecar is to be looked at.
+            listed_sidecars: dict[str, os.DirEntry[str]] = {}
+            uploaded: list[tuple[str, float]] = []
             for entry in walk_files(folder.path, folder.recursive):
+                if entry.name.endswith(SIDECAR_SUFFIX):
+                    listed_sidecars[entry.path] = entry
                 # Strings, not Paths, on this path: it runs once per file of a large backlog.
                 if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                     continue
@@ -210,8 +277,11 @@ class Daemon:
                     continue
                 if not initial and not stat.S_ISREG(info.st_mode):
                     continue  # skipped kinds were logged once already
+                seen += 1
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
+                    if record[2] == FileState.UPLOADED:
+                        uploaded.append((entry.path, record[3]))
                     continue
                 path = Path(entry.path)
                 if record is None and stat.S_ISREG(info.st_mode):
@@ -221,12 +291,60 @@ class Daemon:
                         continue
                 self.notice(path, folder)
                 noticed += 1
+            self._keep_sidecars_true(folder, uploaded, listed_sidecars)
         self.journal.put_many(adopted)
         if adopted:
             log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
         if noticed and not initial:
             log.info("rescan found %d new or changed file(s)", noticed)
+        self.scanned, self.scan_noticed = seen, noticed
         return noticed
+
+    def _keep_sidecars_true(
+        self,
+        folder: FolderConfig,
+        uploaded: list[tuple[str, float]],
+        listed: dict[str, os.DirEntry[str]],
+    ) -> None:
+        """Write again from the journal the sidecars of uploaded files that are missing,
+        damaged or say something else; the walk's listing tells which exist."""
+        keeper = self.pipeline.keeper
+        for key, recorded_at in uploaded:
+            path = Path(key)
+            location = keeper.location(path, folder)
+            seen: tuple[int, int] | None
+            try:
+                if folder.sidecar_dir is None:
+                    entry = listed.get(str(location))
+                    info = entry.stat(follow_symlinks=False) if entry is not None else None
+                else:
+                    info = location.lstat()  # a mirror tree the walk did not list
+            except OSError:
+                info = None
+            seen = (info.st_size, info.st_mtime_ns) if info is not None else None
+            keeper.check(path, folder, seen, recorded_at)
+
+    def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
+        """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
+        each looked at with one stat. Returns how many were written again."""
+        if paths is None:
+            keys = [row.path for row in self.journal.rows_in((FileState.UPLOADED,))]
+        else:
+            keys = paths
+        repaired = 0
+        for key in keys:
+            row = self.journal.get(key)
+            if row is None or row.state is not FileState.UPLOADED:
+                continue
+            folder = self.config.folder_of(row.folder)
+            location = self.pipeline.keeper.location(Path(key), folder)
+            try:
+                info = location.lstat()
+                seen: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
+            except OSError:
+                seen = None
+            repaired += self.pipeline.keeper.check(Path(key), folder, seen, row.updated_at)
+        return repaired
 
     def resume_unfinished(self) -> None:
         """Rows a previous process left mid-way, and failures worth another go at start."""
@@ -239,27 +357,51 @@ class Daemon:
             self.pipeline.pool.submit(Path(row.path), folder, row=row)
         self.submit_due()
 
-    def submit_due(self) -> None:
+    def submit_due(self, only: Collection[str] | None = None) -> None:
+        """Hand due retries (and video steps) to the pool; ``only`` these paths if given
+        (`retry PATH` retries what it was asked to and nothing else)."""
         now = time.time()
         for row in self.journal.due(now):
-            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
+            if only is None or row.path in only:
+                self.pipeline.pool.submit(
+                    Path(row.path), self.config.folder_of(row.folder), row=row
+                )
         for key in self.journal.due_videos(now):
-            self.pipeline.video_runner.submit(key)
+            if only is None or key in only:
+                self.pipeline.video_runner.submit(key)
+
+    def take_requests(self) -> None:
+        """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
+        for key, _folder in self.journal.take_requests():
+            path = Path(key)
+            configured = {folder.path: folder for folder in self.config.folders}
+            if path in configured:
+                log.info("scan requested by a command", extra={"folder": key})
+                self.notice_tree(path, configured[path])
+                continue
+            row = self.journal.get(key)
+            resume = row if row is not None and row.state in (FileState.QUEUED, *DUE) else None
+            self.pipeline.pool.submit(path, folder_for_file(self.config, path), row=resume)
 
     # -- waiting (scan mode) -----------------------------------------------------------------
     def wait_until_idle(
-        self, progress: Callable[[int], None] | None = None, *, include_videos: bool = False
+        self,
+        progress: Callable[[int], None] | None = None,
+        *,
+        include_videos: bool = False,
+        only: Collection[str] | None = None,
     ) -> None:
         """Until nothing is settling, queued or uploading (retries scheduled later don't count).
-        With ``include_videos``, also until every video has finished (polling them as due)."""
+        With ``include_videos``, also until every video has finished (polling them as due);
+        ``only`` limits that to these paths' files and videos."""
         while not self._stop.is_set():
             busy = self.settler.pending_count() + self.pipeline.pool.busy
             if include_videos:
-                self.submit_due()
+                self.submit_due(only)
                 busy += sum(
                     1
                     for video in self.journal.videos_in(VIDEO_ACTIVE_STATES)
-                    if video.next_at is not None
+                    if video.next_at is not None and (only is None or video.path in only)
                 )
             if progress is not None:
                 progress(busy)
@@ -296,6 +438,7 @@ class Daemon:
                 return
             now = time.monotonic()
             self.submit_due()
+            self.take_requests()
             if now >= next_root_check:
                 next_root_check = now + self.root_check_seconds
                 self._check_roots()
@@ -377,6 +520,11 @@ class Daemon:
         watched = {folder_watch.config.path for folder_watch in self.watches}
         for folder in new.folders:
             if folder.path in watched:
+                continue
+            try:
+                self.claims.claim(folder.path)
+            except FolderTaken as error:
+                log.error("folder not watched: %s", error, extra={"folder": str(folder.path)})
                 continue
             folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
             opened = self._open_watch(folder_watch)

@@ -1,4 +1,9 @@
-"""Log lines for people (journald adds the timestamps) or for machines (``--log-format json``)."""
+"""Log lines for people (journald adds the timestamps) or for machines (``--log-format json``).
+
+Human lines carry an ISO 8601 timestamp with the time zone whenever stderr is not the journal
+(a terminal, a file under nohup, a container's log): `JOURNAL_STREAM` names the journal's
+stream, and only when stderr is that very stream are the timestamps left to journald.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import logging
 import os
 import sys
-import time
+from datetime import datetime
 from typing import Any
 
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -25,7 +30,7 @@ class HumanFormatter(logging.Formatter):
         parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
         line = " ".join(parts)
         if self.timestamps:
-            line = time.strftime("%H:%M:%S ", time.localtime(record.created)) + line
+            line = iso_timestamp(record.created) + " " + line
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -45,6 +50,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, ensure_ascii=False)
 
 
+def iso_timestamp(created: float) -> str:
+    """``2026-11-24T19:05:03.123+01:00``: local time with its offset, to the millisecond."""
+    return datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journald stream systemd connected (``JOURNAL_STREAM`` is
+    ``device:inode`` of that stream; a child whose stderr was redirected keeps the variable)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+        return (info.st_dev, info.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _quote(value: Any) -> str:
     text = str(value)
     return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
@@ -56,8 +78,7 @@ def setup_logging(verbosity: int = 0, log_format: str = "human") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         # Under systemd stderr goes to journald, which stamps each line itself.
-        under_journald = "JOURNAL_STREAM" in os.environ
-        handler.setFormatter(HumanFormatter(timestamps=sys.stderr.isatty() and not under_journald))
+        handler.setFormatter(HumanFormatter(timestamps=not stderr_is_journal()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)

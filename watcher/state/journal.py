@@ -19,7 +19,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS requests (
+    path         TEXT PRIMARY KEY,
+    folder       TEXT NOT NULL,
+    requested_at REAL NOT NULL
+);
 """
 
 # A video's life: (waiting_asset →) waiting_script → ready → submitting → submitted →
@@ -199,10 +204,16 @@ class CachedAsset:
     uploaded_at: float
 
 
+# Told of every change of a file's state: (path, old state or None for a new row, new state).
+TransitionHook = Callable[[str, str | None, str], None]
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        # The one place every state change passes: the daemon logs them at -v through this.
+        self.on_transition: TransitionHook | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -261,6 +272,9 @@ class Journal:
         _check_admitted(row)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as db:
+            if self.on_transition is not None:
+                found = db.execute("SELECT state FROM files WHERE path = ?", (row.path,)).fetchone()
+                self.on_transition(row.path, found[0] if found else None, row.state)
             db.execute(
                 f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
                 tuple(getattr(row, name) for name in _COLUMNS),
@@ -297,6 +311,8 @@ class Journal:
                 if found is None:
                     return
                 check_transition(key, found[0], changes["state"])
+                if self.on_transition is not None and found[0] != changes["state"]:
+                    self.on_transition(key, found[0], changes["state"])
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str) -> None:
@@ -402,13 +418,14 @@ class Journal:
             **changes,
         )
 
-    def fingerprints(self) -> dict[str, tuple[int, int, str]]:
-        """path → (size, mtime_ns, state) for every row: what a scan compares against."""
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        """path → (size, mtime_ns, state, updated_at) for every row: what a scan compares
+        against (and, for uploaded files, whether their sidecar changed since)."""
         with self._lock:
             return {
-                path: (size, mtime_ns, state)
-                for path, size, mtime_ns, state in self._db.execute(
-                    "SELECT path, size, mtime_ns, state FROM files"
+                path: (size, mtime_ns, state, updated_at)
+                for path, size, mtime_ns, state, updated_at in self._db.execute(
+                    "SELECT path, size, mtime_ns, state, updated_at FROM files"
                 )
             }
 
@@ -487,10 +504,11 @@ class Journal:
         return self._update_for_paths(query, paths)
 
     def mark_for_retry(self, paths: list[str] | None = None) -> int:
-        """Failed (or waiting) rows become due now with a fresh attempt count."""
+        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
+        count."""
         query = (
             "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = ?, "
-            "updated_at = ? WHERE state IN ('failed', 'retrying')"
+            "updated_at = ? WHERE state IN ('failed', 'retrying', 'held')"
         )
         return self._update_for_paths(query, paths)
 
@@ -503,6 +521,28 @@ class Journal:
             return sum(
                 db.execute(query + " AND path = ?", (now, now, path)).rowcount for path in paths
             )
+
+    # -- work handed to a running daemon by a command ----------------------------------------
+    def request(self, path: str, folder: str) -> float:
+        """Ask the daemon that owns this journal to look at ``path``; returns the time asked."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO requests (path, folder, requested_at) VALUES (?, ?, ?)",
+                (path, folder, now),
+            )
+        return now
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """(path, folder) of every request, removed as they are taken (the daemon's side)."""
+        with self._lock:
+            # A read first: an idle daemon asks every few seconds and should write nothing.
+            if self._db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is None:
+                return []
+        with self._transaction() as db:
+            rows = db.execute("SELECT path, folder FROM requests ORDER BY requested_at").fetchall()
+            db.execute("DELETE FROM requests")
+        return [(path, folder) for path, folder in rows]
 
     # -- asset cache -------------------------------------------------------------------------
     def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
@@ -547,6 +587,8 @@ class Journal:
             if found is None:
                 return
             check_transition(key, found[0], FileState.UPLOADED)
+            if self.on_transition is not None and found[0] != FileState.UPLOADED:
+                self.on_transition(key, found[0], FileState.UPLOADED)
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
             if cache:
                 db.execute(

@@ -42,10 +42,18 @@ class StateLock:
             self._fd = None
 
     def held_by_other(self) -> bool:
-        """True when a running process holds the lock (used by `retry` and `status`)."""
+        """True when a running process holds the lock (used by `retry` and `status`).
+
+        Only looks: a state directory that was never used stays absent (no folder, no lock
+        file), so `status` before the first run leaves nothing behind."""
         try:
-            self.acquire()
-        except StateLocked:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        self.release()
+        finally:
+            os.close(fd)  # closing also drops our own probe lock, if we got it
         return False

@@ -1,4 +1,9 @@
-"""Rebuild the journal from the sidecars, keeping a broken journal aside."""
+"""Rebuild the journal from the sidecars, keeping a broken journal aside.
+
+Only for a journal that is really damaged (or lost): a healthy journal knows more than the
+sidecars (failures, retries, videos, the asset cache, files whose sidecar was deleted) and is
+never set aside.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,20 @@ from pathlib import Path
 
 from watcher.config import Config, FolderConfig
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow, Journal, JournalError
 from watcher.state.rows import adoptable_row
 from watcher.state.tree import walk_files
+
+
+def journal_is_healthy(path: Path) -> bool:
+    """True when the journal exists and opens cleanly (integrity and version checked)."""
+    if not path.exists():
+        return False
+    try:
+        Journal(path).close()
+    except JournalError:
+        return False
+    return True
 
 
 def rebuild(config: Config) -> tuple[int, Path | None]:

@@ -76,8 +76,10 @@ def build(
     return {key: value for key, value in document.items() if value is not None}
 
 
-def write(path: Path, document: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``document`` (UTF-8, indented)."""
+def write(path: Path, document: dict[str, Any]) -> os.stat_result:
+    """Atomically replace ``path`` with ``document`` (UTF-8, indented). Returns the stat of
+    what was written (the rename keeps it), so a caller knows its own sidecar later even if
+    someone changes the file right after."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
@@ -88,11 +90,13 @@ def write(path: Path, document: dict[str, Any]) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+            written = os.fstat(out.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    return written
 
 
 @functools.cache

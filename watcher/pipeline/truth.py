@@ -1,0 +1,118 @@
+"""The sidecar is a view of the journal, kept true.
+
+A person or a sync tool may delete, truncate or edit an uploaded file's sidecar; the journal
+still knows the truth, so the sidecar is written again from it, never by uploading again.
+
+Cheap enough for every rescan: whether a sidecar exists comes from the directory listing the
+walk already made; a sidecar is read only when it is missing, when its stat changed since we
+last saw it, or (the first time this process sees it) when it was modified after the journal
+last recorded the file, i.e. by someone else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from watcher.config import FolderConfig
+from watcher.pipeline.record import Sidecars
+from watcher.state import sidecar
+from watcher.state.journal import Journal
+from watcher.state.placement import sidecar_for
+from watcher.state.states import FileState
+
+log = logging.getLogger(__name__)
+
+# What the sidecar must say as the journal does; `uploaded_at` and the video part may differ
+# in how they were written and are not compared.
+_COMPARED = (
+    "status",
+    "file",
+    "size",
+    "sha256",
+    "content_type",
+    "asset_id",
+    "url",
+    "protocol",
+    "mtime_ns",
+)
+# (size, mtime_ns) of a sidecar, as os.stat gives them.
+SidecarStat = tuple[int, int]
+
+
+def disagreement(document: dict[str, Any] | None, truth: dict[str, Any]) -> str | None:
+    """Why ``document`` does not say what the journal says, or None when it does."""
+    if document is None:
+        return "missing or damaged"
+    for name in _COMPARED:
+        if document.get(name) != truth.get(name):
+            return f"its {name} differs from the journal's"
+    return None
+
+
+class SidecarKeeper:
+    def __init__(self, journal: Journal, sidecars: Sidecars) -> None:
+        self.journal = journal
+        self.sidecars = sidecars
+        # Sidecars found (or written) true by this process, by their stat.
+        self._known_true: dict[str, SidecarStat] = {}
+
+    def location(self, path: Path, folder: FolderConfig) -> Path:
+        return sidecar_for(path, folder)
+
+    def check(
+        self,
+        path: Path,
+        folder: FolderConfig,
+        seen: SidecarStat | None,
+        recorded_at: float,
+    ) -> bool:
+        """Look at an uploaded file's sidecar, ``seen`` as it is on disk (None: absent);
+        ``recorded_at`` is when the journal last changed the file's row. True when it had to
+        be written again."""
+        location = str(self.location(path, folder))
+        if seen is not None:
+            if self._known_true.get(location) == seen:
+                return False
+            if location not in self._known_true and seen[1] <= int(recorded_at * 1e9):
+                # Not touched since the journal recorded the file: ours, as we wrote it.
+                self._known_true[location] = seen
+                return False
+        return self.repair(path, folder, read=seen is not None)
+
+    def repair(self, path: Path, folder: FolderConfig, *, read: bool = True) -> bool:
+        """Compare the sidecar with the journal and write the journal's truth if they differ."""
+        row = self.journal.get(str(path))
+        if row is None or row.state is not FileState.UPLOADED:
+            return False
+        truth = self.sidecars.uploaded_document(row)
+        if truth is None:
+            return False
+        location = self.location(path, folder)
+        # Stat before reading: a change made after the stat shows up as a new stat next time.
+        before = _stat(location)
+        document = sidecar.read(location) if read else None
+        reason = disagreement(document, truth)
+        if reason is None:
+            if before is not None:
+                self._known_true[str(location)] = before
+            return False
+        written = self.sidecars.write(path, folder, truth)
+        if written is None:
+            return False
+        log.warning(
+            "sidecar %s; written again from the journal (nothing uploaded)",
+            reason,
+            extra={"file": str(path)},
+        )
+        self._known_true[str(location)] = (written.st_size, written.st_mtime_ns)
+        return True
+
+
+def _stat(location: Path) -> SidecarStat | None:
+    try:
+        info = location.stat()
+    except OSError:
+        return None
+    return (info.st_size, info.st_mtime_ns)
