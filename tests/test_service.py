@@ -303,3 +303,41 @@ def test_a_fatal_start_error_is_one_line_and_non_zero(tmp_path: Path, drop: Path
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err
     assert str(blocker) in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+            + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]\n" for n in range(1, 10))
+            + "folders: *a9\n",
+            "more than 100000 values once aliases are expanded",
+        ),
+        ("folders: " + "[" * 10_000 + "]" * 10_000 + "\n", "nested more than 64 levels deep"),
+    ],
+    ids=["billion-laughs", "deep-nesting"],
+)
+def test_a_hostile_config_on_reload_keeps_the_old_one(
+    tmp_path: Path,
+    drop: Path,
+    sandbox: Sandbox,
+    listener: NotifyListener,
+    text: str,
+    reason: str,
+):
+    config = service_config(tmp_path, sandbox, [drop])
+    process = run_service(config, listener.address)
+    try:
+        wait_for(lambda: listener.having("READY", "1"), timeout=20)
+        config.write_text(text, encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(listener.having("READY", "1")) >= 2, timeout=20)
+        (drop / "still.png").write_bytes(media.png(seed=7))
+        wait_sidecar(drop / "still.png", timeout=20)
+        code, _, err = stop_cli(process)
+    finally:
+        process.kill()
+    assert code == 0
+    refusals = [json.loads(line) for line in err.splitlines() if "reload refused" in line]
+    assert len(refusals) == 1 and reason in refusals[0]["message"], err

@@ -28,6 +28,9 @@ def collect(config: Config) -> dict[str, Any]:
             "pause_reason": None,
             "videos": {},
             "videos_paused_reason": None,
+            "api_unreachable": None,
+            "unwritten_sidecars": [],
+            "shortened_sidecars": [],
         }
     journal = Journal(journal_path)
     try:
@@ -37,6 +40,9 @@ def collect(config: Config) -> dict[str, Any]:
         pause_reason = journal.get_meta("uploads_paused") if running else None
         video_counts = journal.video_counts()
         videos_paused = journal.get_meta("videos_paused") if running else None
+        unreachable = journal.get_meta("api_unreachable") if running else None
+        unwritten = journal.pending_sidecars()
+        shortened = journal.shortened_sidecars()
     finally:
         journal.close()
     return {
@@ -62,6 +68,20 @@ def collect(config: Config) -> dict[str, Any]:
         "pause_reason": pause_reason,
         "videos": video_counts,
         "videos_paused_reason": videos_paused,
+        # {"since", "last_error", "probes"} while the API does not answer, else null.
+        "api_unreachable": unreachable,
+        # Sidecars decided but not yet written (a full disk…): where, why, when next tried.
+        "unwritten_sidecars": [
+            {
+                "sidecar": pending.location,
+                "error": pending.reason,
+                "failures": pending.failures,
+                "next_attempt_at": iso_from_epoch(pending.next_at),
+            }
+            for pending in unwritten
+        ],
+        # Names too long for `<name>.asset.json`: where their sidecars are (README: Long names).
+        "shortened_sidecars": [{"path": path, "sidecar": side} for path, side in shortened],
     }
 
 
@@ -84,10 +104,20 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
     if report["paused"]:
         lines.append(f"uploads PAUSED: {report['pause_reason']}")
+    if report.get("api_unreachable"):
+        outage = report["api_unreachable"]
+        lines.append(f"API UNREACHABLE since {outage['since']}: {outage['last_error']}")
     if report["videos"]:
         lines.append("videos: " + ", ".join(f"{n} {s}" for s, n in report["videos"].items()))
     if report["videos_paused_reason"]:
         lines.append(f"video generation PAUSED: {report['videos_paused_reason']}")
+    for pending in report.get("unwritten_sidecars", []):
+        lines.append(
+            f"  sidecar not written yet: {pending['sidecar']}: {pending['error']} "
+            f"(next try {pending['next_attempt_at']})"
+        )
+    for entry in report.get("shortened_sidecars", []):
+        lines.append(f"  long name, sidecar at: {entry['sidecar']}")
     for failure in report["recent_failures"]:
         when = f", next try {failure['next_attempt_at']}" if failure["next_attempt_at"] else ""
         lines.append(

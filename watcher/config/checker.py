@@ -45,6 +45,16 @@ class Problem:
         return f"{where}: {self.reason}"
 
 
+# A problem quotes values from the file: never a whole (perhaps alias-expanded) value, and
+# never a line break that would make one problem look like two.
+MAX_REASON_CHARS = 500
+
+
+def _one_line(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
 class ConfigError(Exception):
     """One or more problems in a configuration file; `str()` lists them all."""
 
@@ -80,7 +90,7 @@ class Checker:
     problems: list[Problem] = field(default_factory=list)
 
     def error(self, key: str, reason: str) -> None:
-        self.problems.append(Problem(self.file, key, reason))
+        self.problems.append(Problem(self.file, _one_line(key), _one_line(reason)))
 
     def raise_if_any(self) -> None:
         if self.problems:

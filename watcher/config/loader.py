@@ -32,6 +32,7 @@ from watcher.config.templates import (
     placeholders_in,
     render,
 )
+from watcher.config.yamlread import MAX_CONFIG_BYTES, YamlRefused, load_yaml
 
 UPLOAD_PROTOCOLS = ("v1-presigned", "v1-upload", "v3-direct", "v3-multipart")
 DEFAULT_BASE_URL = "https://api.heygen.com"
@@ -75,6 +76,10 @@ class ApiConfig:
     max_retry_after_seconds: float = 300.0
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 30.0
+    # While the API is unreachable: probe after this long, doubling up to the maximum (which
+    # bounds how long after its return uploads resume).
+    probe_base_seconds: float = 1.0
+    probe_max_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,12 @@ def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:
         ),
         backoff_max_seconds=check.number(
             section, key, "backoff_max_seconds", defaults.backoff_max_seconds
+        ),
+        probe_base_seconds=check.number(
+            section, key, "probe_base_seconds", defaults.probe_base_seconds, minimum=0.01
+        ),
+        probe_max_seconds=check.number(
+            section, key, "probe_max_seconds", defaults.probe_max_seconds, minimum=0.01
         ),
     )
 
@@ -548,13 +559,17 @@ def load_config(path: str | Path, *, need_folders: bool = True) -> Config:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Read with a bound: a config larger than this is refused, not read into memory.
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
     except OSError as error:
         raise ConfigError([Problem(source, "", f"cannot read: {error.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([Problem(source, "", "is not UTF-8 text")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlRefused as error:
+        raise ConfigError([Problem(source, error.where, f"refused: {error.reason}")]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -10,9 +10,12 @@ on the wire always match the header.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from watcher.config.regularfile import NotRegularFile, open_regular_file
 
 READ_BLOCK_BYTES = 1024 * 1024
 
@@ -78,7 +81,7 @@ class FileBody:
 
     def _read_block(self, amount: int) -> bytes:
         if self._file is None:
-            self._file = open(self._path, "rb")  # noqa: SIM115 - closed when the body ends
+            self._file = _open_payload(self._path)  # closed when the body ends
         want = self._left if amount is None or amount < 0 else min(amount, self._left)
         block = self._file.read(max(want, 1))
         if not block:
@@ -105,10 +108,19 @@ class FileBody:
         self._close()
 
 
+def _open_payload(path: Path) -> io.BufferedReader:
+    """The payload, if it is still a regular file: one swapped for a FIFO or a device since it
+    was admitted would block or never end; it is judged again instead."""
+    try:
+        return open_regular_file(path)
+    except NotRegularFile as error:
+        raise FileChangedError(f"{path} is no longer a regular file: {error.reason}") from None
+
+
 def sha256_file(path: Path) -> str:
     """Hash a file in 1 MiB blocks (hashlib releases the GIL, so other threads keep going)."""
     hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with _open_payload(path) as handle:
         buffer = bytearray(READ_BLOCK_BYTES)
         view = memoryview(buffer)
         while True:

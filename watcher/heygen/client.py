@@ -22,6 +22,7 @@ from watcher.config import ApiConfig
 from watcher.config.apikey import ApiKey
 from watcher.heygen.envelope import parse_api_response, raise_for_storage
 from watcher.heygen.errors import ApiError, ResponseLost, TransientError
+from watcher.heygen.reachability import Reachability
 from watcher.heygen.retry import RetryPolicy, with_retries
 from watcher.heygen.throttle import Throttle
 from watcher.heygen.transport import new_session
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 # Connecting should be quick even on a bad day; reading may legitimately take longer.
 MAX_CONNECT_TIMEOUT_SECONDS = 10.0
+# A probe asks the API something cheap that every account may ask (the read model of an asset
+# that does not exist answers `not_found`); any HTTP answer below 500 means "reachable".
+PROBE_PATH = "/v3/assets/statuses"
+PROBE_PARAMS = {"asset_ids": "heygen-watcher-probe"}
+PROBE_TIMEOUT_SECONDS = 10.0
 
 
 def _never_sent(error: requests.RequestException) -> bool:
@@ -70,6 +76,7 @@ class HeyGenClient:
             concurrency=api.concurrency,
             adaptive=api.adaptive_concurrency,
         )
+        self.reachability = Reachability()
         self.policy = policy or RetryPolicy(
             max_attempts=api.max_attempts,
             base_delay_seconds=api.backoff_base_seconds,
@@ -141,7 +148,9 @@ class HeyGenClient:
 
         if not retry:
             return attempt()
-        return with_retries(attempt, self.policy, self.throttle, what=what)
+        return with_retries(
+            attempt, self.policy, self.throttle, what=what, reachability=self.reachability
+        )
 
     def _send_api(
         self,
@@ -212,10 +221,49 @@ class HeyGenClient:
                 allow_redirects=False,
             )
         except requests.RequestException as error:
-            raise _network_error(error, "upload to storage", replay_safe=True) from None
+            failure = _network_error(error, "upload to storage", replay_safe=True)
+            failure.storage_url = url
+            raise failure from None
         with response:
-            raise_for_storage(response)
+            try:
+                raise_for_storage(response)
+            except ApiError as refused:
+                refused.storage_url = url
+                raise
             return response
+
+    # -- reachability ------------------------------------------------------------------------
+    def probe(self, storage_url: str | None = None) -> str | None:
+        """One cheap request to the API, and one to the storage host of ``storage_url`` when
+        given: None if both answered, else what went wrong. Never retried, never raises."""
+        timeout = (
+            min(MAX_CONNECT_TIMEOUT_SECONDS, self.api.timeout_seconds),
+            min(PROBE_TIMEOUT_SECONDS, self.api.timeout_seconds),
+        )
+        checks: list[tuple[str, requests.Session, str, dict[str, str]]] = [
+            ("API", self._api_session, self.url_for(PROBE_PATH), {"X-Api-Key": self._key.value})
+        ]
+        if storage_url is not None:
+            # The storage host's root: it answers (a 4xx) whenever it is up; no key goes there.
+            parts = urllib3.util.parse_url(storage_url)
+            origin = f"{parts.scheme}://{parts.netloc}/"
+            checks.append(("storage", self._storage_session, origin, {}))
+        for name, session, url, headers in checks:
+            try:
+                response = session.request(
+                    "GET" if name == "API" else "HEAD",
+                    url,
+                    params=PROBE_PARAMS if name == "API" else None,
+                    headers={"Accept": "application/json", **headers},
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as error:
+                return _network_error(error, f"{name} probe", replay_safe=True).message
+            with response:
+                if response.status_code >= 500 or response.status_code == 408:
+                    return f"{name} probe: HTTP {response.status_code}"
+        return None
 
     def open_download(self, url: str) -> requests.Response:
         """A streamed GET of a presigned URL (a finished video); the caller closes it."""

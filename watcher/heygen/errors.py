@@ -19,6 +19,8 @@ class ApiError(Exception):
         self.message = message
         self.status = status
         self.code = code
+        # Set for failures of a presigned storage URL: where a reachability probe should look.
+        self.storage_url: str | None = None
 
     def __str__(self) -> str:
         prefix = f"HTTP {self.status}: " if self.status is not None else ""
@@ -45,6 +47,12 @@ class RateLimited(ApiError):
 
 class TransientError(ApiError):
     """5xx, 408, connection resets, timeouts, expired presigned URLs: worth another try."""
+
+
+def is_outage(error: Exception) -> bool:
+    """A failure that says "the service does not answer" rather than anything about the
+    request: no connection, a timeout, a 5xx or 408 (from the API or from storage)."""
+    return isinstance(error, TransientError) and not isinstance(error, SlotExpired)
 
 
 class SlotExpired(TransientError):

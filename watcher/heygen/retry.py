@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from watcher.heygen.errors import ApiError, RateLimited, ResponseLost, TransientError
+from watcher.heygen.errors import ApiError, RateLimited, ResponseLost, TransientError, is_outage
+from watcher.heygen.reachability import Reachability
 from watcher.heygen.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,14 @@ def with_retries(
     *,
     what: str,
     retryable: Callable[[ApiError], bool] = is_retryable,
+    reachability: Reachability | None = None,
 ) -> T:
     """Run ``attempt_once`` until it succeeds, a non-retryable error occurs or attempts run out.
 
     Waiting goes through the shared `Throttle`: a 429 pauses every caller, not just this one,
-    and a shutdown wakes every waiter at once.
+    and a shutdown wakes every waiter at once. Once the service is known to be unreachable,
+    an outage-like failure is not retried here (nor slept on): the caller holds its work until
+    a probe finds the service back.
     """
     attempt = 1
     while True:
@@ -67,6 +71,8 @@ def with_retries(
             return attempt_once()
         except ApiError as error:
             if not retryable(error) or attempt >= policy.max_attempts:
+                raise
+            if reachability is not None and is_outage(error) and reachability.down:
                 raise
             delay = policy.delay_for(error, attempt)
             if isinstance(error, RateLimited):
@@ -79,5 +85,25 @@ def with_retries(
                 policy.max_attempts,
                 delay,
             )
-            throttle.sleep(delay)
+            if reachability is None:
+                throttle.sleep(delay)
+            elif _sleep_unless_down(delay, throttle, reachability) and is_outage(error):
+                raise error
             attempt += 1
+
+
+# A shutdown is noticed within this long while a retry waits on the reachability condition.
+_SLICE_SECONDS = 0.5
+
+
+def _sleep_unless_down(seconds: float, throttle: Throttle, reachability: Reachability) -> bool:
+    """Sleep like `Throttle.sleep`, but return True early once an outage is declared."""
+    throttle.sleep(0)  # the watchdog's "a deliberate wait", and a shutdown check
+    left = seconds
+    while left > 0:
+        step = min(_SLICE_SECONDS, left)
+        if reachability.wait_until_down(step):
+            return True
+        throttle.sleep(0)
+        left -= step
+    return False

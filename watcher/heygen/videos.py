@@ -104,9 +104,8 @@ def download(client: HeyGenClient, url: str, destination: Path, mode: int = 0o64
     destination.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with client.open_download(url) as response:
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
-        )
+        # A short temp name of fixed length: a legal destination name never fails for it.
+        handle, temp_name = tempfile.mkstemp(prefix=".", suffix=".mp4.part", dir=destination.parent)
         try:
             os.fchmod(handle, mode)
             with os.fdopen(handle, "wb") as out:

@@ -10,37 +10,16 @@ what it read, so "never read the whole file" is something a test can check.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from watcher.config.regularfile import NotRegularFile, kind_of, open_regular_fd
+
 MAX_READ = 64 * 1024
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class NotRegularFile(Exception):
-    """The path is not a regular file we may read; ``reason`` says what it is instead."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def kind_of(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    if stat.S_ISLNK(mode):
-        return "symbolic link (not followed)"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO (not a regular file)"
-    if stat.S_ISSOCK(mode):
-        return "socket (not a regular file)"
-    return "device (not a regular file)"
+__all__ = ["MAX_READ", "BoundedReader", "NotRegularFile", "kind_of", "open_regular"]
 
 
 class BoundedReader:
@@ -68,16 +47,8 @@ class BoundedReader:
 def open_regular(path: Path | str) -> Iterator[BoundedReader]:
     """A `BoundedReader` on ``path``; `NotRegularFile` for a symlink, FIFO, socket, device or
     folder (none of which is ever opened in a way that could block)."""
+    fd, info = open_regular_fd(path)
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise NotRegularFile(kind_of(stat.S_IFLNK)) from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFile(kind_of(info.st_mode))
         yield BoundedReader(fd, info.st_size)
     finally:
         os.close(fd)

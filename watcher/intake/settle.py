@@ -151,7 +151,13 @@ class Settler:
                 if self._stopped:
                     return
             for entry in ready:
-                self._look(entry)
+                try:
+                    self._look(entry)
+                except Exception:
+                    # Whatever a dropper planted, the settler must go on for every other file.
+                    log.exception("error while looking at %s", entry.path)
+                    with self._wake:
+                        self._pending.pop(entry.path, None)
 
     def _take_due(self) -> list[_Pending]:
         now = self.clock()

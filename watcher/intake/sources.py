@@ -8,15 +8,19 @@ watchdog skips silently), network shares, folders that came back.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from watchdog.events import (
     DirCreatedEvent,
+    DirDeletedEvent,
     DirMovedEvent,
     FileAttribEvent,
     FileClosedEvent,
@@ -27,7 +31,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from watcher.config import FolderConfig
@@ -46,6 +50,8 @@ _WATCHED_EVENTS = (
     FileMovedEvent,
     DirMovedEvent,
     FileClosedEvent,
+    # A watched folder deleted: its watch ends, so the daemon looks at the folder at once.
+    DirDeletedEvent,
 )
 
 
@@ -65,12 +71,27 @@ class _Handler(FileSystemEventHandler):
         folder: FolderConfig,
         on_path: Callable[[Path, Any, bool], None],
         on_tree: Callable[[Path, Any], None],
+        on_root_gone: Callable[[], None],
     ) -> None:
         self.folder = folder
         self.on_path = on_path
         self.on_tree = on_tree
+        self.on_root_gone = on_root_gone
+        self.root = str(folder.path)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # One observer thread serves every folder: an error here must not end it.
+        try:
+            self._handle(event)
+        except Exception:
+            log.exception("error while handling %s", event)
+
+    def _handle(self, event: FileSystemEvent) -> None:
+        source = os.fsdecode(event.src_path)
+        if event.is_directory and source == self.root and event.event_type in ("deleted", "moved"):
+            # The folder itself went (its watch ends with it): look again at once.
+            self.on_root_gone()
+            return
         if event.event_type not in _FILE_EVENTS:
             return
         target = event.dest_path if event.event_type == "moved" else event.src_path
@@ -91,18 +112,80 @@ class _Handler(FileSystemEventHandler):
         self.on_path(Path(target), self.folder, finished)
 
 
+class Observers:
+    """One watchdog observer for every folder, as watchdog is meant to be used: each folder
+    schedules and unschedules its own watch on it. Folders that poll (network shares, or an
+    exhausted inotify watch limit) share one polling observer, made when first needed. An
+    observer whose thread ended is replaced by a fresh one at the next `schedule`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._native: BaseObserver | None = None
+        self._polling: BaseObserver | None = None
+
+    def schedule(
+        self, handler: FileSystemEventHandler, path: Path, recursive: bool, polling: bool
+    ) -> tuple[BaseObserver, ObservedWatch]:
+        observer = self._observer(polling)
+        watch = observer.schedule(
+            handler, str(path), recursive=recursive, event_filter=list(_WATCHED_EVENTS)
+        )
+        return observer, watch
+
+    @staticmethod
+    def unschedule(observer: BaseObserver, watch: ObservedWatch) -> None:
+        with contextlib.suppress(KeyError):  # already gone
+            observer.unschedule(watch)
+
+    @staticmethod
+    def alive(observer: BaseObserver, watch: ObservedWatch) -> bool:
+        """The observer runs and the watch's emitter too (it ends when its folder is deleted)."""
+        if not observer.is_alive():
+            return False
+        return any(emitter.watch == watch and emitter.is_alive() for emitter in observer.emitters)
+
+    def _observer(self, polling: bool) -> BaseObserver:
+        with self._lock:
+            current = self._polling if polling else self._native
+            if current is not None and current.is_alive():
+                return current
+            fresh: BaseObserver = PollingObserver(timeout=1.0) if polling else _native_observer()
+            fresh.name = "watch-polling" if polling else "watch"
+            fresh.daemon = True
+            fresh.start()
+            if polling:
+                self._polling = fresh
+            else:
+                self._native = fresh
+            return fresh
+
+    def stop(self) -> None:
+        with self._lock:
+            observers = [o for o in (self._native, self._polling) if o is not None]
+            self._native = self._polling = None
+        for observer in observers:
+            observer.stop()
+        for observer in observers:
+            observer.join(timeout=5)
+
+
 class FolderWatch:
-    """One observer for one configured folder, re-armed if the folder goes and comes back."""
+    """One configured folder's watch on the shared observer, re-armed when the folder goes
+    and comes back or is replaced by another folder of the same name."""
 
     def __init__(
         self,
         config: FolderConfig,
+        observers: Observers,
         on_path: Callable[[Path, Any, bool], None],
         on_tree: Callable[[Path, Any], None],
+        on_root_gone: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
-        self._handler = _Handler(config, on_path, on_tree)
-        self._observer: BaseObserver | None = None
+        self.observers = observers
+        self._handler = _Handler(config, on_path, on_tree, on_root_gone)
+        self._scheduled: tuple[BaseObserver, ObservedWatch] | None = None
+        self._identity: tuple[int, int] | None = None
         self.polling = config.polling
         self.missing = False
         # Why the daemon cannot write this folder's results (then it is not watched), or None.
@@ -110,15 +193,23 @@ class FolderWatch:
 
     @property
     def alive(self) -> bool:
-        return self._observer is not None and self._observer.is_alive()
+        return self._scheduled is not None and Observers.alive(*self._scheduled)
+
+    @property
+    def replaced(self) -> bool:
+        """The folder at the configured path is not the one being watched (it was moved away,
+        or deleted and made again, perhaps at once: the old watch follows the old folder)."""
+        current = _identity(self.config.path)
+        return current is not None and current != self._identity
 
     def start(self) -> bool:
         """Start watching; False (and logged) if the folder is not there right now."""
         self.stop()
-        if not self.config.path.is_dir():
+        identity = _identity(self.config.path)
+        if identity is None:
             return False
         try:
-            self._observer = self._start_observer(self.polling)
+            self._scheduled = self._schedule(self.polling)
         except OSError as error:
             if error.errno != errno.ENOSPC or self.polling:
                 log.error("cannot watch %s: %s", self.config.path, error.strerror or error)
@@ -129,24 +220,29 @@ class FolderWatch:
                 self.config.path,
             )
             self.polling = True
-            self._observer = self._start_observer(True)
+            self._scheduled = self._schedule(True)
+        # Taken before the watch began: a folder replaced meanwhile shows as replaced.
+        self._identity = identity
         return True
 
-    def _start_observer(self, polling: bool) -> BaseObserver:
-        observer: BaseObserver = PollingObserver(timeout=1.0) if polling else _native_observer()
-        observer.name = f"watch {self.config.path.name}"
-        observer.daemon = True
-        observer.schedule(
-            self._handler,
-            str(self.config.path),
-            recursive=self.config.recursive,
-            event_filter=list(_WATCHED_EVENTS),
+    def _schedule(self, polling: bool) -> tuple[BaseObserver, ObservedWatch]:
+        return self.observers.schedule(
+            self._handler, self.config.path, self.config.recursive, polling
         )
-        observer.start()
-        return observer
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        if self._scheduled is not None:
+            Observers.unschedule(*self._scheduled)
+            self._scheduled = None
+            self._identity = None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the directory at ``path``; None when there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return None
+    return (info.st_dev, info.st_ino)

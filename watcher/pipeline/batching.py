@@ -130,7 +130,7 @@ class V3Batcher:
             return
         if not rows:
             return
-        if self.auth_pause.active:
+        if self.auth_pause.active or self.outcome.reachability.down:
             for row in rows:
                 self.journal.update(row.path, state=FileState.HELD)
                 self.pool.release(Path(row.path))

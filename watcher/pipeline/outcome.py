@@ -1,6 +1,13 @@
-"""What a failed attempt means for its file: pause for the key, look again once the file
-settles, retry later (spread over ``retry_window_seconds``), or give up with a sidecar saying
-why. The one place where that policy lives."""
+"""What a failed attempt means for its file: pause for the key, hold for an API that does not
+answer, look again once the file settles, retry later (spread over ``retry_window_seconds``),
+or give up with a sidecar saying why. The one place where that policy lives.
+
+An outage is not the file's fault: a failure that looks like one (no connection, a timeout, a
+5xx, from the API or its storage) is checked with one probe. If the probe fails too, the file
+is `held` with its attempts untouched, however long the outage lasts, and every upload waits
+until the daemon's probe finds the service back. If the probe is answered, the failure was the
+file's own and the per-file retry policy applies.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +22,14 @@ from typing import Any
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
 from watcher.heygen.body import FileChangedError
-from watcher.heygen.errors import ApiError, AuthError, PermanentError
+from watcher.heygen.errors import ApiError, AuthError, PermanentError, is_outage
+from watcher.heygen.reachability import Reachability
 from watcher.heygen.uploads import LocalFile
 from watcher.pipeline import records
+from watcher.pipeline.localretry import local_retry_delay_seconds
 from watcher.pipeline.record import Sidecars
 from watcher.state.journal import FileRow, Journal
+from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
@@ -69,10 +79,15 @@ class OutcomePolicy:
         renotice: Callable[[Path, FolderConfig], None],
         on_event: EventSink,
         on_retry_scheduled: Callable[[], None],
+        reachability: Reachability | None = None,
+        probe: Callable[[str | None], str | None] = lambda storage_url: None,
         key_origin: Callable[[], str] = lambda: "its source",
     ) -> None:
         self.key_origin = key_origin  # where the key came from, for the one loud line
         self.journal = journal
+        self.reachability = reachability or Reachability()
+        # One cheap request to the API (and the storage host given): None when answered.
+        self.probe = probe
         self.live = live
         self.sidecars = sidecars
         self.auth_pause = auth_pause
@@ -85,6 +100,8 @@ class OutcomePolicy:
         """Decide what a failed upload attempt means for its file."""
         if isinstance(error, AuthError):
             self.hold_for_auth(row, error)
+        elif is_outage(error) and self._unreachable(error):
+            self.hold_for_outage(row, str(error))
         elif isinstance(error, FileChangedError):
             self.requeue_changed(row, str(error))
         elif isinstance(error, PermanentError):
@@ -130,6 +147,56 @@ class OutcomePolicy:
             )
         self.on_event("failure", {"kind": "auth"})
 
+    def _unreachable(self, error: Exception) -> bool:
+        """Is the service down (already known, or a probe fails now)? Declares it if so."""
+        if self.reachability.down:
+            return True
+        storage_url = error.storage_url if isinstance(error, ApiError) else None
+        failure = self.probe(storage_url)
+        if failure is None:
+            return False
+        self.declare_unreachable(f"{error}; {failure}", storage_url)
+        return True
+
+    def declare_unreachable(self, reason: str, storage_url: str | None = None) -> None:
+        if self.reachability.declare_down(reason, storage_url):
+            outage = self.reachability.outage
+            since = outage.since if outage is not None else time.time()
+            log.error(
+                "the API is unreachable (%s): uploads are paused until it answers again", reason
+            )
+            self.record_outage()
+            self.on_event("api", {"unreachable": True, "since": since})
+            self.on_retry_scheduled()  # the housekeeper starts probing
+
+    def record_outage(self) -> None:
+        """The outage as `status` reads it from the journal: since when, the last error."""
+        outage = self.reachability.outage
+        if outage is None:
+            self.journal.set_meta("api_unreachable", None)
+            return
+        since = iso_from_epoch(outage.since)
+        self.journal.set_meta(
+            "api_unreachable",
+            {"since": since, "last_error": outage.last_error, "probes": outage.probes},
+        )
+        if not self.auth_pause.active:
+            self.journal.set_meta(
+                "uploads_paused", f"the API is unreachable since {since}: {outage.last_error}"
+            )
+
+    def hold_for_outage(self, row: FileRow, reason: str) -> None:
+        """Wait for the service, not for a retry: attempts are not counted against the file."""
+        self.journal.update(
+            row.path,
+            state=FileState.HELD,
+            attempts=row.attempts,  # the row as it was before this attempt counted
+            last_error=reason,
+            next_attempt_at=None,
+        )
+        log.info("held until the API answers again: %s", reason, extra={"file": row.path})
+        self.on_event("failure", {"kind": "unreachable"})
+
     def requeue_changed(self, row: FileRow, reason: str) -> None:
         """The file changed under its upload: look again once it settles (keeping its slot)."""
         log.info("%s; it will be uploaded again once it settles", reason, extra={"file": row.path})
@@ -164,13 +231,26 @@ class OutcomePolicy:
         self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
 
     def retry_recording(self, row: FileRow, reason: str) -> None:
-        """The asset is known but its record could not be written: try that again later."""
-        self._park(row, reason, FileState.RECORDING, row.attempts + 1)
+        """The asset is known but its record (move, sidecar) could not be written: a local
+        failure (a full disk, no permission), so try again soon, on the short local backoff,
+        as long as it takes: the upload itself is never lost."""
+        attempts = row.attempts + 1
+        self._park(row, reason, FileState.RECORDING, attempts, local_retry_delay_seconds(attempts))
 
-    def _park(self, row: FileRow, reason: str, state: FileState, attempts: int) -> None:
+    def _park(
+        self,
+        row: FileRow,
+        reason: str,
+        state: FileState,
+        attempts: int,
+        delay: float | None = None,
+    ) -> None:
         """Park the row until ``next_attempt_at``; the scheduler then hands it back."""
         config = self.live.current
-        delay = retry_delay_seconds(attempts, config.api.max_attempts, config.retry_window_seconds)
+        if delay is None:
+            delay = retry_delay_seconds(
+                attempts, config.api.max_attempts, config.retry_window_seconds
+            )
         log.info("will retry in %.0fs: %s", delay, reason, extra={"file": row.path})
         self.journal.update(
             row.path,

@@ -77,7 +77,7 @@ def build_pipeline(
         on_unexpected=unexpected,
         upload_slot=client.throttle.upload_slot,
     )
-    sidecars = Sidecars(journal, live, on_event)
+    sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
@@ -88,6 +88,8 @@ def build_pipeline(
         renotice,
         on_event,
         on_retry_scheduled,
+        reachability=client.reachability,
+        probe=client.probe,
         key_origin=lambda: client.key_origin,
     )
     recorder = Recorder(

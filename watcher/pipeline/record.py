@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
 from watcher.heygen.uploads import LocalFile, UploadedAsset
 from watcher.pipeline import records
+from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
 from watcher.state.journal import FileRow, Journal
@@ -33,22 +35,63 @@ _VIDEO_NOT_STARTED = ("waiting_script", "ready")
 
 
 class Sidecars:
-    def __init__(self, journal: Journal, live: LiveConfig, on_event: EventSink) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        live: LiveConfig,
+        on_event: EventSink,
+        on_deferred: Callable[[], None] = lambda: None,
+    ) -> None:
         self.journal = journal
         self.live = live
         self.on_event = on_event
+        # Wakes the housekeeper: a sidecar waits for a second try.
+        self.on_deferred = on_deferred
 
     def write(
-        self, path: Path, folder: FolderConfig, document: dict[str, Any]
+        self, path: Path, folder: FolderConfig, document: dict[str, Any], *, defer: bool = True
     ) -> os.stat_result | None:
-        """The stat of the written sidecar, or None (logged, counted) when it cannot be."""
+        """The stat of the written sidecar, or None (logged, counted) when it cannot be. One
+        that cannot be written is kept in the journal with why and written again soon
+        (`retry_due`), unless ``defer`` is False: the caller then retries on its own (an
+        upload's record)."""
+        return self._write(path, folder, document, defer)[0]
+
+    def write_or_reason(
+        self, path: Path, folder: FolderConfig, document: dict[str, Any], *, defer: bool = True
+    ) -> str | None:
+        """`write`, returning None on success or why it failed."""
+        return self._write(path, folder, document, defer)[1]
+
+    def _write(
+        self, path: Path, folder: FolderConfig, document: dict[str, Any], defer: bool
+    ) -> tuple[os.stat_result | None, str | None]:
         location = sidecar_for(path, folder)
         try:
-            return sidecar.write(location, document)
+            written = sidecar.write(location, document)
         except OSError as error:
-            log.error("cannot write sidecar %s: %s", location, error.strerror or error)
+            reason = f"cannot write sidecar {location}: {local_error_text(error)}"
+            log.error("%s", reason, extra={"file": str(path)})
             self.on_event("failure", {"kind": "sidecar"})
-            return None
+            if defer:
+                self.journal.defer_sidecar(
+                    str(location),
+                    str(path),
+                    str(folder.path),
+                    document,
+                    reason,
+                    lambda failures: time.time() + local_retry_delay_seconds(failures),
+                )
+                self.on_deferred()
+            return None, reason
+        self.journal.sidecar_written(str(location))
+        return written, None
+
+    def retry_due(self, now: float) -> None:
+        """Write the sidecars whose earlier write failed and whose time has come."""
+        for pending in self.journal.pending_sidecars(due_before=now):
+            folder = self.live.current.folder_of(pending.folder)
+            self.write(Path(pending.file), folder, pending.document)
 
     def uploaded_document(self, row: FileRow) -> dict[str, Any] | None:
         """The sidecar of an uploaded file, rebuilt from the journal (with its video, if any);
@@ -71,11 +114,16 @@ class Sidecars:
 
     def rewrite(self, key: str) -> bool:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""
+        return self.rewrite_or_reason(key) is None
+
+    def rewrite_or_reason(self, key: str, *, defer: bool = True) -> str | None:
+        """`rewrite`, returning None on success or why it failed."""
         row = self.journal.get(key)
         document = self.uploaded_document(row) if row is not None else None
         if row is None or document is None:
-            return False
-        return self.write(Path(key), self.live.current.folder_of(row.folder), document) is not None
+            return "the journal knows no asset for it"
+        folder = self.live.current.folder_of(row.folder)
+        return self.write_or_reason(Path(key), folder, document, defer=defer)
 
 
 class Recorder:
@@ -110,15 +158,22 @@ class Recorder:
         path = Path(row.path)
         target = moved_path(path, folder)
         if target is not None and path.exists():
-            target = move_file(path, target)
-            self.journal.move(row.path, str(target))
+            try:
+                target = move_file(path, target)
+            except OSError as error:
+                reason = f"cannot move it to {target}: {local_error_text(error)}"
+                log.error("%s", reason, extra={"file": row.path})
+                self.retry_recording(row, reason)
+                return
+            self.journal.move(row.path, str(target), inode=_inode_of(target))
             log.info("moved to %s", target, extra={"file": row.path})
             path = target
         key = str(path)
-        if not self.sidecars.rewrite(key):
+        failure = self.sidecars.rewrite_or_reason(key, defer=False)
+        if failure is not None:
             moved = self.journal.get(key)
             if moved is not None and moved.state is FileState.RECORDING:
-                self.retry_recording(moved, "cannot write sidecar")
+                self.retry_recording(moved, failure)
             return
         self.journal.finish_upload(
             key,
@@ -137,3 +192,10 @@ class Recorder:
         )
         if template is not None:
             self.run_video_step(key)
+
+
+def _inode_of(path: Path) -> int | None:
+    try:
+        return path.lstat().st_ino
+    except OSError:
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
-from watcher.heygen.body import sha256_file
+from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.intake import admission
 from watcher.intake.admission import Decision, Outcome
 from watcher.pipeline import records
@@ -155,7 +155,13 @@ class Taker:
             previous_sha256 = previous_asset = None
         digest: str | None = None
         if self._hash_first(info.st_size, content_type, previous_sha256 is not None):
-            digest = sha256_file(path)
+            try:
+                digest = sha256_file(path)
+            except FileChangedError as error:
+                # Swapped for a FIFO or a device since it was judged: judge it again.
+                log.info("%s", error, extra={"file": str(path)})
+                self.renotice(path, folder)
+                return
             after = path.lstat()
             if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns):
                 log.info(

@@ -4,14 +4,17 @@ A person or a sync tool may delete, truncate or edit an uploaded file's sidecar;
 still knows the truth, so the sidecar is written again from it, never by uploading again.
 
 Cheap enough for every rescan: whether a sidecar exists comes from the directory listing the
-walk already made; a sidecar is read only when it is missing, when its stat changed since we
-last saw it, or (the first time this process sees it) when it was modified after the journal
-last recorded the file, i.e. by someone else.
+walk already made; a rescan reads a sidecar only when it is missing or an event said it was
+written since (no stat of the others). At start, and for sidecars in a `sidecar_dir` mirror
+the walk does not list, one stat each: a sidecar is read when its stat changed since this
+process last saw it, or (the first time) when it was modified after the journal last recorded
+the file, i.e. by someone else.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +60,44 @@ class SidecarKeeper:
         self.sidecars = sidecars
         # Sidecars found (or written) true by this process, by their stat.
         self._known_true: dict[str, SidecarStat] = {}
+        # Sidecars an event said were written since the last rescan (watchdog's thread adds).
+        self._suspects: set[str] = set()
+        self._suspects_lock = threading.Lock()
+
+    def suspect(self, location: str) -> None:
+        with self._suspects_lock:
+            self._suspects.add(location)
+
+    def take_suspects(self) -> set[str]:
+        """The sidecars written since the last call (a rescan takes them all at its start)."""
+        with self._suspects_lock:
+            taken, self._suspects = self._suspects, set()
+        return taken
+
+    def check_listed(self, key: str, folder: FolderConfig, present: bool, written: bool) -> bool:
+        """A rescan's look, with no stat: a missing sidecar is written again; one an event
+        said was written is read and compared."""
+        if not present:
+            return self.repair(Path(key), folder, read=False)
+        if written:
+            return self.repair(Path(key), folder)
+        return False
 
     def location(self, path: Path, folder: FolderConfig) -> Path:
         return sidecar_for(path, folder)
 
     def check(
         self,
-        path: Path,
+        key: str,
+        location: str,
         folder: FolderConfig,
         seen: SidecarStat | None,
         recorded_at: float,
     ) -> bool:
-        """Look at an uploaded file's sidecar, ``seen`` as it is on disk (None: absent);
-        ``recorded_at`` is when the journal last changed the file's row. True when it had to
-        be written again."""
-        location = str(self.location(path, folder))
+        """Look at the sidecar (at ``location``) of the uploaded file ``key``, ``seen`` as it
+        is on disk (None: absent); ``recorded_at`` is when the journal last changed the file's
+        row. True when it had to be written again. Strings, not Paths: a rescan calls this
+        once per uploaded file."""
         if seen is not None:
             if self._known_true.get(location) == seen:
                 return False
@@ -79,7 +105,7 @@ class SidecarKeeper:
                 # Not touched since the journal recorded the file: ours, as we wrote it.
                 self._known_true[location] = seen
                 return False
-        return self.repair(path, folder, read=seen is not None)
+        return self.repair(Path(key), folder, read=seen is not None)
 
     def repair(self, path: Path, folder: FolderConfig, *, read: bool = True) -> bool:
         """Compare the sidecar with the journal and write the journal's truth if they differ."""

@@ -53,7 +53,7 @@ class Uploader:
             return
         asset_usable = True
         if row.state is not FileState.RECORDING:
-            if self.auth_pause.active:
+            if self.auth_pause.active or self.outcome.reachability.down:
                 self.journal.update(key, state=FileState.HELD)
                 return
             asset = self._send(row)

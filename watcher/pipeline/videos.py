@@ -27,6 +27,7 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
+from watcher.config.regularfile import NotRegularFile, ReadLimitExceeded, read_regular
 from watcher.config.templates import RenderError, Template, render, values_for
 from watcher.heygen import videos
 from watcher.heygen.client import HeyGenClient
@@ -40,6 +41,8 @@ from watcher.heygen.errors import (
     TransientError,
 )
 from watcher.heygen.uploads import complete_v3
+from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
+from watcher.state import names
 from watcher.state.journal import FileRow, Journal, VideoRow
 from watcher.state.sidecar import current_umask, iso_from_epoch
 
@@ -66,16 +69,21 @@ LOST_ANSWER = (
 )
 
 
+# A script is text to be spoken: 64 KiB is far more than any video takes.
+MAX_SCRIPT_BYTES = 64 * 1024
+
+
 def script_path_for(media: Path) -> Path:
     return media.with_name(media.stem + ".txt")
 
 
-def download_name(stem: str, video_id: str) -> str:
+def download_name(stem: str, video_id: str, limit: int = names.DEFAULT_NAME_MAX) -> str:
     """``<stem>.<video_id>.mp4`` with both parts reduced to safe characters: nothing the API
     returns can name a path outside ``download_to``."""
     safe_id = _SAFE_ID.sub("_", video_id)[:128] or "video"
     safe_stem = stem.replace("/", "_").replace("\\", "_").lstrip(".") or "video"
-    return f"{safe_stem}.{safe_id}.mp4"
+    # A long stem is shortened (deterministically) so that a paid-for video can always be saved.
+    return names.fitted(safe_stem, f".{safe_id}.mp4", limit)
 
 
 def sidecar_status(state: str) -> str:
@@ -135,6 +143,8 @@ class VideoStage:
     rewrite_sidecar: Callable[[str], object]
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
     pause: VideoPause = field(default_factory=VideoPause)
+    # Failed local writes of each file's download, for the backoff (reset by a success).
+    _local_failures: dict[str, int] = field(default_factory=dict)
 
     # -- entry points ------------------------------------------------------------------------
     def begin(
@@ -247,7 +257,11 @@ class VideoStage:
     def _look_for_script(self, row: VideoRow, template: Template) -> None:
         script_path = Path(row.script_path or "")
         try:
-            script = script_path.read_text(encoding="utf-8").strip()
+            script = read_regular(script_path, MAX_SCRIPT_BYTES).decode("utf-8").strip()
+        except (NotRegularFile, ReadLimitExceeded) as error:
+            # Planted or oversized: refused with the reason, never read without a bound.
+            self._finish(row, "failed", error=f"script {script_path.name} refused: {error.reason}")
+            return
         except FileNotFoundError:
             deadline = row.deadline or time.time() + template.script_wait_seconds
             if time.time() >= deadline:
@@ -447,7 +461,9 @@ class VideoStage:
         if not row.video_url:
             self._finish(row, "failed", error="completed without a video_url")
             return
-        target = template.download_to / download_name(Path(row.path).stem, row.video_id)
+        target = template.download_to / download_name(
+            Path(row.path).stem, row.video_id, names.name_max(template.download_to)
+        )
         if target.resolve().parent != template.download_to.resolve():
             self._finish(row, "failed", error="refused a download name outside download_to")
             return
@@ -457,9 +473,21 @@ class VideoStage:
             url = self._fresh_video_url(row, template) or url
         try:
             videos.download(self.client, url, target, 0o666 & ~current_umask())
-        except (ApiError, OSError) as error:
+        except OSError as error:
+            # Our disk, not the network (full, no permission, read-only): the video is paid
+            # for, so it stays `downloading` and is tried again soon, as long as it takes.
+            failures = self._local_failures.get(row.path, 0) + 1
+            self._local_failures[row.path] = failures
+            reason = f"cannot save the video to {target}: {local_error_text(error)}"
+            log.error("%s", reason, extra={"file": row.path})
+            self.on_event("failure", {"kind": "download"})
+            self.journal.update_video(
+                row.path, next_at=time.time() + local_retry_delay_seconds(failures), error=reason
+            )
+            return
+        except ApiError as error:
             attempts = row.attempts + 1
-            if attempts >= DOWNLOAD_ATTEMPTS or not isinstance(error, ApiError):
+            if attempts >= DOWNLOAD_ATTEMPTS:
                 self._finish(row, "failed", error=f"download failed: {error}")
                 return
             # 403: expired; the next try, at once, asks the status endpoint for a fresh URL.
@@ -471,6 +499,7 @@ class VideoStage:
                 row.path, attempts=attempts, next_at=time.time() + delay, error=str(error)
             )
             return
+        self._local_failures.pop(row.path, None)
         self.journal.update_video(
             row.path, state="completed", downloaded_to=str(target), error=None
         )

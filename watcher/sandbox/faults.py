@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -17,6 +18,10 @@ class Fault:
     ``after_effect``, after performing it (a proxy's 502 once the video was created); ``reset``
     aborts the connection without performing it; ``drop_response`` performs it and then aborts
     the connection instead of answering (a lost response).
+
+    ``for_seconds`` turns the fault into an outage of that length: it applies to every matching
+    request until that many seconds after it was injected, and ``count`` is ignored (e.g. a
+    storage answering 503 for a minute).
     """
 
     method: str = "*"
@@ -30,12 +35,15 @@ class Fault:
     count: int = 1
     body: str | None = None
     after_effect: bool = False
+    for_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
             raise ValueError(f"server must be one of {SERVERS}, not {self.server!r}")
         if self.count < 1:
             raise ValueError("count must be at least 1")
+        if self.for_seconds is not None and self.for_seconds <= 0:
+            raise ValueError("for_seconds must be positive")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status, not {self.status}")
         if self.after_effect and self.status is None:
@@ -73,6 +81,7 @@ class Fault:
 class _Queued:
     fault: Fault
     left: int
+    until: float | None = None  # monotonic end of a ``for_seconds`` fault
 
 
 class FaultQueue:
@@ -83,15 +92,20 @@ class FaultQueue:
 
     def add(self, fault: Fault) -> None:
         normalized = replace(fault, method=fault.method.upper())
-        self._queued.append(_Queued(normalized, normalized.count))
+        until = None if fault.for_seconds is None else time.monotonic() + fault.for_seconds
+        self._queued.append(_Queued(normalized, normalized.count, until))
 
     def clear(self) -> None:
         self._queued.clear()
 
     def take(self, server: str, method: str, path: str) -> Fault | None:
         """Consume one use of the first matching fault."""
+        now = time.monotonic()
+        self._queued = [q for q in self._queued if q.until is None or now < q.until]
         for queued in self._queued:
             if queued.fault.matches(server, method, path):
+                if queued.until is not None:
+                    return queued.fault
                 queued.left -= 1
                 if queued.left == 0:
                     self._queued.remove(queued)

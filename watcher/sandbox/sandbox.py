@@ -92,6 +92,9 @@ class Sandbox:
         self._signer = Signer()
         self._listeners: list[Listener] = []
         self._stopping = threading.Event()
+        # Listeners closed by `refuse_connections`, by index, with the address to reopen.
+        self._refused: dict[int, tuple[str, int]] = {}
+        self._listening_lock = threading.Lock()
 
     # Lifecycle ------------------------------------------------------------------------------
 
@@ -114,6 +117,11 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._listening_lock:
+            refused, self._refused = set(self._refused), {}
+        self._listeners = [
+            listener for index, listener in enumerate(self._listeners) if index not in refused
+        ]
         # In parallel: each listener takes up to one poll interval to notice.
         stoppers = [threading.Thread(target=listener.stop) for listener in self._listeners]
         for stopper in stoppers:
@@ -162,6 +170,32 @@ class Sandbox:
 
     def clear_faults(self) -> None:
         self._state.clear_faults()
+
+    def refuse_connections(self, server: str = "*", seconds: float | None = None) -> None:
+        """Close the listening socket of ``server`` (``api``, ``storage``, ``upload`` or ``*``):
+        new connections are refused and open ones are cut, as when a host is down. It listens
+        again on the same port after ``seconds``, or on `accept_connections`."""
+        with self._listening_lock:
+            for index, listener in enumerate(self._listeners):
+                name = listener.server.pipeline.app.name
+                if server not in ("*", name) or index in self._refused:
+                    continue
+                self._refused[index] = listener.address
+                listener.stop()
+        if seconds is not None:
+            timer = threading.Timer(seconds, self.accept_connections)
+            timer.daemon = True
+            timer.start()
+
+    def accept_connections(self) -> None:
+        """Listen again, on the same ports, after `refuse_connections`."""
+        with self._listening_lock:
+            for index, (host, port) in list(self._refused.items()):
+                old = self._listeners[index]
+                listener = Listener(host, port, old.server.pipeline)
+                self._listeners[index] = listener
+                listener.start()
+                del self._refused[index]
 
     def fail_ingestion(self, filename: str, code: str, message: str) -> None:
         """Make batch items for files of this name fail ingestion with this error object."""

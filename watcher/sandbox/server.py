@@ -263,6 +263,11 @@ class Listener:
         )
 
     @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server.server_address[:2]
+        return (host.decode() if isinstance(host, bytes) else str(host), int(port))
+
+    @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         host_text = host.decode() if isinstance(host, bytes) else str(host)

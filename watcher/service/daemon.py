@@ -1,18 +1,45 @@
 """The daemon: wires sources → settler → pipeline → journal, and keeps them running.
 
-`Daemon.start` resumes unfinished work from the journal, starts one watch per folder and scans
-what is already there. A housekeeping thread then runs the periodic rescan, re-arms folders that
-went away and came back, hands due retries to the pipeline and notices a changed key file.
+`Daemon.start` resumes unfinished work from the journal, schedules one watch per folder on the
+one shared observer and scans what is already there. A housekeeping thread then runs the
+periodic rescan, re-arms folders that went away, came back or were replaced, hands due
+retries to the pipeline, probes an unreachable API and notices a changed key file.
+
+Threads, what each owns, and which lock guards what:
+
+- **main** (`shell`): start, signals, reload (`apply_config`), stop. Owns `watches` (the list
+  and each `FolderWatch`), together with housekeeping: both only touch it under
+  `_watches_lock`.
+- **watch** (one watchdog observer for every folder; **watch-polling** for polling folders):
+  runs the event handlers, which only hand paths to the settler (`notice`) or a moved-in
+  folder to the scan pool (`notice_tree`), and wake housekeeping when a watched folder itself
+  is deleted. Never does I/O beyond a path check.
+- **scan-tree** (a `ThreadPoolExecutor` of 2): walks folders moved in or come back, noticing
+  each file. Bounded: a burst of folders queues instead of making a thread each.
+- **settler** (`intake.settle`): owns the settling set (its own lock); hands finished paths
+  to the work pool.
+- **worker-N** (`pipeline.workpool`, `api.concurrency` of them): run a file's stages and video
+  steps. The pool's `_lock` guards its per-path bookkeeping; the journal's lock (an `RLock`
+  around the one SQLite connection) makes every journal call atomic; the shared `Throttle`,
+  `AuthPause` and `Reachability` have their own locks.
+- **batcher** (v3-direct only): gathers files into batches (its own lock).
+- **housekeeping**: rescans, root checks, due retries and sidecars, files handed over by a
+  command (`take_requests`), probes while the API is unreachable, the key file. Sleeps on
+  `_wake`, which anyone may set to make it look now; a failed round is logged and the next
+  one comes all the same.
+- **sd_notify/metrics** (`service.shell`, `service.metrics`): read-only views (`health`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,10 +49,11 @@ from watcher.config import Config, FolderConfig
 from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_key
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
+from watcher.heygen.reachability import probe_delay_seconds
 from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
-from watcher.intake.sources import FolderWatch
+from watcher.intake.sources import FolderWatch, Observers
 from watcher.pipeline.handpicked import folder_for_file
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
@@ -35,6 +63,7 @@ from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
+from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import DUE, FileState
 from watcher.state.tree import walk_files
 from watcher.state.writable import unwritable
@@ -47,9 +76,14 @@ def _log_transition(path: str, old: str | None, new: str) -> None:
     log.debug("%s → %s", old or "new", new, extra={"file": path})
 
 
-ROOT_CHECK_SECONDS = 5.0
+# How often folders are checked for being gone, back or replaced (a stat each).
+ROOT_CHECK_SECONDS = 2.0
+# Walking folders moved in: bounded, so a burst of folders cannot make a thread each.
+TREE_SCAN_WORKERS = 2
 ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
+# While the API is unreachable, the log says so again every this many failed probes.
+UNREACHABLE_REMINDER_PROBES = 30
 # Rows a previous process left mid-way, picked up again at start.
 RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.HELD)
 
@@ -66,6 +100,13 @@ class Daemon:
     settler: Settler = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
+    observers: Observers = field(default_factory=Observers)
+    _watches_lock: threading.Lock = field(default_factory=threading.Lock)
+    _tree_scans: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            TREE_SCAN_WORKERS, thread_name_prefix="scan-tree"
+        )
+    )
     lock: StateLock = field(init=False)
     key_origin: str = field(init=False, default="")
     # Files the last scan saw, and how many of them it handed on (the rest needed nothing).
@@ -105,6 +146,7 @@ class Daemon:
         self.journal.on_transition = _log_transition
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
+        self.journal.set_meta("api_unreachable", None)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.key_origin = key.origin
@@ -138,15 +180,16 @@ class Daemon:
         self.videos.resume()
         self.resume_unfinished()
         if watch:
-            for folder in self.config.folders:
-                folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
-                if not self._open_watch(folder_watch) and folder_watch.blocked is None:
-                    log.warning(
-                        "folder is missing; watching for it to come back",
-                        extra={"folder": str(folder.path)},
-                    )
-                    folder_watch.missing = True
-                self.watches.append(folder_watch)
+            with self._watches_lock:
+                for folder in self.config.folders:
+                    folder_watch = self._folder_watch(folder)
+                    if not self._open_watch(folder_watch) and folder_watch.blocked is None:
+                        log.warning(
+                            "folder is missing; watching for it to come back",
+                            extra={"folder": str(folder.path)},
+                        )
+                        folder_watch.missing = True
+                    self.watches.append(folder_watch)
         self.scan_all(initial=True)
         if watch:
             self._housekeeper = threading.Thread(
@@ -192,8 +235,11 @@ class Daemon:
         """
         self._stop.set()
         self._wake.set()
-        for folder_watch in self.watches:
-            folder_watch.stop()
+        with self._watches_lock:
+            for folder_watch in self.watches:
+                folder_watch.stop()
+        self.observers.stop()
+        self._tree_scans.shutdown(wait=False, cancel_futures=True)
         self.settler.stop()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.stop()
@@ -222,6 +268,10 @@ class Daemon:
     # -- sources -----------------------------------------------------------------------------
     def notice(self, path: Path, folder: FolderConfig, finished: bool = False) -> None:
         """Look at ``path`` once it settles. Cheap: called from watchdog's thread."""
+        if path.name.endswith(SIDECAR_SUFFIX):
+            # Someone (or we) wrote a sidecar: the next rescan compares it with the journal.
+            self.pipeline.keeper.suspect(str(path))
+            return
         relative = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
         if admission.screen_name(relative, folder.ignore, scripts=folder.template is not None):
             return
@@ -235,13 +285,22 @@ class Daemon:
 
     def notice_tree(self, path: Path, folder: FolderConfig) -> None:
         # A whole folder moved in: walking it is I/O, so not on watchdog's thread.
-        threading.Thread(
-            target=self._scan_tree, args=(path, folder), name="scan-tree", daemon=True
-        ).start()
+        with contextlib.suppress(RuntimeError):  # shutting down: the next start scans anyway
+            self._tree_scans.submit(self._scan_tree, path, folder)
 
     def _scan_tree(self, root: Path, folder: FolderConfig) -> None:
-        for entry in walk_files(root, folder.recursive):
-            self.notice(Path(entry.path), folder)
+        try:
+            for entry in walk_files(root, folder.recursive):
+                if self._stop.is_set():
+                    return
+                self.notice(Path(entry.path), folder)
+        except Exception:
+            log.exception("error while scanning %s", root)
+
+    def _folder_watch(self, folder: FolderConfig) -> FolderWatch:
+        return FolderWatch(
+            folder, self.observers, self.notice, self.notice_tree, on_root_gone=self._wake.set
+        )
 
     def _ready(self, path: Path, folder: FolderConfig) -> None:
         self.pipeline.pool.submit(path, folder)
@@ -254,6 +313,8 @@ class Daemon:
         over a large, finished backlog costs a directory walk and a read of each sidecar.
         """
         known = self.journal.fingerprints()
+        # Sidecars written since the last look (events): these are read and compared.
+        suspects = self.pipeline.keeper.take_suspects()
         noticed = seen = 0
         adopted: list[FileRow] = []
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
@@ -291,7 +352,7 @@ class Daemon:
                         continue
                 self.notice(path, folder)
                 noticed += 1
-            self._keep_sidecars_true(folder, uploaded, listed_sidecars)
+            self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
         self.journal.put_many(adopted)
         if adopted:
             log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
@@ -305,24 +366,31 @@ class Daemon:
         folder: FolderConfig,
         uploaded: list[tuple[str, float]],
         listed: dict[str, os.DirEntry[str]],
+        suspects: set[str],
+        initial: bool,
     ) -> None:
         """Write again from the journal the sidecars of uploaded files that are missing,
-        damaged or say something else; the walk's listing tells which exist."""
+        damaged or say something else. The walk's listing tells which exist; after the
+        start, events tell which were written (no stat, no read of the others); at start,
+        one stat each tells which were changed after the journal recorded their file."""
         keeper = self.pipeline.keeper
+        beside = folder.sidecar_dir is None
         for key, recorded_at in uploaded:
-            path = Path(key)
-            location = keeper.location(path, folder)
-            seen: tuple[int, int] | None
+            # Strings on this path, as in the walk: it runs once per uploaded file.
+            location = key + SIDECAR_SUFFIX if beside else str(keeper.location(Path(key), folder))
+            if beside and not initial:
+                keeper.check_listed(key, folder, location in listed, location in suspects)
+                continue
             try:
-                if folder.sidecar_dir is None:
-                    entry = listed.get(str(location))
+                if beside:
+                    entry = listed.get(location)
                     info = entry.stat(follow_symlinks=False) if entry is not None else None
                 else:
-                    info = location.lstat()  # a mirror tree the walk did not list
+                    info = os.lstat(location)  # a mirror tree the walk did not list
             except OSError:
                 info = None
             seen = (info.st_size, info.st_mtime_ns) if info is not None else None
-            keeper.check(path, folder, seen, recorded_at)
+            keeper.check(key, location, folder, seen, recorded_at)
 
     def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
         """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
@@ -337,13 +405,13 @@ class Daemon:
             if row is None or row.state is not FileState.UPLOADED:
                 continue
             folder = self.config.folder_of(row.folder)
-            location = self.pipeline.keeper.location(Path(key), folder)
+            location = str(self.pipeline.keeper.location(Path(key), folder))
             try:
-                info = location.lstat()
+                info = os.lstat(location)
                 seen: tuple[int, int] | None = (info.st_size, info.st_mtime_ns)
             except OSError:
                 seen = None
-            repaired += self.pipeline.keeper.check(Path(key), folder, seen, row.updated_at)
+            repaired += self.pipeline.keeper.check(key, location, folder, seen, row.updated_at)
         return repaired
 
     def resume_unfinished(self) -> None:
@@ -369,6 +437,7 @@ class Daemon:
         for key in self.journal.due_videos(now):
             if only is None or key in only:
                 self.pipeline.video_runner.submit(key)
+        self.pipeline.sidecars.retry_due(now)
 
     def take_requests(self) -> None:
         """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
@@ -426,10 +495,19 @@ class Daemon:
         next_rescan = time.monotonic() + self.config.rescan_seconds
         next_root_check = time.monotonic() + self.root_check_seconds
         next_auth_reminder = time.monotonic() + AUTH_REMINDER_SECONDS
+        next_probe: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
             wake = min(next_rescan, next_root_check)
-            for due_at in (self.journal.next_due_at(), self.journal.next_video_at()):
+            if self.client.reachability.down:
+                if next_probe is None:
+                    next_probe = now + self._probe_delay()
+                wake = min(wake, next_probe)
+            for due_at in (
+                self.journal.next_due_at(),
+                self.journal.next_video_at(),
+                self.journal.next_sidecar_at(),
+            ):
                 if due_at is not None:
                     wake = min(wake, now + max(0.0, due_at - time.time()))
             self._wake.wait(max(0.0, wake - now))
@@ -437,15 +515,25 @@ class Daemon:
             if self._stop.is_set():
                 return
             now = time.monotonic()
-            self.submit_due()
-            self.take_requests()
-            if now >= next_root_check:
-                next_root_check = now + self.root_check_seconds
-                self._check_roots()
-                self._check_key_file()
-            if now >= next_rescan:
-                next_rescan = now + self.config.rescan_seconds
-                self.scan_all()
+            try:
+                if next_probe is not None and now >= next_probe:
+                    next_probe = now + self._probe_delay()
+                    if self._probe():
+                        next_probe = None
+                self.submit_due()
+                self.take_requests()
+                if now >= next_root_check:
+                    next_root_check = now + self.root_check_seconds
+                    self._check_roots()
+                    self._check_key_file()
+                if now >= next_rescan:
+                    next_rescan = now + self.config.rescan_seconds
+                    self.scan_all()
+            except Exception:
+                # One bad round (a folder that cannot be read, a bug) must not end the thread
+                # that retries, rescans and re-arms everything else.
+                log.exception("housekeeping round failed; going on")
+                self._stop.wait(1.0)  # a failure that repeats must not spin
             if self.pipeline.auth_pause.active and now >= next_auth_reminder:
                 next_auth_reminder = now + AUTH_REMINDER_SECONDS
                 log.error(
@@ -454,6 +542,47 @@ class Daemon:
                     self.client.key_origin,
                     self.pipeline.auth_pause.reason,
                 )
+
+    # -- outages -----------------------------------------------------------------------------
+    def _probe_delay(self) -> float:
+        outage = self.client.reachability.outage
+        api = self.config.api
+        failed = outage.probes if outage is not None else 1
+        return probe_delay_seconds(failed, api.probe_base_seconds, api.probe_max_seconds)
+
+    def _probe(self) -> bool:
+        """One probe while the API is unreachable; True once it answers (uploads resume)."""
+        outage = self.client.reachability.outage
+        if outage is None:
+            return True
+        failure = self.client.probe(outage.storage_url)
+        if failure is not None:
+            self.client.reachability.declare_down(failure)
+            self.pipeline.outcome.record_outage()
+            if outage.probes % UNREACHABLE_REMINDER_PROBES == 0:
+                log.error(
+                    "the API is still unreachable (since %s): %s",
+                    iso_from_epoch(outage.since),
+                    failure,
+                )
+            return False
+        self.client.reachability.declare_up()
+        self.journal.set_meta("api_unreachable", None)
+        if not self.pipeline.auth_pause.active:
+            self.journal.set_meta("uploads_paused", None)
+        held = self.journal.rows_in((FileState.HELD,))
+        log.info(
+            "the API answers again after %.0fs; resuming %d held file(s)",
+            time.time() - outage.since,
+            len(held),
+        )
+        self.on_event("api", {"unreachable": False})
+        if not self.pipeline.auth_pause.active:
+            for row in held:
+                self.pipeline.pool.submit(
+                    Path(row.path), self.config.folder_of(row.folder), row=row
+                )
+        return True
 
     def _open_watch(self, folder_watch: FolderWatch) -> bool:
         """Start watching; False if the folder is missing or the results could not be written.
@@ -479,27 +608,42 @@ class Daemon:
         return folder_watch.start()
 
     def _check_roots(self) -> None:
-        for folder_watch in self.watches:
+        with self._watches_lock:
+            watches = list(self.watches)
+        for folder_watch in watches:
             root = folder_watch.config.path
             present = root.is_dir()
             if folder_watch.blocked is not None:
                 if self._open_watch(folder_watch):
-                    self._scan_tree(root, folder_watch.config)
+                    self.notice_tree(root, folder_watch.config)
                 continue
             if folder_watch.missing and present:
                 log.info("folder is back; watching it again", extra={"folder": str(root)})
-                folder_watch.missing = not self._open_watch(folder_watch)
-                self._scan_tree(root, folder_watch.config)
             elif not folder_watch.missing and not present:
                 log.warning(
                     "folder disappeared; waiting for it to come back", extra={"folder": str(root)}
                 )
                 folder_watch.stop()
                 folder_watch.missing = True
+                continue
+            elif present and folder_watch.replaced:
+                log.warning(
+                    "folder was replaced (moved away, or deleted and made again); "
+                    "watching the new one",
+                    extra={"folder": str(root)},
+                )
             elif present and not folder_watch.alive:
-                log.warning("watch stopped; starting it again", extra={"folder": str(root)})
-                folder_watch.start()
-                self._scan_tree(root, folder_watch.config)
+                log.warning(
+                    "watch ended (the folder was deleted and made again, or the observer "
+                    "stopped); watching it again",
+                    extra={"folder": str(root)},
+                )
+            else:
+                continue
+            opened = self._open_watch(folder_watch)
+            folder_watch.missing = not opened and folder_watch.blocked is None
+            if opened:
+                self.notice_tree(root, folder_watch.config)
 
     # -- reload ------------------------------------------------------------------------------
     def apply_config(self, new: Config) -> None:
@@ -509,30 +653,32 @@ class Daemon:
             new = replace(new, api=self.config.api, state_dir=self.config.state_dir)
         wanted = {folder.path: folder for folder in new.folders}
         self.live.swap(new)
-        for folder_watch in list(self.watches):
-            if wanted.get(folder_watch.config.path) != folder_watch.config:
-                folder_watch.stop()
-                self.watches.remove(folder_watch)
-                if folder_watch.config.path not in wanted:
-                    log.info(
-                        "folder no longer watched", extra={"folder": str(folder_watch.config.path)}
-                    )
-        watched = {folder_watch.config.path for folder_watch in self.watches}
-        for folder in new.folders:
-            if folder.path in watched:
-                continue
-            try:
-                self.claims.claim(folder.path)
-            except FolderTaken as error:
-                log.error("folder not watched: %s", error, extra={"folder": str(folder.path)})
-                continue
-            folder_watch = FolderWatch(folder, self.notice, self.notice_tree)
-            opened = self._open_watch(folder_watch)
-            folder_watch.missing = not opened and folder_watch.blocked is None
-            self.watches.append(folder_watch)
-            if folder_watch.blocked is None:
-                log.info("watching folder", extra={"folder": str(folder.path)})
-                self.notice_tree(folder.path, folder)
+        with self._watches_lock:
+            for folder_watch in list(self.watches):
+                if wanted.get(folder_watch.config.path) != folder_watch.config:
+                    folder_watch.stop()
+                    self.watches.remove(folder_watch)
+                    if folder_watch.config.path not in wanted:
+                        log.info(
+                            "folder no longer watched",
+                            extra={"folder": str(folder_watch.config.path)},
+                        )
+            watched = {folder_watch.config.path for folder_watch in self.watches}
+            for folder in new.folders:
+                if folder.path in watched:
+                    continue
+                try:
+                    self.claims.claim(folder.path)
+                except FolderTaken as error:
+                    log.error("folder not watched: %s", error, extra={"folder": str(folder.path)})
+                    continue
+                folder_watch = self._folder_watch(folder)
+                opened = self._open_watch(folder_watch)
+                folder_watch.missing = not opened and folder_watch.blocked is None
+                self.watches.append(folder_watch)
+                if folder_watch.blocked is None:
+                    log.info("watching folder", extra={"folder": str(folder.path)})
+                    self.notice_tree(folder.path, folder)
         self._wake.set()
 
     # -- health ------------------------------------------------------------------------------
@@ -543,10 +689,20 @@ class Daemon:
                 False,
                 f"uploads paused: the API refused the key ({self.pipeline.auth_pause.reason})",
             )
+        outage = self.client.reachability.outage
+        if outage is not None:
+            return (
+                False,
+                f"uploads paused: the API is unreachable since {iso_from_epoch(outage.since)} "
+                f"({outage.last_error})",
+            )
         if self.videos.pause.active():
             return False, f"video generation paused: {self.videos.pause.reason}"
         if not self.making_progress():
             return False, "stuck: a worker has shown no sign of life for too long"
+        failing = self.local_write_failures()
+        if failing:
+            return False, f"cannot write ({len(failing)} waiting): {failing[0]}"
         missing = [str(w.config.path) for w in self.watches if w.missing]
         if missing:
             return False, f"folder missing: {', '.join(missing)}"
@@ -554,6 +710,21 @@ class Daemon:
         if blocked:
             return False, f"folder not writable: {', '.join(blocked)}"
         return True, "ok"
+
+    def local_write_failures(self) -> list[str]:
+        """Why sidecars, moves or downloads cannot be written right now (retried soon)."""
+        reasons = [pending.reason for pending in self.journal.pending_sidecars()]
+        reasons += [
+            row.last_error
+            for row in self.journal.rows_in((FileState.RECORDING,))
+            if row.last_error and row.next_attempt_at is not None
+        ]
+        reasons += [
+            video.error
+            for video in self.journal.videos_in(("downloading",))
+            if video.error and video.error.startswith("cannot save")
+        ]
+        return reasons
 
     def making_progress(self) -> bool:
         """False when a worker is wedged or a service thread died: stop the watchdog pings."""

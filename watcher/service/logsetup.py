@@ -26,13 +26,13 @@ class HumanFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS}
-        parts = [record.levelname.lower(), record.getMessage()]
+        parts = [record.levelname.lower(), escape(record.getMessage())]
         parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
         line = " ".join(parts)
         if self.timestamps:
             line = iso_timestamp(record.created) + " " + line
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _indented(self.formatException(record.exc_info))
         return line
 
 
@@ -47,7 +47,33 @@ class JsonFormatter(logging.Formatter):
         document.update({k: v for k, v in vars(record).items() if k not in _STANDARD_FIELDS})
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        # json.dumps escapes C0 controls; these it leaves raw, and some readers split on them.
+        return json.dumps(document, default=str, ensure_ascii=False).translate(_JSON_UNSAFE)
+
+
+# Escaping of values from outside (file names, API messages) so that no log line can be forged
+# or broken: C0 and C1 controls, DEL and the Unicode line and paragraph separators are written
+# as escapes, and a backslash as two, so the escaped text reads back unambiguously.
+_ESCAPES = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    ord("\\"): "\\\\",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+_JSON_UNSAFE = {code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, with nothing in it that could end the line or fake another."""
+    return text.translate(_ESCAPES)
+
+
+def _indented(block: str) -> str:
+    """A traceback: every line indented, so that none can pass for a log line of its own."""
+    return "\n".join("  " + escape(line) for line in block.split("\n"))
 
 
 def iso_timestamp(created: float) -> str:
@@ -69,7 +95,10 @@ def stderr_is_journal() -> bool:
 
 def _quote(value: Any) -> str:
     text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+    escaped = escape(text)
+    if escaped != text or not text or any(char in text for char in ' "='):
+        return json.dumps(text, ensure_ascii=False).translate(_JSON_UNSAFE)
+    return text
 
 
 def setup_logging(verbosity: int = 0, log_format: str = "human") -> None:

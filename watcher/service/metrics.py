@@ -38,7 +38,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UPLOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 # Known label values start at zero, so rate() and alerts work before the first occurrence.
-FAILURE_KINDS = ("transient", "permanent", "auth", "sidecar", "internal")
+FAILURE_KINDS = (
+    "transient",
+    "permanent",
+    "auth",
+    "sidecar",
+    "internal",
+    "unreachable",
+    "download",
+)
 
 HealthCheck = Callable[[], tuple[bool, str]]
 
@@ -107,6 +115,16 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.api_unreachable = Gauge(
+            "heygen_watcher_api_unreachable",
+            "1 while the API or its storage does not answer (uploads are held), else 0.",
+            registry=self.registry,
+        )
+        self.api_unreachable_since = Gauge(
+            "heygen_watcher_api_unreachable_since_seconds",
+            "When the current outage began (Unix time); 0 when the API answers.",
+            registry=self.registry,
+        )
         for kind in FAILURE_KINDS:
             self.failures.labels(kind=kind)
         self._states: set[str] = set()
@@ -116,6 +134,7 @@ class Metrics:
             "rejected": lambda d: self.rejected.labels(reason=_label(d, "reason")).inc(),
             "failure": lambda d: self.failures.labels(kind=_label(d, "kind")).inc(),
             "video": lambda d: self.videos.labels(status=_label(d, "status")).inc(),
+            "api": self._reachability,
         }
 
     def on_event(self, kind: str, details: dict[str, Any]) -> None:
@@ -136,6 +155,11 @@ class Metrics:
         seconds = details.get("seconds")
         if seconds is not None:
             self.upload_seconds.observe(max(0.0, float(seconds)))
+
+    def _reachability(self, details: dict[str, Any]) -> None:
+        down = bool(details.get("unreachable"))
+        self.api_unreachable.set(1 if down else 0)
+        self.api_unreachable_since.set(float(details.get("since") or 0) if down else 0)
 
     def set_queue_depth(self, counts: dict[str, int]) -> None:
         """Set the gauge for every state given; states seen before but absent now drop to 0."""

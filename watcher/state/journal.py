@@ -94,6 +94,16 @@ CREATE TABLE IF NOT EXISTS requests (
     folder       TEXT NOT NULL,
     requested_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_sidecars (
+    location   TEXT PRIMARY KEY,
+    file       TEXT NOT NULL,
+    folder     TEXT NOT NULL,
+    document   TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    failures   INTEGER NOT NULL,
+    next_at    REAL NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 # A video's life: (waiting_asset →) waiting_script → ready → submitting → submitted →
@@ -208,6 +218,17 @@ class CachedAsset:
 TransitionHook = Callable[[str, str | None, str], None]
 
 
+@dataclass(frozen=True)
+class PendingSidecar:
+    location: str
+    file: str
+    folder: str
+    document: dict[str, Any]
+    reason: str
+    failures: int
+    next_at: float
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -315,14 +336,21 @@ class Journal:
                     self.on_transition(key, found[0], changes["state"])
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
-    def move(self, old_path: str, new_path: str) -> None:
-        """The file was moved (``after_upload: move``): its row follows it, in one commit."""
+    def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
+        """The file was moved (``after_upload: move``): its row follows it, in one commit,
+        with its new inode (a move across filesystems is a copy) and no retry pending (the
+        retry that moved it is the one under way)."""
         with self._transaction() as db:
             for table in ("files", "videos"):
                 db.execute(f"DELETE FROM {table} WHERE path = ?", (new_path,))
                 db.execute(
                     f"UPDATE {table} SET path = ?, updated_at = ? WHERE path = ?",
                     (new_path, time.time(), old_path),
+                )
+            if inode is not None:
+                db.execute(
+                    "UPDATE files SET inode = ?, next_attempt_at = NULL WHERE path = ?",
+                    (inode, new_path),
                 )
 
     # -- videos ------------------------------------------------------------------------------
@@ -474,10 +502,79 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+                # An upload whose record (move, sidecar) cannot be written yet says why too.
+                "OR (state = 'recording' AND last_error IS NOT NULL) "
                 "ORDER BY updated_at DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [_file_row(row) for row in rows]
+
+    # -- sidecars that could not be written yet ----------------------------------------------
+    # A decided document (a rejection, a failure, a video's progress) whose write failed (a
+    # full disk, no permission, a read-only filesystem) waits here with why, and is written
+    # at `next_at`: nothing decided is forgotten because the disk said no once.
+    def defer_sidecar(
+        self,
+        location: str,
+        file: str,
+        folder: str,
+        document: dict[str, Any],
+        reason: str,
+        next_at_for: Callable[[int], float],
+    ) -> int:
+        """Keep ``document`` for a later write at ``next_at_for(failures so far)``; returns
+        how many writes of it have failed."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT failures, created_at FROM pending_sidecars WHERE location = ?", (location,)
+            ).fetchone()
+            failures, created = (row[0] + 1, row[1]) if row else (1, now)
+            next_at = next_at_for(failures)
+            db.execute(
+                "INSERT OR REPLACE INTO pending_sidecars VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (location, file, folder, json.dumps(document), reason, failures, next_at, created),
+            )
+        return int(failures)
+
+    def sidecar_written(self, location: str) -> None:
+        """A write at ``location`` succeeded: whatever waited for it is superseded."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
+
+    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
+        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
+        query += "pending_sidecars"
+        arguments: tuple[float, ...] = ()
+        if due_before is not None:
+            query += " WHERE next_at <= ?"
+            arguments = (due_before,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY next_at", arguments).fetchall()
+        return [
+            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+            for row in rows
+        ]
+
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
+        """(file, sidecar) of uploaded files whose sidecar has a shortened name (the name was
+        too long for ``<name>.asset.json``: see `watcher.state.names`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, sidecar FROM files WHERE sidecar LIKE '%~%.asset.json' "
+                "ORDER BY updated_at DESC"
+            ).fetchall()
+        found = [
+            (path, side)
+            for path, side in rows
+            if Path(side).name != Path(path).name + ".asset.json"
+        ]
+        return found[:limit]
+
+    def next_sidecar_at(self) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_at) FROM pending_sidecars").fetchone()
+        return row[0] if row else None
 
     # -- process-wide facts (for `status`) ---------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from watcher.config import FolderConfig
+from watcher.config.regularfile import open_regular_file
 from watcher.state import sidecar
 
 
@@ -58,7 +59,7 @@ def _names_for(target: Path) -> Iterator[Path]:
     for counter in range(_MAX_SUFFIX):
         suffix = f" ({counter})" if counter else ""
         candidate = target.with_name(f"{target.stem}{suffix}{target.suffix}")
-        if not Path(str(candidate) + sidecar.SUFFIX).exists():
+        if not sidecar.sidecar_path(candidate).exists():
             yield candidate
 
 
@@ -68,7 +69,7 @@ def _copy_then_link(source: Path, target: Path) -> Path:
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     temp = Path(temp_name)
     try:
-        with os.fdopen(handle, "wb") as out, open(source, "rb") as original:
+        with os.fdopen(handle, "wb") as out, open_regular_file(source) as original:
             shutil.copyfileobj(original, out, COPY_BLOCK_BYTES)
             out.flush()
             os.fsync(out.fileno())

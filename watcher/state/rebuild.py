@@ -66,6 +66,11 @@ def _rows_of(folder: FolderConfig) -> list[FileRow]:
                 continue
             location = Path(entry.path)
             media = location.with_name(location.name[: -len(sidecar.SUFFIX)])
+            if "~" in media.name:
+                # Perhaps a shortened name (`watcher.state.names`): the document has the file's.
+                named = (sidecar.read(location) or {}).get("file")
+                if isinstance(named, str) and "/" not in named and named not in ("", ".", ".."):
+                    media = media.with_name(named)
             if folder.sidecar_dir is not None and root == folder.sidecar_dir:
                 media = folder.path / media.relative_to(folder.sidecar_dir)
             row = _row_for(media, folder, location)

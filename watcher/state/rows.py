@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ def adoptable_row(
     """A final journal row for a file whose sidecar still describes it (same size and
     mtime), or None. Reads the sidecar unless given."""
     if document is None:
-        beside = folder.sidecar_dir is None and folder.move_to is None
+        beside = (
+            folder.sidecar_dir is None
+            and folder.move_to is None
+            # A longer name may have a shortened sidecar name (`watcher.state.names`).
+            and len(os.fsencode(path.name)) + len(sidecar.SUFFIX) <= sidecar.SHORT_NAME_BYTES
+        )
         # Beside the file (the usual case) the name is a string operation: this runs once per
         # file of a backlog at start-up.
         document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 import time
@@ -15,9 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.config.regularfile import NotRegularFile, ReadLimitExceeded, read_regular
+from watcher.state import names
+
+log = logging.getLogger(__name__)
+
 SCHEMA = "heygen-watcher/asset/v1"
 SUFFIX = ".asset.json"
 STATUSES = ("uploaded", "rejected", "failed")
+# Temp files are ``.<8 random characters>.asset.json.tmp``: 24 bytes whatever the sidecar's
+# name, so a sidecar whose name is legal never fails for its temp file's.
+TEMP_SUFFIX = SUFFIX + ".tmp"
 
 
 def utc_now_iso() -> str:
@@ -29,16 +38,27 @@ def iso_from_epoch(seconds: float) -> str:
 
 
 def is_sidecar_name(name: str) -> bool:
-    return name.endswith(SUFFIX) or (SUFFIX + ".tmp") in name
+    return name.endswith(SUFFIX) or name.endswith(TEMP_SUFFIX) or (SUFFIX + ".tmp") in name
 
 
 def sidecar_path(file: Path, root: Path | None = None, sidecar_dir: Path | None = None) -> Path:
     """``<file>.asset.json`` beside the file, or at the same relative place under
-    ``sidecar_dir`` (for read-only drop folders)."""
+    ``sidecar_dir`` (for read-only drop folders). A name too long for that is shortened (see
+    `watcher.state.names`)."""
     if sidecar_dir is None or root is None:
-        return file.with_name(file.name + SUFFIX)
-    relative = file.relative_to(root)
-    return sidecar_dir / relative.parent / (relative.name + SUFFIX)
+        folder = file.parent
+    else:
+        relative = file.relative_to(root)
+        folder = sidecar_dir / relative.parent
+    name = file.name + SUFFIX
+    if len(os.fsencode(name)) > SHORT_NAME_BYTES:
+        name = names.fitted(file.name, SUFFIX, names.name_max(folder))
+    return folder / name
+
+
+# Names up to this long fit everywhere (eCryptfs' 143 bytes is the commonest smaller limit):
+# only longer ones cost a look at the filesystem's limit.
+SHORT_NAME_BYTES = 143
 
 
 def build(
@@ -82,7 +102,7 @@ def write(path: Path, document: dict[str, Any]) -> os.stat_result:
     someone changes the file right after."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         # mkstemp makes 0600 files; a sidecar is for the people who drop files: honour the umask.
         os.fchmod(handle, 0o666 & ~current_umask())
@@ -127,12 +147,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# Ours are a few KiB (a video's adds a little): anything bigger was not written by us.
+MAX_SIDECAR_BYTES = 1024 * 1024
+
+
 def read(path: Path | str) -> dict[str, Any] | None:
-    """The sidecar at ``path``, or None if it is missing or not one of ours."""
+    """The sidecar at ``path``, or None if it is missing or not one of ours. Only a regular
+    file of at most `MAX_SIDECAR_BYTES` is read (a FIFO or a device planted under a sidecar's
+    name is skipped with a log line, never opened in a way that blocks)."""
     try:
-        with open(path, "rb") as handle:
-            document = json.loads(handle.read())
-    except (OSError, ValueError):
+        data = read_regular(path, MAX_SIDECAR_BYTES)
+    except (NotRegularFile, ReadLimitExceeded) as error:
+        log.warning("not reading %s as a sidecar: %s", path, error.reason)
+        return None
+    except OSError:
+        return None
+    try:
+        document = json.loads(data)
+    except ValueError:
         return None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         return None

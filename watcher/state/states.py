@@ -3,7 +3,8 @@
 A file's life: admitted as `queued` (or `rejected`, or `uploaded` when its sidecar or its bytes
 show it was uploaded before) → `uploading` → `recording` → `uploaded`. `retrying` waits for its
 next attempt; `failed` gave up until the next start or `heygen-watcher retry`; `held` waits for
-the API key to be fixed (nothing is marked failed for a bad key). Admitting a new version of a
+the API key to be fixed or for an unreachable API to answer again (nothing is marked failed
+for a bad key or an outage, however long). Admitting a new version of a
 file (its bytes changed) starts a new life from any state; every other change of state must be
 in `TRANSITIONS`.
 """

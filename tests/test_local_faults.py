@@ -1,0 +1,140 @@
+"""Local write failures on real filesystems: a full disk (a small tmpfs filled to the brim) and
+a read-only one (the same tmpfs remounted read-only). What cannot be written is kept in the
+journal with why, shown by `status` and `/healthz`, and written within seconds of the cause
+clearing, never on the upload retry window, and never forgotten (rejections included)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import media
+import pytest
+from conftest import wait_for
+from daemon_helpers import cli, config_document, make_config, running, write_config
+
+from watcher.sandbox import Sandbox
+
+# Far longer than any test waits: a write retried on the upload schedule would not make it.
+UPLOAD_RETRY_WINDOW = 3600
+
+
+class SmallDisk:
+    """A 256 KiB tmpfs: `fill` takes every free byte, `free` gives them back, `read_only`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fill(self) -> None:
+        for number, block in enumerate((65536, 4096, 512, 1)):
+            fd = os.open(self.path / f"filler-{number}", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while os.write(fd, b"\0" * block):
+                    pass
+            except OSError:
+                pass  # full
+            finally:
+                os.close(fd)
+
+    def free(self) -> None:
+        for leftover in self.path.glob("filler*"):
+            leftover.unlink()
+
+    def remount(self, mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield SmallDisk(mountpoint)
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+def status_of(tmp_path: Path, sandbox: Sandbox, drop: Path, sidecars: Path) -> dict:
+    document = config_document(
+        sandbox, tmp_path / "state", [{"path": str(drop), "sidecar_dir": str(sidecars)}]
+    )
+    config = write_config(tmp_path / "status.yaml", document)
+    return json.loads(cli("status", "-c", str(config), "--json").stdout)
+
+
+def test_a_full_disk_holds_the_sidecar_until_space_is_freed(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, small_disk: SmallDisk
+):
+    folder = {"path": str(drop), "settle_seconds": 0.1, "sidecar_dir": str(small_disk.path)}
+    config = make_config(sandbox, tmp_path, [folder], retry_window_seconds=UPLOAD_RETRY_WINDOW)
+    small_disk.fill()
+    with running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=500))
+        (drop / "notes.txt").write_bytes(b"not a picture\n")  # refused: its sidecar too
+        key = str(drop / "a.png")
+        wait_for(
+            lambda: (r := daemon.journal.get(key)) and r.state == "recording" and r.last_error,
+            what="the upload waiting for its sidecar",
+        )
+        wait_for(lambda: daemon.journal.pending_sidecars(), what="the rejection kept for later")
+        row = daemon.journal.get(key)
+        assert row is not None and "No space left on device (ENOSPC)" in (row.last_error or "")
+        ok, reason = daemon.health()
+        assert not ok and "ENOSPC" in reason
+        status = status_of(tmp_path, sandbox, drop, small_disk.path)
+        shown = [f for f in status["recent_failures"] if f["path"] == key]
+        assert shown and "ENOSPC" in shown[0]["error"]
+        assert "ENOSPC" in status["unwritten_sidecars"][0]["error"]
+        assert "notes.txt" in status["unwritten_sidecars"][0]["sidecar"]
+        small_disk.free()
+        uploaded = small_disk.path / "a.png.asset.json"
+        rejected = small_disk.path / "notes.txt.asset.json"
+        wait_for(uploaded.exists, timeout=15, what="the sidecar, once there is room")
+        wait_for(rejected.exists, timeout=15, what="the rejection's sidecar, once there is room")
+        wait_for(lambda: daemon.health()[0], what="healthy again")
+    assert json.loads(uploaded.read_text())["status"] == "uploaded"
+    assert json.loads(rejected.read_text())["status"] == "rejected"
+    assert len(sandbox.assets) == 1
+
+
+def test_a_read_only_move_target_is_retried_until_writable(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, small_disk: SmallDisk
+):
+    done = small_disk.path / "done"
+    done.mkdir()
+    folder = {"path": str(drop), "settle_seconds": 0.1, "after_upload": {"move": str(done)}}
+    config = make_config(sandbox, tmp_path, [folder], retry_window_seconds=UPLOAD_RETRY_WINDOW)
+    with running(config) as daemon:
+        # Read-only once the daemon runs (at start, such a folder is not taken at all).
+        small_disk.remount("ro")
+        (drop / "a.png").write_bytes(media.png(seed=501))
+        key = str(drop / "a.png")
+        wait_for(
+            lambda: (row := daemon.journal.get(key)) and row.last_error,
+            what="the move failing",
+        )
+        row = daemon.journal.get(key)
+        assert row is not None and row.state == "recording"
+        assert "Read-only file system (EROFS)" in (row.last_error or "")
+        small_disk.remount("rw")
+        wait_for((done / "a.png.asset.json").exists, timeout=15, what="the moved file's sidecar")
+    assert (done / "a.png").exists() and not (drop / "a.png").exists()
+    assert os.path.getsize(done / "a.png") > 0
+    assert len(sandbox.assets) == 1
