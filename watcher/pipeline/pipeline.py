@@ -75,6 +75,7 @@ def build_pipeline(
         renotice,
         progress or unwatched(),
         on_unexpected=unexpected,
+        upload_slot=client.throttle.upload_slot,
     )
     sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -70,6 +71,10 @@ class WorkPool:
     # Told of an error nothing expected while working on a file (after it is logged with its
     # traceback), so the file can be put where a retry will find it.
     on_unexpected: Callable[[Path, Exception], None] = lambda path, error: None
+    # Held while a file is worked on: the adaptive bound on uploads in flight (the pool's
+    # threads are its maximum). Internal tasks do not take one: they carry on work whose
+    # file already holds or held a slot.
+    upload_slot: Callable[[], AbstractContextManager[None]] = nullcontext
     _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
     _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -178,7 +183,8 @@ class WorkPool:
             self._queued.discard(item.path)
             self._in_flight.add(item.path)
         try:
-            self.process(item)
+            with self.upload_slot():
+                self.process(item)
         except Interrupted:
             log.info("stopped while working on %s; it resumes at the next start", item.path)
         except Exception as error:
