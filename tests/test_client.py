@@ -670,3 +670,58 @@ def test_a_processing_completion_marks_the_asset_not_usable_yet(tmp_path: Path, 
         local_file(tmp_path / "b.png", media.png(seed=10), "image/png")
     )
     assert again.usable is True
+
+
+def test_sessions_read_environment_proxies_once_per_origin(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watcher.heygen.transport as transport
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reads: list[str] = []
+    real = transport.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(transport, "get_environ_proxies", counted)
+    session = transport.new_session(2)
+    # The environment still decides: a proxy for HeyGen's host, none for an excluded one.
+    remote = session.merge_environment_settings(
+        "https://api.heygen.com/v1/asset", {}, None, None, None
+    )
+    assert remote["proxies"]["https"] == "http://proxy.example:3128"
+    local = session.merge_environment_settings(f"{sandbox.api_url}/v1/asset", {}, None, None, None)
+    assert "http" not in local["proxies"]
+    for _ in range(3):
+        answer = session.post(
+            f"{sandbox.api_url}/v1/asset",
+            json={"content_type": "image/png"},
+            headers={"X-Api-Key": SANDBOX_KEY},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+    # Once per origin, not once per request (requests walks the environment every time).
+    assert len(reads) == 2
+    session.close()
+
+
+def test_sessions_send_no_cookies(sandbox: Sandbox) -> None:
+    import watcher.heygen.transport as transport
+
+    session = transport.new_session(2)
+    # A cookie in the session's jar (as a load balancer's Set-Cookie would leave) stays there.
+    session.cookies.set("sticky", "node-7")
+    answer = session.post(
+        f"{sandbox.api_url}/v1/asset",
+        json={"content_type": "image/png"},
+        headers={"X-Api-Key": SANDBOX_KEY},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+    (seen,) = sandbox.requests
+    assert "cookie" not in {name.lower() for name in seen.headers}
+    assert seen.headers["User-Agent"].startswith("heygen-watcher/")
+    session.close()

@@ -1589,3 +1589,66 @@ def test_admin_settings_change_tunables_at_run_time() -> None:
         )
         assert refused.status_code == 400
         assert sandbox.api_key == "sandbox"
+
+
+def test_rate_limiter_refills_its_bucket_per_key_at_the_set_rate() -> None:
+    from watcher.sandbox.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    assert [limiter.take("a", 8.0, 3) for _ in range(3)] == [None, None, None]
+    assert limiter.take("a", 8.0, 3) == 1  # empty: Retry-After in whole seconds
+    assert limiter.take("b", 8.0, 3) is None  # another key has its own bucket
+    now[0] += 0.125  # one token back
+    assert limiter.take("a", 8.0, 3) is None
+    assert limiter.take("a", 8.0, 3) == 1
+    now[0] += 60  # refills up to the burst, no further
+    assert [limiter.take("a", 8.0, 3) for _ in range(4)] == [None, None, None, 1]
+    assert limiter.take("a", 0.0, 3) is None  # no limit
+
+
+def test_rate_limit_answers_429_with_retry_after_and_spares_storage() -> None:
+    with Sandbox(api_key=KEY) as sandbox, requests.Session() as session:
+        answer = session.post(
+            f"{sandbox.api_url}/_sandbox/settings",
+            json={"rate_limit_per_second": 0.5, "rate_limit_burst": 2},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+        assert sandbox.rate_limit_per_second == 0.5 and sandbox.rate_limit_burst == 2
+
+        def slot() -> requests.Response:
+            return session.post(
+                f"{sandbox.api_url}/v1/asset",
+                json={"content_type": "image/png"},
+                headers={"X-Api-Key": KEY},
+                timeout=5,
+            )
+
+        first, second, third = slot(), slot(), slot()
+        assert first.status_code == second.status_code == 200
+        assert third.status_code == 429
+        assert third.headers["Retry-After"] == "2"
+        assert third.json()["error"]
+        # The refused request was not performed: two slots only.
+        assert [seen.status for seen in sandbox.requests] == [200, 200, 429]
+        # Presigned PUTs carry no key and are not limited.
+        for data in (first.json()["data"], second.json()["data"]):
+            put = session.put(
+                data["url"], data=PNG, headers={"Content-Type": "image/png"}, timeout=5
+            )
+            assert put.status_code == 200
+        # The upload host shares the key's bucket.
+        upload = session.post(
+            f"{sandbox.upload_url}/v1/asset",
+            data=PNG,
+            headers={"X-API-KEY": KEY, "Content-Type": "image/png"},
+            timeout=5,
+        )
+        assert upload.status_code == 429 and upload.headers["Retry-After"] == "2"
+        sandbox.rate_limit_per_second = 0.0
+        assert slot().status_code == 200
+        refused = session.post(
+            f"{sandbox.api_url}/_sandbox/settings", json={"rate_limit_burst": 0}, timeout=5
+        )
+        assert refused.status_code == 400

@@ -11,6 +11,7 @@ through a second session that never sees it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,7 +70,12 @@ class HeyGenClient:
         # Told whenever a request moves (a block sent, a bounded wait begun): a watchdog
         # outside the client tells a slow upload from a wedged one by it.
         self.on_progress = on_progress
-        self.throttle = throttle or Throttle(api.requests_per_second, on_wait=on_progress)
+        self.throttle = throttle or Throttle(
+            api.requests_per_second,
+            on_wait=on_progress,
+            concurrency=api.concurrency,
+            adaptive=api.adaptive_concurrency,
+        )
         self.reachability = Reachability()
         self.policy = policy or RetryPolicy(
             max_attempts=api.max_attempts,
@@ -158,9 +164,10 @@ class HeyGenClient:
         replay_safe: bool,
         key_header: str,
     ) -> Any:
-        self.throttle.before_request()
+        self.throttle.before_request(keyed=True)
         all_headers = {"Accept": "application/json", **(headers or {})}
         all_headers[key_header] = self._key.value
+        started = time.monotonic()
         try:
             response = self._api_session.request(
                 method,
@@ -176,6 +183,9 @@ class HeyGenClient:
             )
         except requests.RequestException as error:
             raise _network_error(error, what, replay_safe) from None
+        # The time of a request with a body grows with the body, not with HeyGen's load.
+        latency = time.monotonic() - started if data is None else None
+        self.throttle.answered(latency, refused=response.status_code == 429)
         with response:
             try:
                 return parse_api_response(response)

@@ -75,6 +75,7 @@ def build_pipeline(
         renotice,
         progress or unwatched(),
         on_unexpected=unexpected,
+        upload_slot=client.throttle.upload_slot,
         on_finished=lambda path: journal.release(str(path)),
     )
     sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)

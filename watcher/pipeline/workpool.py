@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -72,6 +73,10 @@ class WorkPool:
     on_unexpected: Callable[[Path, Exception], None] = lambda path, error: None
     # Told when the work on a path ends (for now): a shared journal lets its claim go.
     on_finished: Callable[[Path], None] = lambda path: None
+    # Held while a file is worked on: the adaptive bound on uploads in flight (the pool's
+    # threads are its maximum). Internal tasks do not take one: they carry on work whose
+    # file already holds or held a slot.
+    upload_slot: Callable[[], AbstractContextManager[None]] = nullcontext
     _queue: queue.Queue[Work | Task | None] = field(default_factory=queue.Queue)
     _handed_off: set[Path] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -180,7 +185,8 @@ class WorkPool:
             self._queued.discard(item.path)
             self._in_flight.add(item.path)
         try:
-            self.process(item)
+            with self.upload_slot():
+                self.process(item)
         except Interrupted:
             log.info("stopped while working on %s; it resumes at the next start", item.path)
         except Exception as error:

@@ -70,8 +70,9 @@ _TUNABLE = (
     "batch_processing_seconds",
     "video_url_ttl_seconds",
     "asset_processing_seconds",
+    "rate_limit_per_second",
 )
-_COUNTS = ("batch_page_size",)
+_COUNTS = ("batch_page_size", "rate_limit_burst")
 
 
 def _settings(ctx: Context, exchange: Exchange) -> Response:
@@ -87,7 +88,7 @@ def _settings(ctx: Context, exchange: Exchange) -> Response:
             setattr(ctx.settings, name, value)
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ApiError(400, f"{name} must be a number of seconds, got {value!r}")
+            raise ApiError(400, f"{name} must be a non-negative number, got {value!r}")
         setattr(ctx.settings, name, float(value))
     return _ok({name: getattr(ctx.settings, name) for name in settable})
 

@@ -72,6 +72,9 @@ class ApiApp:
             return admin.handle(self.ctx, exchange)
         return None
 
+    def rate_key(self, exchange: Exchange) -> str | None:
+        return exchange.header("X-Api-Key") or ""
+
     def handle(self, exchange: Exchange) -> Response:
         try:
             self._authenticate(exchange)

@@ -51,6 +51,8 @@ class Sandbox:
     batch_page_size = _Setting()
     video_url_ttl_seconds = _Setting()
     asset_processing_seconds = _Setting()
+    rate_limit_per_second = _Setting()
+    rate_limit_burst = _Setting()
 
     def __init__(
         self,
@@ -67,6 +69,8 @@ class Sandbox:
         video_url_ttl_seconds: float = 900,
         asset_processing_seconds: float = 0.0,
         upload_port: int = 0,
+        rate_limit_per_second: float = 0.0,
+        rate_limit_burst: int = 10,
     ) -> None:
         self.settings = Settings(
             api_key=api_key,
@@ -77,6 +81,8 @@ class Sandbox:
             batch_processing_seconds=batch_processing_seconds,
             video_url_ttl_seconds=video_url_ttl_seconds,
             asset_processing_seconds=asset_processing_seconds,
+            rate_limit_per_second=rate_limit_per_second,
+            rate_limit_burst=rate_limit_burst,
         )
         self.host = host
         self._ports = (api_port, storage_port, upload_port)

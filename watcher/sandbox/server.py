@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the API and storage listeners.
 
-Every request goes through one pipeline: record it, add the configured latency, apply a queued
-fault, let the app answer, then write (or deliberately lose) the response.
+Every request goes through one pipeline: record it, add the configured latency, refuse it if
+its key is over the rate limit, apply a queued fault, let the app answer, then write (or
+deliberately lose) the response.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class App(Protocol):
 
     def admin(self, exchange: Exchange) -> Response | None: ...
 
+    def rate_key(self, exchange: Exchange) -> str | None: ...
+
     def handle(self, exchange: Exchange) -> Response: ...
 
     def fault_response(self, exchange: Exchange, fault: Fault) -> Response: ...
@@ -64,6 +67,11 @@ class Pipeline:
             header_dict(exchange.headers),
         )
         self.pause(self.state.settings.latency_seconds)
+        refusal = self._over_rate_limit(exchange)
+        if refusal is not None:
+            self.state.record_outcome(seen, refusal.status, exchange.body_read, "rate_limit")
+            answer(handler, exchange, refusal)
+            return
         fault = self.state.take_fault(exchange.server, exchange.method, exchange.path)
         response = self._respond(exchange, fault)
         # Recorded before the client can see the outcome, so it may rely on the record.
@@ -79,6 +87,19 @@ class Pipeline:
         abort(handler)
         if response is not None and response.file is not None:
             response.file.close()
+
+    def _over_rate_limit(self, exchange: Exchange) -> Response | None:
+        """The 429 for a keyed request over its key's rate limit; None when within it."""
+        key = self.app.rate_key(exchange)
+        settings = self.state.settings
+        if key is None or settings.rate_limit_per_second <= 0:
+            return None
+        wait = self.state.rate_limiter.take(
+            key, settings.rate_limit_per_second, settings.rate_limit_burst
+        )
+        if wait is None:
+            return None
+        return self.app.fault_response(exchange, Fault(status=429, retry_after=str(wait)))
 
     def pause(self, seconds: float) -> None:
         # An Event wait rather than sleep, so stopping the sandbox is never held up by it.

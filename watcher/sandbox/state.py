@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.sandbox.faults import Fault, FaultQueue
 from watcher.sandbox.models import SandboxVideo, SeenRequest, StoredAsset
+from watcher.sandbox.ratelimit import RateLimiter
 
 V1_PRESIGNED = "v1-presigned"
 V3_DIRECT = "v3-direct"
@@ -43,6 +44,10 @@ class Settings:
     video_url_ttl_seconds: float = 900.0
     # How long a completed direct upload answers `processing` (and is refused by videos).
     asset_processing_seconds: float = 0.0
+    # Requests per second and key the API and upload hosts accept (0: no limit), and how many
+    # may come at once after a quiet spell; more are answered 429 with Retry-After.
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 10
 
 
 @dataclass
@@ -156,6 +161,7 @@ class SandboxState:
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
         self._faults = FaultQueue()
         self._stores = _Stores()
+        self.rate_limiter = RateLimiter()
 
     # Requests -------------------------------------------------------------------------------
 
@@ -451,5 +457,6 @@ class SandboxState:
         with self.lock:
             self._stores = _Stores()
             self._faults.clear()
+            self.rate_limiter.reset()
             shutil.rmtree(self.assets_dir, ignore_errors=True)
             self.assets_dir.mkdir(parents=True, exist_ok=True)

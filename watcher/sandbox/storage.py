@@ -48,6 +48,10 @@ class StorageApp:
     def admin(self, exchange: Exchange) -> Response | None:
         return None
 
+    def rate_key(self, exchange: Exchange) -> str | None:
+        # Presigned URLs carry no key: the storage is not rate limited.
+        return None
+
     def handle(self, exchange: Exchange) -> Response:
         try:
             return self._route(exchange)

@@ -45,6 +45,10 @@ class UploadApp:
     def admin(self, exchange: Exchange) -> Response | None:
         return None
 
+    def rate_key(self, exchange: Exchange) -> str | None:
+        # The same key's requests to the API host and here share one limit.
+        return exchange.header("X-API-KEY") or ""
+
     def handle(self, exchange: Exchange) -> Response:
         try:
             self._authenticate(exchange)

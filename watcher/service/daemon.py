@@ -169,6 +169,8 @@ class Daemon:
         throttle = Throttle(
             self.config.api.requests_per_second,
             on_wait=self.heartbeat.beat,
+            concurrency=self.config.api.concurrency,
+            adaptive=self.config.api.adaptive_concurrency,
             on_pause=fleet_pause.publish,
             shared_pause=fleet_pause.current,
         )
