@@ -2,9 +2,9 @@
 
 The client's throttle tells this bridge when it starts a pause (a 429 with its `Retry-After`),
 which records it in the journal; before each request the throttle asks the bridge for a pause
-another daemon recorded. Reads are cached for a short while: one query per second per daemon,
-not one per request. With the SQLite journal the only daemon is this one, and the bridge only
-echoes its own pauses.
+another daemon recorded. Reads are cached for a short while: four queries a second per
+daemon at most, not one per request. With the SQLite journal the only daemon is this one, and
+the bridge only echoes its own pauses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from watcher.state.journal_api import Journal
 log = logging.getLogger(__name__)
 
 KIND = "rate_limit"
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 0.25
 
 
 class FleetPause:
