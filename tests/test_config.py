@@ -197,3 +197,29 @@ def test_a_type_the_protocol_cannot_take_is_a_warning_not_an_error(tmp_path: Pat
 def test_the_default_types_warn_about_nothing(tmp_path: Path):
     config = load_config(write(tmp_path, {"folders": [{"path": str(tmp_path)}]}))
     assert config.warnings == ()
+
+
+def test_the_journal_is_sqlite_by_default_or_a_postgresql_url(tmp_path: Path):
+    (tmp_path / "d").mkdir()
+    folders = [{"path": str(tmp_path / "d")}]
+    default = load_config(write(tmp_path, {"folders": folders}))
+    assert default.journal_url is None and default.lease_seconds == 30
+    url = "postgresql://heygen@db.internal:5433/heygen_watcher?sslmode=require"
+    shared = load_config(write(tmp_path, {"folders": folders, "journal": url, "lease_seconds": 5}))
+    assert (shared.journal_url, shared.lease_seconds) == (url, 5)
+
+
+def test_a_journal_url_with_a_password_is_refused_without_echoing_it(tmp_path: Path):
+    (tmp_path / "d").mkdir()
+    folders = [{"path": str(tmp_path / "d")}]
+    for url in (
+        "postgresql://heygen:s3cr3t-pw@db/heygen",
+        "postgresql://heygen@db/heygen?password=s3cr3t-pw",
+    ):
+        (found,) = problems(tmp_path, {"folders": folders, "journal": url})
+        assert "journal" in found and "password" in found and "PGPASSFILE" in found
+        assert "s3cr3t-pw" not in found
+    (found,) = problems(tmp_path, {"folders": folders, "journal": "mysql://db/x"})
+    assert "postgresql://" in found
+    (found,) = problems(tmp_path, {"folders": folders, "lease_seconds": 0})
+    assert "lease_seconds" in found

@@ -28,7 +28,7 @@ from daemon_helpers import (
 )
 
 from watcher.sandbox import Fault, Sandbox
-from watcher.state.journal import Journal
+from watcher.state.journal import SqliteJournal as Journal
 
 KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 

@@ -67,13 +67,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from watcher.commands import upload
     from watcher.service.daemon import Daemon
     from watcher.state.claim import FolderTaken, running_holder
-    from watcher.state.journal import Journal
+    from watcher.state.journals import open_journal
     from watcher.state.lock import StateLock
 
     config = load_config(resolve_config_path(args.config), need_folders=False)
     if StateLock(config.state_dir).held_by_other():
         # A daemon owns this journal: hand it the files instead of racing it.
-        journal = Journal(config.journal_path)
+        journal = open_journal(config)
         try:
             sidecars = upload.standalone_sidecars(config, journal)
             plans = [
@@ -246,9 +246,9 @@ def _dry_run(config: Config) -> int:
 
 def _scan_by_the_daemon(config: Config) -> int:
     """A daemon owns this state directory: ask it to look through every folder now."""
-    from watcher.state.journal import Journal
+    from watcher.state.journals import open_journal
 
-    journal = Journal(config.journal_path)
+    journal = open_journal(config)
     try:
         for folder in config.folders:
             journal.request(str(folder.path), str(folder.path))
@@ -280,16 +280,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from watcher.commands import retry
     from watcher.service.daemon import Daemon
-    from watcher.state.journal import Journal
+    from watcher.state.journals import open_journal
     from watcher.state.lock import StateLock
     from watcher.state.states import UNFINISHED
 
     config = load_config(resolve_config_path(args.config))
     paths = retry.absolute(args.paths)
-    if not config.journal_path.exists():
+    if config.journal_url is None and not config.journal_path.exists():
         print("nothing to retry: no journal yet (nothing has run with this state_dir)")
         return EXIT_OK
-    journal = Journal(config.journal_path)
+    journal = open_journal(config)
     try:
         for path in paths or []:
             verdict = retry.judge(journal, path)
@@ -317,7 +317,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         daemon.wait_until_idle(include_videos=True, only=only)
     finally:
         daemon.stop()
-    journal = Journal(config.journal_path)
+    journal = open_journal(config)
     try:
         left = [path for path in chosen if (row := journal.get(path)) and row.state in UNFINISHED]
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcher.state.journal import Journal
+from watcher.state.journal_api import Journal
 from watcher.state.states import FileState
 
 # Files and videos `retry` takes up.

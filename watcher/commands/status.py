@@ -7,19 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.state.journal import Journal
+from watcher.state.journals import journal_label, open_journal
 from watcher.state.lock import StateLock
 from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState
 
 
 def collect(config: Config) -> dict[str, Any]:
-    journal_path = config.journal_path
+    label = journal_label(config)
     running = StateLock(config.state_dir).held_by_other()
-    if not journal_path.exists():
+    if config.journal_url is None and not config.journal_path.exists():
         # Before the first run: the same report with nothing in it (and nothing created).
         return {
-            "journal": str(journal_path),
+            "journal": label,
             "running": running,
             "counts": dict.fromkeys(FileState, 0),
             "oldest_waiting_seconds": None,
@@ -31,9 +31,14 @@ def collect(config: Config) -> dict[str, Any]:
             "api_unreachable": None,
             "unwritten_sidecars": [],
             "shortened_sidecars": [],
+            "daemons": [],
         }
-    journal = Journal(journal_path)
+    journal = open_journal(config)
     try:
+        daemons = journal.daemons()
+        # A shared journal's daemons run elsewhere too: alive while their heartbeats are fresh.
+        fresh = [d for d in daemons if d.heartbeat_age <= 3 * config.lease_seconds]
+        running = running or bool(fresh)
         counts = journal.counts()
         oldest = journal.oldest_waiting()
         failures = journal.recent_failures()
@@ -46,7 +51,7 @@ def collect(config: Config) -> dict[str, Any]:
     finally:
         journal.close()
     return {
-        "journal": str(journal_path),
+        "journal": label,
         "running": running,
         "counts": {state: counts.get(state, 0) for state in FileState},
         "oldest_waiting_seconds": round(time.time() - oldest, 1) if oldest else None,
@@ -82,6 +87,17 @@ def collect(config: Config) -> dict[str, Any]:
         ],
         # Names too long for `<name>.asset.json`: where their sidecars are (README: Long names).
         "shortened_sidecars": [{"path": path, "sidecar": side} for path, side in shortened],
+        "daemons": [
+            {
+                "host": daemon.host,
+                "pid": daemon.pid,
+                "version": daemon.version,
+                "started_at": iso_from_epoch(daemon.started_at),
+                "heartbeat_seconds_ago": round(daemon.heartbeat_age, 1),
+                "in_flight": daemon.in_flight,
+            }
+            for daemon in fresh
+        ],
     }
 
 
@@ -100,6 +116,12 @@ def render(report: dict[str, Any]) -> str:
         if any(counts.values())
         else "files: none yet"
     )
+    for daemon in report.get("daemons", []):
+        lines.append(
+            f"  daemon {daemon['host']} pid {daemon['pid']} (v{daemon['version']}): "
+            f"heartbeat {daemon['heartbeat_seconds_ago']:.0f}s ago, "
+            f"{daemon['in_flight']} in flight"
+        )
     if report["oldest_waiting_seconds"] is not None:
         lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
     if report["paused"]:

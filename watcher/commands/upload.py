@@ -27,7 +27,8 @@ from watcher.pipeline.handpicked import folder_for_file
 from watcher.pipeline.outcome import OutcomePolicy
 from watcher.pipeline.record import Sidecars
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.placement import moved_path, sidecar_for
 from watcher.state.rows import new_row
 from watcher.state.states import FileState

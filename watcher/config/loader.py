@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from watcher.config.checker import Checker, ConfigError, Problem, join_key
+from watcher.config.journalurl import DEFAULT_LEASE_SECONDS, read_journal, read_lease_seconds
 from watcher.config.mediatypes import (
     DEFAULT_TYPES,
     MAJOR_TYPES,
@@ -116,6 +117,10 @@ class Config:
     templates: Mapping[str, Template] = field(default_factory=dict)
     metrics_listen: str | None = None
     stall_seconds: float | None = None
+    # None: the SQLite journal in state_dir; else a postgresql:// URL shared by a fleet.
+    journal_url: str | None = None
+    # How long a claim on a file outlives its daemon's last renewal (shared journal only).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Not errors, but worth saying: check-config prints them, the daemon logs them at start.
     warnings: tuple[str, ...] = ()
 
@@ -149,7 +154,7 @@ class Config:
 
 # The allowed keys of each section are the dataclasses' fields, named as in YAML where the two
 # differ (YAML key → field).
-TOP_YAML_FIELDS = {"metrics": "metrics_listen"}
+TOP_YAML_FIELDS = {"metrics": "metrics_listen", "journal": "journal_url"}
 FOLDER_YAML_FIELDS = {"after_upload": "move_to"}
 # Fields that are not configuration keys: where the config came from, what checking found.
 _NOT_KEYS = ("source", "warnings")
@@ -536,6 +541,8 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         if top.get("stall_seconds") is not None
         else None
     )
+    journal_url = read_journal(check, top)
+    lease_seconds = read_lease_seconds(check, top)
     check.raise_if_any()
     return Config(
         source=source,
@@ -551,6 +558,8 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         templates=templates,
         metrics_listen=metrics_listen,
         stall_seconds=stall_seconds,
+        journal_url=journal_url,
+        lease_seconds=lease_seconds,
         warnings=_protocol_type_warnings(source, top, api.upload_protocol, defaults, folders),
     )
 

@@ -7,6 +7,10 @@ One `Throttle` is shared by all workers so that:
   requests to HeyGen's keyed hosts by an adaptive rate once HeyGen has refused one
   (`watcher.heygen.adaptive`): HeyGen publishes no limits, so they are found, not configured;
 - a shutdown interrupts every wait at once instead of leaving threads asleep.
+
+Beyond the process, a fleet of daemons shares its 429 pauses through two callbacks: a pause
+this process starts is told to ``on_pause``, and ``shared_pause`` is asked before each request
+for one another process started (the service connects both to the shared journal).
 """
 
 from __future__ import annotations
@@ -36,10 +40,14 @@ class Throttle:
         concurrency: int = 1,
         adaptive: bool = True,
         clock: Clock = time.monotonic,
+        on_pause: Callable[[float, str], None] = lambda seconds, reason: None,
+        shared_pause: Callable[[], tuple[float, str]] = lambda: (0.0, ""),
     ) -> None:
         # Told before every deliberate, bounded wait: such a wait is not a stall.
         self._on_wait = on_wait
         self._clock = clock
+        self._on_pause = on_pause
+        self._shared_pause = shared_pause
         # Re-entrant: `stop` may come from a thread that is inside a wait of its own.
         self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
@@ -62,11 +70,18 @@ class Throttle:
             self._slot_freed.notify_all()
 
     def pause_for(self, seconds: float, reason: str) -> None:
+        """A pause this process decided (a 429): others sharing the pause are told."""
+        if self._extend(seconds, reason):
+            self._on_pause(seconds, reason)
+
+    def _extend(self, seconds: float, reason: str) -> bool:
         with self._lock:
             until = self._clock() + seconds
             if until > self._paused_until:
                 self._paused_until = until
                 self._pause_reason = reason
+                return True
+            return False
 
     def paused(self) -> tuple[float, str]:
         """(seconds left, reason) of the current shared pause; (0, "") when not paused."""
@@ -92,7 +107,11 @@ class Throttle:
             while True:
                 left, _ = self.paused()
                 if left <= 0:
-                    break
+                    # A pause another daemon of the fleet started counts as ours.
+                    shared_left, reason = self._shared_pause()
+                    if shared_left <= 0 or not self._extend(shared_left, reason):
+                        break
+                    continue
                 self.sleep(left)
             with self._lock:
                 interval = self._interval

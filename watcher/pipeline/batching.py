@@ -25,7 +25,8 @@ from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.slots import remember_slot
 from watcher.pipeline.upload import Uploader
 from watcher.pipeline.workpool import WorkPool
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.states import FileState
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,12 @@ class V3Batcher:
         rows = []
         for key in keys:
             row = self.journal.get(key)
-            if row is None or row.state != FileState.QUEUED or row.sha256 is None:
+            if (
+                row is None
+                or row.state != FileState.QUEUED
+                or row.sha256 is None
+                or not self.journal.claim(key)  # another daemon of the fleet has it
+            ):
                 self.pool.release(Path(key))
                 continue
             rows.append(row)

@@ -28,7 +28,8 @@ from watcher.heygen.uploads import LocalFile
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_retry_delay_seconds
 from watcher.pipeline.record import Sidecars
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FINAL, FileState
 

@@ -26,7 +26,7 @@ from watcher.pipeline.truth import SidecarKeeper
 from watcher.pipeline.upload import Uploader
 from watcher.pipeline.videos import VideoRunner, VideoStage
 from watcher.pipeline.workpool import Work, WorkerProgress, WorkPool, unwatched
-from watcher.state.journal import Journal
+from watcher.state.journal_api import Journal
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -76,6 +76,7 @@ def build_pipeline(
         progress or unwatched(),
         on_unexpected=unexpected,
         upload_slot=client.throttle.upload_slot,
+        on_finished=lambda path: journal.release(str(path)),
     )
     sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)

@@ -22,7 +22,8 @@ from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import FileState

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from watcher.heygen.uploads import UploadSlot
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 
 
 def remember_slot(journal: Journal, key: str, slot: UploadSlot, **changes: Any) -> None:

@@ -26,7 +26,8 @@ from watcher.pipeline.record import Sidecars
 from watcher.pipeline.upload import Uploader
 from watcher.pipeline.workpool import Work
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.placement import sidecar_for
 from watcher.state.rows import adoptable_row, new_row
 from watcher.state.states import FileState

@@ -21,7 +21,7 @@ from typing import Any
 from watcher.config import FolderConfig
 from watcher.pipeline.record import Sidecars
 from watcher.state import sidecar
-from watcher.state.journal import Journal
+from watcher.state.journal_api import Journal
 from watcher.state.placement import sidecar_for
 from watcher.state.states import FileState
 

@@ -19,7 +19,8 @@ from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, Upl
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder
 from watcher.pipeline.slots import recorded_slot, remember_slot
-from watcher.state.journal import FileRow, Journal
+from watcher.state.journal import FileRow
+from watcher.state.journal_api import Journal
 from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Uploader:
 
     def upload(self, key: str) -> None:
         """Carry a journal row from `queued`/`uploading`/`recording` to `uploaded`."""
+        if not self.journal.claim(key):
+            return  # gone, final, or another daemon of the fleet is working on it
         row = self.journal.get(key)
         if row is None or row.state in FINAL:
             return

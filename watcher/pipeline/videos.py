@@ -43,7 +43,8 @@ from watcher.heygen.errors import (
 from watcher.heygen.uploads import complete_v3
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.state import names
-from watcher.state.journal import FileRow, Journal, VideoRow
+from watcher.state.journal import FileRow, VideoRow
+from watcher.state.journal_api import Journal
 from watcher.state.sidecar import current_umask, iso_from_epoch
 
 log = logging.getLogger(__name__)

@@ -71,6 +71,8 @@ class WorkPool:
     # Told of an error nothing expected while working on a file (after it is logged with its
     # traceback), so the file can be put where a retry will find it.
     on_unexpected: Callable[[Path, Exception], None] = lambda path, error: None
+    # Told when the work on a path ends (for now): a shared journal lets its claim go.
+    on_finished: Callable[[Path], None] = lambda path: None
     # Held while a file is worked on: the adaptive bound on uploads in flight (the pool's
     # threads are its maximum). Internal tasks do not take one: they carry on work whose
     # file already holds or held a slot.
@@ -222,6 +224,11 @@ class WorkPool:
             again = self._again.pop(path, None) if owned else None
         if not owned:
             return
+        try:
+            self.on_finished(path)
+        except Exception:
+            # Shutting down during a database outage: the claim lapses with its lease.
+            log.warning("could not release the claim on %s", path, exc_info=True)
         if again is not None:
             self.renotice(again.path, again.folder)
         with self._idle:

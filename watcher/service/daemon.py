@@ -50,6 +50,7 @@ from watcher.config.apikey import ApiKey, ApiKeyError, key_file_path, load_api_k
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.reachability import probe_delay_seconds
+from watcher.heygen.throttle import Throttle
 from watcher.heygen.uploads import make_protocol
 from watcher.intake import admission
 from watcher.intake.settle import Settler
@@ -57,9 +58,13 @@ from watcher.intake.sources import FolderWatch, Observers
 from watcher.pipeline.handpicked import folder_for_file
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
+from watcher.service.claims import ClaimKeeper
+from watcher.service.fleetpause import FleetPause
 from watcher.service.heartbeat import Heartbeat
 from watcher.state.claim import FolderClaims, FolderTaken
-from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, Journal
+from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
+from watcher.state.journal_api import Journal
+from watcher.state.journals import open_journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
@@ -93,11 +98,14 @@ class Daemon:
     initial_config: Config
     key: ApiKey | None = None  # None: read it as configured
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None
+    # Called about every second while a shared journal's database is awaited at start.
+    on_journal_wait: Callable[[], None] = lambda: None
     journal: Journal = field(init=False)
     client: HeyGenClient = field(init=False)
     pipeline: Pipeline = field(init=False)
     videos: VideoStage = field(init=False)
     settler: Settler = field(init=False)
+    leases: ClaimKeeper = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
     observers: Observers = field(default_factory=Observers)
@@ -134,23 +142,41 @@ class Daemon:
         self.lock = StateLock(self.config.state_dir)
         self.lock.acquire()
         # Each folder belongs to one journal: refuse one a daemon of another state dir holds.
+        # A shared journal is the one journal of every daemon of its fleet: they share the
+        # folders through its claims, with no lock on the shared file system.
         self.claims = FolderClaims(self.config.state_dir)
         try:
-            for folder in self.config.folders:
-                self.claims.claim(folder.path)
+            if self.config.journal_url is None:
+                for folder in self.config.folders:
+                    self.claims.claim(folder.path)
         except FolderTaken:
             self.claims.release_all()
             self.lock.release()
             raise
-        self.journal = Journal(self.config.journal_path)
+        # A shared database that does not answer yet is waited for, loudly: never a crash loop.
+        self.journal = open_journal(self.config, wait=True, on_waiting=self.on_journal_wait)
+        self.journal.on_waiting = self.heartbeat.beat
         self.journal.on_transition = _log_transition
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         self.journal.set_meta("api_unreachable", None)
+        self.journal.register_daemon(__version__)
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.key_origin = key.origin
-        self.client = HeyGenClient(self.config.api, key, on_progress=self.heartbeat.beat)
+        # A 429 seen by any daemon sharing the journal pauses them all.
+        fleet_pause = FleetPause(self.journal)
+        throttle = Throttle(
+            self.config.api.requests_per_second,
+            on_wait=self.heartbeat.beat,
+            concurrency=self.config.api.concurrency,
+            adaptive=self.config.api.adaptive_concurrency,
+            on_pause=fleet_pause.publish,
+            shared_pause=fleet_pause.current,
+        )
+        self.client = HeyGenClient(
+            self.config.api, key, throttle=throttle, on_progress=self.heartbeat.beat
+        )
         self.settler = Settler(on_ready=self._ready)
         self.pipeline = build_pipeline(
             self.live,
@@ -163,6 +189,7 @@ class Daemon:
             progress=self.heartbeat,
         )
         self.videos = self.pipeline.videos
+        self.leases = ClaimKeeper(self.journal, self.pipeline.pool, self.live)
 
     def start(self, *, watch: bool = True, scan: bool = True) -> None:
         """Open, resume and (with ``watch``) watch the folders. ``scan=False`` serves commands
@@ -172,6 +199,7 @@ class Daemon:
             log.warning("configuration: %s", warning)
         self.open()
         self.pipeline.pool.start()
+        self.leases.start()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
         self.settler.start()
@@ -260,6 +288,12 @@ class Daemon:
             self.client.close()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+        self.leases.stop()
+        if self.journal.outage is None:  # else its row ages out of the fleet's view
+            try:
+                self.journal.unregister_daemon()
+            except JournalError as error:
+                log.warning("could not leave the journal's list of daemons: %s", error)
         self.journal.close()
         self.claims.release_all()
         self.lock.release()
@@ -484,7 +518,7 @@ class Daemon:
 
     def final_counts(self) -> dict[str, int]:
         """Rows per state, read after `stop` from a fresh journal handle."""
-        journal = Journal(self.config.journal_path)
+        journal = open_journal(self.config)
         try:
             return journal.counts()
         finally:
@@ -668,7 +702,8 @@ class Daemon:
                 if folder.path in watched:
                     continue
                 try:
-                    self.claims.claim(folder.path)
+                    if self.config.journal_url is None:
+                        self.claims.claim(folder.path)
                 except FolderTaken as error:
                     log.error("folder not watched: %s", error, extra={"folder": str(folder.path)})
                     continue
@@ -684,6 +719,8 @@ class Daemon:
     # -- health ------------------------------------------------------------------------------
     def health(self) -> tuple[bool, str]:
         """(True, "ok") while working; else False and why (paused, stuck, missing folder)."""
+        if self.journal.outage is not None:
+            return False, f"work paused: {self.journal.outage}"
         if self.pipeline.auth_pause.active:
             return (
                 False,
@@ -728,7 +765,9 @@ class Daemon:
 
     def making_progress(self) -> bool:
         """False when a worker is wedged or a service thread died: stop the watchdog pings."""
-        threads_alive = self._housekeeper is None or self._housekeeper.is_alive()
+        threads_alive = (
+            self._housekeeper is None or self._housekeeper.is_alive()
+        ) and self.leases.alive
         return threads_alive and self.heartbeat.longest_silence() <= self.config.stall_limit_seconds
 
     # -- the key -----------------------------------------------------------------------------

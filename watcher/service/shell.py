@@ -42,6 +42,9 @@ def status_line(counts: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+JOURNAL_WAIT_EXTEND_USEC = 30_000_000
+
+
 class Service:
     def __init__(
         self,
@@ -55,7 +58,9 @@ class Service:
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.metrics = Metrics() if config.metrics_listen else None
-        self.daemon = Daemon(config, key=key, on_event=self._on_event)
+        self.daemon = Daemon(
+            config, key=key, on_event=self._on_event, on_journal_wait=self._journal_wait
+        )
         self.on_started = on_started
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -82,6 +87,14 @@ class Service:
             self.metrics.on_event(kind, details)
         if kind in _STATUS_EVENTS:
             self._wake.set()
+
+    def _journal_wait(self) -> None:
+        """Start-up waits for the shared journal's database: systemd must not count that
+        against TimeoutStartSec (a restart would only wait again)."""
+        self.notifier.send(
+            EXTEND_TIMEOUT_USEC=JOURNAL_WAIT_EXTEND_USEC,
+            STATUS="waiting for the journal database",
+        )
 
     # -- life --------------------------------------------------------------------------------
     def run(self) -> int:

@@ -16,6 +16,8 @@ ordinary disks, for protection the daemon does not need.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -25,7 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from watcher.state.states import ADMITTED, DUE, WAITING, FileState, check_transition
+from watcher.state.states import ADMITTED, DUE, FINAL, WAITING, FileState, check_transition
 
 SCHEMA_VERSION = 1
 _DUE_MARKS = ", ".join("?" for _ in DUE)
@@ -103,6 +105,15 @@ CREATE TABLE IF NOT EXISTS pending_sidecars (
     failures   INTEGER NOT NULL,
     next_at    REAL NOT NULL,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    in_flight    INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -207,6 +218,19 @@ _VIDEO_UPDATABLE = frozenset(_VIDEO_COLUMNS) - {"path", "created_at"}
 
 
 @dataclass(frozen=True)
+class DaemonRow:
+    """A daemon using the journal, as `status` shows it."""
+
+    owner: str
+    host: str
+    pid: int
+    version: str
+    started_at: float
+    heartbeat_age: float  # seconds since its last heartbeat, on the journal's clock
+    in_flight: int
+
+
+@dataclass(frozen=True)
 class CachedAsset:
     asset_id: str
     url: str
@@ -229,9 +253,13 @@ class PendingSidecar:
     next_at: float
 
 
-class Journal:
+class SqliteJournal:
+    """The embedded journal: one SQLite file, one daemon (see `watcher.state.journal_api`)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.on_waiting: Callable[[], None] = lambda: None  # a local file is never awaited
         self._lock = threading.RLock()
         # The one place every state change passes: the daemon logs them at -v through this.
         self.on_transition: TransitionHook | None = None
@@ -264,6 +292,14 @@ class Journal:
             )
         elif int(row[0]) > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"written by a newer version (schema {row[0]})")
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    @property
+    def outage(self) -> str | None:
+        return None  # a local file: unreadable is an error, never a wait
 
     def close(self) -> None:
         with self._lock:
@@ -695,3 +731,68 @@ class Journal:
                     "FROM files WHERE path = ? AND sha256 IS NOT NULL AND asset_id IS NOT NULL",
                     (time.time(), key),
                 )
+
+    # -- claims ------------------------------------------------------------------------------
+    # One process owns a SQLite journal (the state-directory lock), so no other daemon can
+    # hold a claim: every row that exists and is not final may be worked on, and nothing is
+    # ever left behind by another daemon (this process's own leftovers resume at start).
+    def claim(self, path: str) -> bool:
+        row = self.get(path)
+        return row is not None and row.state not in FINAL
+
+    def renew_claims(self) -> int:
+        return 0
+
+    def release(self, path: str) -> None:
+        return None
+
+    def orphaned(self) -> list[FileRow]:
+        return []
+
+    # -- the daemons using the journal (for `status`) -----------------------------------------
+    def register_daemon(self, version: str) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO daemons "
+                "(owner, host, pid, version, started_at, heartbeat_at, in_flight) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (self.owner, socket.gethostname(), os.getpid(), version, now, now),
+            )
+
+    def beat_daemon(self, in_flight: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE daemons SET heartbeat_at = ?, in_flight = ? WHERE owner = ?",
+                (time.time(), in_flight, self.owner),
+            )
+
+    def unregister_daemon(self) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM daemons WHERE owner = ?", (self.owner,))
+
+    def daemons(self) -> list[DaemonRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner, host, pid, version, started_at, ? - heartbeat_at, in_flight "
+                "FROM daemons ORDER BY host, pid",
+                (time.time(),),
+            ).fetchall()
+        return [DaemonRow(*row) for row in rows]
+
+    # -- pauses shared by every daemon using the journal -------------------------------------
+    def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
+        with self._transaction() as db:
+            key = f"pause:{kind}"
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            until = time.time() + seconds
+            if row is None or json.loads(row[0])["until"] < until:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (key, json.dumps({"until": until, "reason": reason})),
+                )
+
+    def fleet_pause(self, kind: str) -> tuple[float, str]:
+        pause = self.get_meta(f"pause:{kind}")
+        left = pause["until"] - time.time() if pause else 0.0
+        return (left, pause["reason"]) if pause and left > 0 else (0.0, "")

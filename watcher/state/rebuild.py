@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watcher.config import Config, FolderConfig
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, Journal, JournalError
+from watcher.state.journal import FileRow, JournalError, SqliteJournal
 from watcher.state.rows import adoptable_row
 from watcher.state.tree import walk_files
 
@@ -25,7 +25,7 @@ def journal_is_healthy(path: Path) -> bool:
     if not path.exists():
         return False
     try:
-        Journal(path).close()
+        SqliteJournal(path).close()
     except JournalError:
         return False
     return True
@@ -33,6 +33,12 @@ def journal_is_healthy(path: Path) -> bool:
 
 def rebuild(config: Config) -> tuple[int, Path | None]:
     """Returns (rows recovered, where the old journal was put aside or None)."""
+    if config.journal_url is not None:
+        raise JournalError(
+            "--rebuild-journal rebuilds the SQLite journal; a shared PostgreSQL journal is "
+            "repaired in the database (the files it lost are adopted from their sidecars at "
+            "the next scan)"
+        )
     path = config.journal_path
     kept: Path | None = None
     if path.exists():
@@ -43,7 +49,7 @@ def rebuild(config: Config) -> tuple[int, Path | None]:
             if side.exists():
                 os.replace(side, Path(str(kept) + suffix))
     rows = [row for folder in config.folders for row in _rows_of(folder)]
-    journal = Journal(path)
+    journal = SqliteJournal(path)
     try:
         journal.put_many(rows)
         journal.cache_recorded_assets()

@@ -1,0 +1,896 @@
+"""The shared journal: the same rows as the SQLite journal, in a PostgreSQL database that a
+fleet of daemons (on one host or many) uses at once (see `watcher.state.journal_api`).
+
+**Claims and leases.** A row carries `owner` (the daemon working on it) and `lease_until`
+(seconds since the epoch, on the *database's* clock, so hosts whose clocks differ still agree).
+`claim` is one atomic `UPDATE … WHERE owner IS NULL OR owner = me OR lease_until < now`: of
+two daemons asking at once, exactly one gets the row. Admitting a queued file claims it in
+the same statement. The owner renews all its leases in one statement every third of the lease;
+a daemon killed with `kill -9` stops renewing, and once its leases lapse `orphaned` hands its
+rows to whoever asks; they resume from their recorded slots as after a restart.
+
+**Connection loss** pauses work instead of failing it: every operation is retried, with the
+connection opened again, until the database answers or the journal is closed. Nothing is
+marked failed meanwhile (the caller simply waits), the outage is logged loudly when it starts
+and every minute while it lasts, and once more when it ends. Each statement can safely run
+twice (a commit whose answer was lost is repeated): writes set values, they do not add.
+
+**Credentials** never come from the config (it refuses a URL with a password): libpq reads
+`PGPASSFILE` or `~/.pgpass`, or `PGPASSWORD`; the systemd credential `pgpass` is used as the
+passfile when `PGPASSFILE` is not set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from watcher.state.journal import (
+    _COLUMNS,
+    _UPDATABLE,
+    _VIDEO_COLUMNS,
+    _VIDEO_UPDATABLE,
+    VIDEO_ACTIVE_STATES,
+    CachedAsset,
+    DaemonRow,
+    FileRow,
+    JournalError,
+    PendingSidecar,
+    TransitionHook,
+    VideoRow,
+    _check_admitted,
+    _file_row,
+    _known_columns,
+)
+from watcher.state.states import DUE, FINAL, WAITING, FileState, check_transition
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+# The database's clock, in seconds since the epoch: every lease is read and written on it.
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+# Rows left mid-way that another daemon may take over once their claim has lapsed.
+_RESUMABLE = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING)
+_OUTAGE_REMINDER_SECONDS = 60.0
+_RETRY_MAX_SECONDS = 5.0
+# Connections per daemon, at most: the server needs max_connections ≥ this × the fleet's size.
+POOL_SIZE = 8
+# Serialises schema creation between daemons starting at the same moment.
+_SCHEMA_LOCK = 0x68657967  # "heyg"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path            TEXT PRIMARY KEY,
+    folder          TEXT NOT NULL,
+    size            BIGINT NOT NULL,
+    mtime_ns        BIGINT NOT NULL,
+    inode           BIGINT NOT NULL,
+    sha256          TEXT,
+    content_type    TEXT,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION,
+    asset_id        TEXT,
+    asset_url       TEXT,
+    protocol        TEXT,
+    reused          INTEGER NOT NULL DEFAULT 0,
+    previous_asset_id TEXT,
+    slot            TEXT,
+    slot_expires_at DOUBLE PRECISION,
+    sidecar         TEXT,
+    last_error      TEXT,
+    created_at      DOUBLE PRECISION NOT NULL,
+    updated_at      DOUBLE PRECISION NOT NULL,
+    owner           TEXT,
+    lease_until     DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS files_state ON files (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS files_owner ON files (owner);
+CREATE TABLE IF NOT EXISTS assets (
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    asset_id     TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    protocol     TEXT NOT NULL,
+    uploaded_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (sha256, content_type)
+);
+CREATE INDEX IF NOT EXISTS assets_size ON assets (size, content_type);
+CREATE TABLE IF NOT EXISTS videos (
+    path          TEXT PRIMARY KEY,
+    template      TEXT NOT NULL,
+    endpoint      TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    video_id      TEXT,
+    script_path   TEXT,
+    body          TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_at       DOUBLE PRECISION,
+    deadline      DOUBLE PRECISION,
+    video_url     TEXT,
+    thumbnail_url TEXT,
+    duration      DOUBLE PRECISION,
+    error         TEXT,
+    submitted_at  DOUBLE PRECISION,
+    completed_at  DOUBLE PRECISION,
+    downloaded_to TEXT,
+    created_at    DOUBLE PRECISION NOT NULL,
+    updated_at    DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS videos_due ON videos (next_at);
+CREATE TABLE IF NOT EXISTS requests (
+    path         TEXT PRIMARY KEY,
+    folder       TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_sidecars (
+    location   TEXT PRIMARY KEY,
+    file       TEXT NOT NULL,
+    folder     TEXT NOT NULL,
+    document   TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    failures   INTEGER NOT NULL,
+    next_at    DOUBLE PRECISION NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pauses (
+    kind   TEXT PRIMARY KEY,
+    until  DOUBLE PRECISION NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    started_at   DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    in_flight    INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class JournalUnavailable(JournalError):
+    """The journal was closed while waiting for its database to come back."""
+
+
+def default_owner() -> str:
+    """This daemon's name in the claims: host, pid and a random tag (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _value(value: Any) -> Any:
+    # States are StrEnums: store their text, as the SQLite journal does.
+    return value.value if isinstance(value, Enum) else value
+
+
+def _values(values: Any) -> tuple[Any, ...]:
+    return tuple(_value(value) for value in values)
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def _connect_options() -> dict[str, Any]:
+    """libpq options the URL does not carry: TCP keepalives (a host cut off is noticed in
+    seconds, not hours) and the systemd credential as the passfile."""
+    options: dict[str, Any] = {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "autocommit": True,
+    }
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and "PGPASSFILE" not in os.environ:
+        passfile = Path(credentials) / "pgpass"
+        if passfile.is_file():
+            options["passfile"] = str(passfile)
+    return options
+
+
+def safe_url(url: str) -> str:
+    """The URL for messages (the config refuses passwords, but a message never shows one)."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    return f"{scheme}://{userinfo.split(':')[0]}@{host}"
+
+
+class PgJournal:
+    """The journal in PostgreSQL (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 30.0,
+        wait: bool = False,
+        on_waiting: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.url = url
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self._closing = threading.Event()
+        # A few connections shared by the daemon's threads: statements of different workers
+        # run side by side instead of queueing behind one connection.
+        self._pool = threading.Condition()
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._opened = 0
+        self._state = threading.Lock()  # the outage's bookkeeping
+        self._outage_since: float | None = None
+        self._outage_logged = 0.0
+        self._outage_reason: str | None = None
+        # Called about every second by each thread waiting for the database: a daemon's
+        # watchdog must not take a paused journal for a wedged worker.
+        self.on_waiting = on_waiting
+        # Told of every change of a file's state this daemon makes (the -v log).
+        self.on_transition: TransitionHook | None = None
+        if not wait:
+            try:
+                first = self._connect()
+            except psycopg.Error as error:
+                raise JournalError(
+                    f"journal database {safe_url(url)} cannot be reached: {_reason(error)}"
+                ) from None
+            self._opened = 1
+            self._idle.append(first)
+        # With ``wait``, this waits (loudly) for the database to answer.
+        self._run(self._ensure_schema)
+
+    @property
+    def where(self) -> str:
+        return safe_url(self.url)
+
+    @property
+    def outage(self) -> str | None:
+        return self._outage_reason
+
+    # -- the connections ---------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, **_connect_options())
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal database {self.where} has schema version {row[0]}, written by a "
+                    f"newer heygen-watcher (this one knows version {SCHEMA_VERSION}); upgrade "
+                    "this daemon"
+                )
+            conn.execute(_SCHEMA)
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', %s)",
+                    (str(SCHEMA_VERSION),),
+                )
+
+    def _acquire(self) -> psycopg.Connection[Any]:
+        with self._pool:
+            while True:
+                if self._closing.is_set():
+                    raise JournalUnavailable(f"journal database {self.where} is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._opened < POOL_SIZE:
+                    self._opened += 1
+                    break
+                if not self._pool.wait(1.0):
+                    self.on_waiting()  # every connection is busy, maybe waiting for the server
+        try:
+            return self._connect()
+        except BaseException:
+            self._discard(None)
+            raise
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.broken or conn.closed or self._closing.is_set():
+            self._discard(conn)
+            return
+        with self._pool:
+            self._idle.append(conn)
+            self._pool.notify()
+
+    def _discard(self, conn: psycopg.Connection[Any] | None) -> None:
+        if conn is not None:
+            conn.close()
+        with self._pool:
+            self._opened -= 1
+            self._pool.notify()
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on a connection; on a lost connection, wait for the database (loudly)
+        and run it again: work pauses, nothing fails."""
+        delay = 0.2
+        while True:
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = self._acquire()
+                result = work(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                # A broken connection is opened again; a live one (a deadlock, a cancelled
+                # statement) had its transaction rolled back, and the statement runs again.
+                if conn is not None:
+                    self._give_back(conn)
+                if self._closing.is_set():
+                    raise JournalUnavailable(f"journal database {self.where} is closed") from None
+                self._lost(error)
+                self.on_waiting()
+                self._closing.wait(delay)
+                delay = min(_RETRY_MAX_SECONDS, delay * 2)
+                continue
+            except BaseException:
+                if conn is not None:
+                    self._give_back(conn)
+                raise
+            self._give_back(conn)
+            if self._outage_since is not None:
+                self._recovered()
+            return result
+
+    def _recovered(self) -> None:
+        with self._state:
+            if self._outage_since is None:
+                return
+            log.warning(
+                "journal database %s is back after %.0fs; resuming work",
+                self.where,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+            self._outage_reason = None
+
+    def _lost(self, error: psycopg.Error) -> None:
+        now = time.monotonic()
+        with self._state:
+            self._outage_reason = f"journal database {self.where} unreachable: {_reason(error)}"
+            if self._outage_since is None:
+                self._outage_since = now
+                self._outage_logged = now
+                log.error(
+                    "journal database %s unreachable (%s): work paused, nothing is marked "
+                    "failed; resuming when it answers again",
+                    self.where,
+                    _reason(error),
+                )
+            elif now - self._outage_logged >= _OUTAGE_REMINDER_SECONDS:
+                self._outage_logged = now
+                log.error(
+                    "journal database %s still unreachable after %.0fs (%s); work paused",
+                    self.where,
+                    now - self._outage_since,
+                    _reason(error),
+                )
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._pool:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+            self._pool.notify_all()
+        for conn in idle:
+            conn.close()
+
+    def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        return self._run(lambda conn: conn.execute(query, _values(params)).fetchall())
+
+    def _one(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
+        return self._run(lambda conn: conn.execute(query, _values(params)).fetchone())
+
+    def _write(self, query: str, params: Any = ()) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                return conn.execute(query, _values(params)).rowcount
+
+        return self._run(run)
+
+    # -- files -------------------------------------------------------------------------------
+    def get(self, path: str) -> FileRow | None:
+        row = self._one(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = %s", (path,))
+        return _file_row(row) if row else None
+
+    def _put_statement(self) -> str:
+        columns = [*_COLUMNS, "owner", "lease_until"]
+        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name != "path")
+        return (
+            f"INSERT INTO files ({', '.join(columns)}) "
+            f"VALUES ({_marks(len(_COLUMNS) + 1)}, {NOW} + %s) "
+            f"ON CONFLICT (path) DO UPDATE SET {updates} "
+            # Not over a row another daemon is working on, nor over this very version once
+            # it is past `queued`: another daemon admitted it first.
+            f"WHERE (files.owner IS NULL OR files.owner = %s OR files.lease_until < {NOW}) "
+            "AND NOT (files.size = EXCLUDED.size AND files.mtime_ns = EXCLUDED.mtime_ns "
+            "AND files.inode = EXCLUDED.inode AND files.state <> 'queued')"
+        )
+
+    def _put_params(self, row: FileRow) -> tuple[Any, ...]:
+        # A queued file is claimed as it is admitted; a final one belongs to nobody.
+        owner = self.owner if row.state is FileState.QUEUED else None
+        return (
+            *(getattr(row, name) for name in _COLUMNS),
+            owner,
+            self.lease_seconds if owner else None,
+            self.owner,
+        )
+
+    def put(self, row: FileRow) -> None:
+        _check_admitted(row)
+        statement, params = self._put_statement(), _values(self._put_params(row))
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (row.path,)
+                ).fetchone()
+                written = conn.execute(statement, params).rowcount
+                if written and self.on_transition is not None:
+                    self.on_transition(row.path, found[0] if found else None, row.state)
+
+        self._run(run)
+
+    def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
+        for row in rows:
+            _check_admitted(row)
+        statement = self._put_statement()
+        for start in range(0, len(rows), chunk):
+            batch = [_values(self._put_params(row)) for row in rows[start : start + chunk]]
+
+            def run(conn: psycopg.Connection[Any], batch: list[tuple[Any, ...]] = batch) -> None:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(statement, batch)
+
+            self._run(run)
+
+    def update(self, key: str, **changes: Any) -> None:
+        _known_columns(changes, _UPDATABLE, "files")
+        changes["updated_at"] = time.time()
+        self._run(lambda conn: self._update_in(conn, key, changes))
+
+    def _update_in(self, conn: psycopg.Connection[Any], key: str, changes: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        with conn.transaction():
+            if "state" in changes:
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                ).fetchone()
+                if found is None:
+                    return
+                check_transition(key, found[0], changes["state"])
+                if self.on_transition is not None and found[0] != changes["state"]:
+                    self.on_transition(key, found[0], changes["state"])
+            conn.execute(
+                f"UPDATE files SET {assignments} WHERE path = %s",
+                _values((*changes.values(), key)),
+            )
+
+    def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                for table in ("files", "videos"):
+                    conn.execute(f"DELETE FROM {table} WHERE path = %s", (new_path,))
+                    conn.execute(
+                        f"UPDATE {table} SET path = %s, updated_at = %s WHERE path = %s",
+                        (new_path, time.time(), old_path),
+                    )
+                if inode is not None:
+                    conn.execute(
+                        "UPDATE files SET inode = %s, next_attempt_at = NULL WHERE path = %s",
+                        (inode, new_path),
+                    )
+
+        self._run(run)
+
+    def forget(self, path: str) -> None:
+        self._write("DELETE FROM files WHERE path = %s", (path,))
+
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None:
+        self.update(
+            path,
+            state=FileState.UPLOADING,
+            slot=slot,
+            slot_expires_at=expires_at,
+            asset_id=asset_id,
+            **changes,
+        )
+
+    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
+        _known_columns(changes, _UPDATABLE, "files")
+        changes.update(state=FileState.UPLOADED, updated_at=time.time())
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                found = conn.execute(
+                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                ).fetchone()
+                if found is None:
+                    return
+                if found[0] == FileState.UPLOADED:
+                    return  # a statement repeated after a lost answer: already done
+                check_transition(key, found[0], FileState.UPLOADED)
+                if self.on_transition is not None:
+                    self.on_transition(key, found[0], FileState.UPLOADED)
+                conn.execute(
+                    f"UPDATE files SET {assignments}, owner = NULL, lease_until = NULL "
+                    "WHERE path = %s",
+                    _values((*changes.values(), key)),
+                )
+                if cache:
+                    conn.execute(
+                        "INSERT INTO assets "
+                        "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+                        "SELECT sha256, content_type, size, asset_id, asset_url, protocol, %s "
+                        "FROM files WHERE path = %s AND sha256 IS NOT NULL "
+                        "AND asset_id IS NOT NULL "
+                        "ON CONFLICT (sha256, content_type) DO UPDATE SET size = EXCLUDED.size, "
+                        "asset_id = EXCLUDED.asset_id, url = EXCLUDED.url, "
+                        "protocol = EXCLUDED.protocol, uploaded_at = EXCLUDED.uploaded_at",
+                        (time.time(), key),
+                    )
+
+        self._run(run)
+
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        rows = self._all("SELECT path, size, mtime_ns, state, updated_at FROM files")
+        return {
+            path: (size, mtime_ns, state, updated) for path, size, mtime_ns, state, updated in rows
+        }
+
+    def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state = ANY(%s) ORDER BY created_at",
+            ([_value(state) for state in states],),
+        )
+        return [_file_row(row) for row in rows]
+
+    def due(self, now: float) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files "
+            "WHERE state = ANY(%s) AND next_attempt_at <= %s ORDER BY next_attempt_at",
+            ([_value(state) for state in DUE], now),
+        )
+        return [_file_row(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_attempt_at) FROM files WHERE state = ANY(%s)",
+            ([_value(state) for state in DUE],),
+        )
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM files GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def oldest_waiting(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(created_at) FROM files WHERE state = ANY(%s)",
+            ([_value(state) for state in WAITING],),
+        )
+        return row[0] if row else None
+
+    def recent_failures(self, limit: int = 10) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+            # An upload whose record (move, sidecar) cannot be written yet says why too.
+            "OR (state = 'recording' AND last_error IS NOT NULL) "
+            "ORDER BY updated_at DESC LIMIT %s",
+            (limit,),
+        )
+        return [_file_row(row) for row in rows]
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int:
+        query = (
+            "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = %s, "
+            "updated_at = %s WHERE state IN ('failed', 'retrying', 'held')"
+        )
+        return self._update_for_paths(query, paths)
+
+    def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
+        now = time.time()
+        if paths is None:
+            return self._write(query, (now, now))
+        return self._write(query + " AND path = ANY(%s)", (now, now, paths))
+
+    # -- sidecars that could not be written yet ----------------------------------------------
+    def defer_sidecar(
+        self,
+        location: str,
+        file: str,
+        folder: str,
+        document: dict[str, Any],
+        reason: str,
+        next_at_for: Callable[[int], float],
+    ) -> int:
+        def run(conn: psycopg.Connection[Any]) -> int:
+            now = time.time()
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT failures, created_at FROM pending_sidecars WHERE location = %s "
+                    "FOR UPDATE",
+                    (location,),
+                ).fetchone()
+                failures, created = (row[0] + 1, row[1]) if row else (1, now)
+                values = (file, folder, json.dumps(document), reason, failures)
+                conn.execute(
+                    "INSERT INTO pending_sidecars VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (location) DO UPDATE SET file = EXCLUDED.file, "
+                    "folder = EXCLUDED.folder, document = EXCLUDED.document, "
+                    "reason = EXCLUDED.reason, failures = EXCLUDED.failures, "
+                    "next_at = EXCLUDED.next_at",
+                    (location, *values, next_at_for(failures), created),
+                )
+            return int(failures)
+
+        return self._run(run)
+
+    def sidecar_written(self, location: str) -> None:
+        self._write("DELETE FROM pending_sidecars WHERE location = %s", (location,))
+
+    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
+        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
+        query += "pending_sidecars"
+        arguments: tuple[float, ...] = ()
+        if due_before is not None:
+            query += " WHERE next_at <= %s"
+            arguments = (due_before,)
+        rows = self._all(query + " ORDER BY next_at", arguments)
+        return [
+            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+            for row in rows
+        ]
+
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT path, sidecar FROM files WHERE sidecar LIKE '%%~%%.asset.json' "
+            "ORDER BY updated_at DESC"
+        )
+        found = [
+            (path, side)
+            for path, side in rows
+            if Path(side).name != Path(path).name + ".asset.json"
+        ]
+        return found[:limit]
+
+    def next_sidecar_at(self) -> float | None:
+        row = self._one("SELECT MIN(next_at) FROM pending_sidecars")
+        return row[0] if row else None
+
+    # -- work handed to a running daemon by a command ----------------------------------------
+    def request(self, path: str, folder: str) -> float:
+        """Ask a daemon of the fleet to look at ``path``; returns the time asked."""
+        now = time.time()
+        self._write(
+            "INSERT INTO requests (path, folder, requested_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (path) DO UPDATE SET folder = EXCLUDED.folder, "
+            "requested_at = EXCLUDED.requested_at",
+            (path, folder, now),
+        )
+        return now
+
+    def take_requests(self) -> list[tuple[str, str]]:
+        """(path, folder) of every request, each taken by exactly one daemon of the fleet."""
+        rows = self._all(
+            "DELETE FROM requests WHERE path IN "
+            "(SELECT path FROM requests FOR UPDATE SKIP LOCKED) RETURNING path, folder, "
+            "requested_at"
+        )
+        return [(path, folder) for path, folder, _ in sorted(rows, key=lambda row: row[2])]
+
+    # -- claims ------------------------------------------------------------------------------
+    def claim(self, path: str) -> bool:
+        row = self._one(
+            f"UPDATE files SET owner = %s, lease_until = {NOW} + %s "
+            "WHERE path = %s AND state <> ALL(%s) "
+            f"AND (owner IS NULL OR owner = %s OR lease_until < {NOW}) RETURNING 1",
+            (self.owner, self.lease_seconds, path, [_value(s) for s in FINAL], self.owner),
+        )
+        return row is not None
+
+    def renew_claims(self) -> int:
+        return self._write(
+            f"UPDATE files SET lease_until = {NOW} + %s WHERE owner = %s",
+            (self.lease_seconds, self.owner),
+        )
+
+    def release(self, path: str) -> None:
+        self._write(
+            "UPDATE files SET owner = NULL, lease_until = NULL WHERE path = %s AND owner = %s",
+            (path, self.owner),
+        )
+
+    def orphaned(self) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE state = ANY(%s) "
+            f"AND (owner IS NULL OR (owner <> %s AND lease_until < {NOW})) "
+            "ORDER BY created_at LIMIT 1000",
+            ([_value(state) for state in _RESUMABLE], self.owner),
+        )
+        return [_file_row(row) for row in rows]
+
+    # -- asset cache -------------------------------------------------------------------------
+    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
+        row = self._one(
+            "SELECT asset_id, url, protocol, uploaded_at FROM assets "
+            "WHERE sha256 = %s AND content_type = %s AND uploaded_at >= %s",
+            (sha256, content_type, newer_than),
+        )
+        return CachedAsset(*row) if row else None
+
+    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
+        row = self._one(
+            "SELECT 1 FROM assets WHERE size = %s AND content_type = %s AND uploaded_at >= %s "
+            "LIMIT 1",
+            (size, content_type, newer_than),
+        )
+        return row is not None
+
+    def cache_recorded_assets(self) -> int:
+        return self._write(
+            "INSERT INTO assets "
+            "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
+            "SELECT DISTINCT ON (sha256, content_type) sha256, content_type, size, asset_id, "
+            "asset_url, protocol, created_at "
+            "FROM files WHERE state = 'uploaded' AND reused = 0 "
+            "AND sha256 IS NOT NULL AND asset_id IS NOT NULL AND asset_url IS NOT NULL "
+            "ON CONFLICT (sha256, content_type) DO NOTHING"
+        )
+
+    # -- videos ------------------------------------------------------------------------------
+    def video(self, path: str) -> VideoRow | None:
+        row = self._one(f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = %s", (path,))
+        return VideoRow(*row) if row else None
+
+    def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
+        now = time.time()
+        columns = {
+            "path": path,
+            "template": template,
+            "endpoint": endpoint,
+            "state": state,
+            "created_at": now,
+            "updated_at": now,
+            **values,
+        }
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            # The whole row is replaced (columns not given go back to their defaults).
+            with conn.transaction():
+                conn.execute("DELETE FROM videos WHERE path = %s", (path,))
+                conn.execute(
+                    f"INSERT INTO videos ({', '.join(columns)}) VALUES ({_marks(len(columns))})",
+                    _values(columns.values()),
+                )
+
+        self._run(run)
+
+    def update_video(self, path: str, **changes: Any) -> None:
+        _known_columns(changes, _VIDEO_UPDATABLE, "videos")
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        self._write(f"UPDATE videos SET {assignments} WHERE path = %s", (*changes.values(), path))
+
+    def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
+        changes.update(state=to_state, updated_at=time.time())
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        return (
+            self._write(
+                f"UPDATE videos SET {assignments} WHERE path = %s AND state = %s",
+                (*changes.values(), path, from_state),
+            )
+            == 1
+        )
+
+    def due_videos(self, now: float) -> list[str]:
+        rows = self._all(
+            "SELECT path FROM videos WHERE state = ANY(%s) AND next_at <= %s ORDER BY next_at",
+            (list(VIDEO_ACTIVE_STATES), now),
+        )
+        return [row[0] for row in rows]
+
+    def next_video_at(self) -> float | None:
+        row = self._one(
+            "SELECT MIN(next_at) FROM videos WHERE state = ANY(%s)", (list(VIDEO_ACTIVE_STATES),)
+        )
+        return row[0] if row else None
+
+    def videos_in(self, states: tuple[str, ...]) -> list[VideoRow]:
+        rows = self._all(
+            f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE state = ANY(%s)",
+            (list(states),),
+        )
+        return [VideoRow(*row) for row in rows]
+
+    def video_counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
+        query = (
+            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
+            "ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = %s, "
+            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
+            "submitted_at = NULL, completed_at = NULL, updated_at = %s "
+            "WHERE state IN ('unknown', 'failed', 'timed_out')"
+        )
+        return self._update_for_paths(query, paths)
+
+    # -- process-wide facts ------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (key, json.dumps(value)),
+        )
+
+    def get_meta(self, key: str) -> Any:
+        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
+        return json.loads(row[0]) if row else None
+
+    # -- the daemons using the journal (for `status`) -----------------------------------------
+    def register_daemon(self, version: str) -> None:
+        self._write(
+            "INSERT INTO daemons (owner, host, pid, version, started_at, heartbeat_at) "
+            f"VALUES (%s, %s, %s, %s, {NOW}, {NOW}) ON CONFLICT (owner) DO UPDATE SET "
+            "heartbeat_at = EXCLUDED.heartbeat_at",
+            (self.owner, socket.gethostname(), os.getpid(), version),
+        )
+        # Daemons silent for a day are gone (killed, host lost): they leave the view.
+        self._write(f"DELETE FROM daemons WHERE heartbeat_at < {NOW} - 86400")
+
+    def beat_daemon(self, in_flight: int) -> None:
+        self._write(
+            f"UPDATE daemons SET heartbeat_at = {NOW}, in_flight = %s WHERE owner = %s",
+            (in_flight, self.owner),
+        )
+
+    def unregister_daemon(self) -> None:
+        self._write("DELETE FROM daemons WHERE owner = %s", (self.owner,))
+
+    def daemons(self) -> list[DaemonRow]:
+        rows = self._all(
+            f"SELECT owner, host, pid, version, started_at, {NOW} - heartbeat_at, in_flight "
+            "FROM daemons ORDER BY host, pid"
+        )
+        return [DaemonRow(*row) for row in rows]
+
+    # -- pauses shared by every daemon using the journal -------------------------------------
+    def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
+        self._write(
+            f"INSERT INTO pauses (kind, until, reason) VALUES (%s, {NOW} + %s, %s) "
+            "ON CONFLICT (kind) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason "
+            "WHERE pauses.until < EXCLUDED.until",
+            (kind, seconds, reason),
+        )
+
+    def fleet_pause(self, kind: str) -> tuple[float, str]:
+        row = self._one(f"SELECT until - {NOW}, reason FROM pauses WHERE kind = %s", (kind,))
+        return (float(row[0]), str(row[1])) if row and row[0] > 0 else (0.0, "")
+
+
+def _reason(error: psycopg.Error) -> str:
+    """The first line of libpq's message (the rest repeats the host and port)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
