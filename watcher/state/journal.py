@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -253,7 +254,57 @@ class PendingSidecar:
     next_at: float
 
 
-class SqliteJournal:
+class _SharedOperations(ABC):
+    """What both journal backends do the same way, written once: the retry policy's queries
+    (in each backend's parameter style, `_MARK`) and operations built on `update`."""
+
+    _MARK = "?"
+
+    @abstractmethod
+    def update(self, key: str, **changes: Any) -> None: ...
+
+    @abstractmethod
+    def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
+        """Run an UPDATE taking (now, now), for every row it matches or only for ``paths``."""
+
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None:
+        """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
+        self.update(
+            path,
+            state=FileState.UPLOADING,
+            slot=slot,
+            slot_expires_at=expires_at,
+            asset_id=asset_id,
+            **changes,
+        )
+
+    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
+        """Videos that did not complete (lost answer, failed, timed out) start over: a rendered
+        body is sent again; one that never got that far looks for its script again."""
+        mark = self._MARK
+        query = (
+            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
+            f"ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = {mark}, "
+            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
+            f"submitted_at = NULL, completed_at = NULL, updated_at = {mark} "
+            "WHERE state IN ('unknown', 'failed', 'timed_out')"
+        )
+        return self._update_for_paths(query, paths)
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int:
+        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
+        count."""
+        mark = self._MARK
+        query = (
+            f"UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = {mark}, "
+            f"updated_at = {mark} WHERE state IN ('failed', 'retrying', 'held')"
+        )
+        return self._update_for_paths(query, paths)
+
+
+class SqliteJournal(_SharedOperations):
     """The embedded journal: one SQLite file, one daemon (see `watcher.state.journal_api`)."""
 
     def __init__(self, path: Path) -> None:
@@ -469,19 +520,6 @@ class SqliteJournal:
         with self._transaction() as db:
             db.execute("DELETE FROM files WHERE path = ?", (path,))
 
-    def record_slot(
-        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
-    ) -> None:
-        """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
-        self.update(
-            path,
-            state=FileState.UPLOADING,
-            slot=slot,
-            slot_expires_at=expires_at,
-            asset_id=asset_id,
-            **changes,
-        )
-
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
         """path → (size, mtime_ns, state, updated_at) for every row: what a scan compares
         against (and, for uploaded files, whether their sidecar changed since)."""
@@ -623,27 +661,6 @@ class SqliteJournal:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
-
-    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
-        """Videos that did not complete (lost answer, failed, timed out) start over: a rendered
-        body is sent again; one that never got that far looks for its script again."""
-        query = (
-            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
-            "ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = ?, "
-            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
-            "submitted_at = NULL, completed_at = NULL, updated_at = ? "
-            "WHERE state IN ('unknown', 'failed', 'timed_out')"
-        )
-        return self._update_for_paths(query, paths)
-
-    def mark_for_retry(self, paths: list[str] | None = None) -> int:
-        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
-        count."""
-        query = (
-            "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = ?, "
-            "updated_at = ? WHERE state IN ('failed', 'retrying', 'held')"
-        )
-        return self._update_for_paths(query, paths)
 
     def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
         """Run an UPDATE taking (now, now) for every row it matches, or only for ``paths``."""

@@ -51,6 +51,7 @@ from watcher.state.journal import (
     _check_admitted,
     _file_row,
     _known_columns,
+    _SharedOperations,
 )
 from watcher.state.states import DUE, FINAL, WAITING, FileState, check_transition
 
@@ -213,8 +214,10 @@ def safe_url(url: str) -> str:
     return f"{scheme}://{userinfo.split(':')[0]}@{host}"
 
 
-class PgJournal:
+class PgJournal(_SharedOperations):
     """The journal in PostgreSQL (see the module docstring)."""
+
+    _MARK = "%s"
 
     def __init__(
         self,
@@ -503,18 +506,6 @@ class PgJournal:
     def forget(self, path: str) -> None:
         self._write("DELETE FROM files WHERE path = %s", (path,))
 
-    def record_slot(
-        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
-    ) -> None:
-        self.update(
-            path,
-            state=FileState.UPLOADING,
-            slot=slot,
-            slot_expires_at=expires_at,
-            asset_id=asset_id,
-            **changes,
-        )
-
     def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
         _known_columns(changes, _UPDATABLE, "files")
         changes.update(state=FileState.UPLOADED, updated_at=time.time())
@@ -600,13 +591,6 @@ class PgJournal:
             (limit,),
         )
         return [_file_row(row) for row in rows]
-
-    def mark_for_retry(self, paths: list[str] | None = None) -> int:
-        query = (
-            "UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = %s, "
-            "updated_at = %s WHERE state IN ('failed', 'retrying', 'held')"
-        )
-        return self._update_for_paths(query, paths)
 
     def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
         now = time.time()
@@ -826,16 +810,6 @@ class PgJournal:
     def video_counts(self) -> dict[str, int]:
         rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
         return {state: count for state, count in rows}
-
-    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
-        query = (
-            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
-            "ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = %s, "
-            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
-            "submitted_at = NULL, completed_at = NULL, updated_at = %s "
-            "WHERE state IN ('unknown', 'failed', 'timed_out')"
-        )
-        return self._update_for_paths(query, paths)
 
     # -- process-wide facts ------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
