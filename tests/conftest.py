@@ -32,6 +32,14 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
+def drop(tmp_path: Path) -> Path:
+    """An empty drop folder."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def api_config(sandbox: Sandbox) -> ApiConfig:
     return fast_api(sandbox)
 

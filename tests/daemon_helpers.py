@@ -20,6 +20,9 @@ from watcher.config.apikey import ApiKey
 from watcher.sandbox import Sandbox
 from watcher.service.daemon import Daemon
 
+# The environment a daemon subprocess needs to reach the sandbox.
+KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
+
 FAST_API = {
     "timeout_seconds": 5,
     "max_attempts": 3,

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SANDBOX_KEY
 from daemon_helpers import config_document, write_config
 
 from watcher.sandbox import Sandbox
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 def folder_config(tmp_path: Path, sandbox: Sandbox, **folder: object) -> tuple[Path, Path]:

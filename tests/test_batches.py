@@ -37,13 +37,6 @@ READ_BATCH = "/v3/assets/batches/"
 
 
 @pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def staging(tmp_path: Path) -> Path:
     folder = tmp_path / "staging"
     folder.mkdir()

@@ -13,6 +13,7 @@ import pytest
 from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import (
     FAST_API,
+    KEY_ENV,
     cli,
     config_document,
     read_sidecar,
@@ -24,8 +25,6 @@ from daemon_helpers import (
 )
 
 from watcher.sandbox import Fault, Sandbox
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 def api_only_config(tmp_path: Path, sandbox: Sandbox, **api: object) -> Path:

@@ -45,13 +45,6 @@ def require_file_leases(folder: Path) -> None:
 SETTLE = 0.3
 
 
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
 def folder(drop: Path, **options: object) -> dict[str, object]:
     return {"path": str(drop), "settle_seconds": SETTLE, **options}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import media
 from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     config_document,
     read_sidecar,
@@ -19,7 +20,7 @@ from daemon_helpers import (
     wait_sidecar,
     write_config,
 )
-from doors_helpers import KEY_ENV, api_only, folder_config
+from doors_helpers import api_only, folder_config
 
 from watcher.sandbox import Fault, Sandbox
 

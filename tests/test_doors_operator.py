@@ -15,13 +15,14 @@ from pathlib import Path
 import media
 from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     env_with,
     start_cli,
     stop_cli,
     wait_sidecar,
 )
-from doors_helpers import KEY_ENV, folder_config
+from doors_helpers import folder_config
 
 from watcher.sandbox import Sandbox
 

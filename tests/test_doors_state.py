@@ -9,6 +9,7 @@ import media
 import pytest
 from conftest import wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     make_config,
     read_sidecar,
@@ -19,7 +20,7 @@ from daemon_helpers import (
     uploads_of,
     wait_sidecar,
 )
-from doors_helpers import KEY_ENV, folder_config
+from doors_helpers import folder_config
 
 from watcher.sandbox import Fault, Sandbox
 

@@ -21,8 +21,9 @@ import media
 import pgcluster
 import psycopg
 import pytest
-from conftest import SANDBOX_KEY, wait_for
+from conftest import wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     config_document,
     read_sidecar,
@@ -36,8 +37,6 @@ from daemon_helpers import (
 from watcher.config import Config, parse_config
 from watcher.sandbox import Fault, Sandbox
 
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[pgcluster.Cluster]:
@@ -47,13 +46,6 @@ def server() -> Iterator[pgcluster.Cluster]:
 @pytest.fixture
 def shared(server: pgcluster.Cluster) -> str:
     return server.new_database()
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def fleet_document(

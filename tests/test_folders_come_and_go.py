@@ -12,8 +12,8 @@ from pathlib import Path
 
 import media
 import pytest
-from conftest import SANDBOX_KEY
 from daemon_helpers import (
+    KEY_ENV,
     config_document,
     make_config,
     running,
@@ -24,15 +24,6 @@ from daemon_helpers import (
 )
 
 from watcher.sandbox import Sandbox
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def aside(path: Path) -> Path:

@@ -7,12 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX_KEY
-from daemon_helpers import cli
+from daemon_helpers import KEY_ENV, cli
 
 from watcher.config import ConfigError, load_config
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 def billion_laughs() -> str:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import media
 import pytest
-from conftest import SANDBOX_KEY, wait_for
+from conftest import wait_for
 from daemon_helpers import (
+    KEY_ENV,
     config_document,
     make_config,
     read_sidecar,
@@ -26,15 +27,6 @@ from daemon_helpers import (
 
 from watcher.config.regularfile import NotRegularFile, ReadLimitExceeded, read_regular
 from watcher.sandbox import Sandbox
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def is_ours(path: Path) -> bool:

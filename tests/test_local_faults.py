@@ -64,13 +64,6 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
 def status_of(tmp_path: Path, sandbox: Sandbox, drop: Path, sidecars: Path) -> dict:
     document = config_document(
         sandbox, tmp_path / "state", [{"path": str(drop), "sidecar_dir": str(sidecars)}]

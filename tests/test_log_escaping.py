@@ -8,12 +8,10 @@ from pathlib import Path
 
 import media
 import pytest
-from conftest import SANDBOX_KEY
-from daemon_helpers import config_document, start_cli, stop_cli, wait_sidecar, write_config
+from daemon_helpers import KEY_ENV, config_document, start_cli, stop_cli, wait_sidecar, write_config
 
 from watcher.sandbox import Fault, Sandbox
 
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 FORGED = "error forged line"
 NAMES = (
     f"evil\n{FORGED}.png",

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import media
-import pytest
 from conftest import wait_for
 from daemon_helpers import (
     cli,
@@ -24,13 +23,6 @@ from watcher.sandbox import Sandbox
 from watcher.state import names, sidecar
 
 NAME_MAX = 255
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def name_of_bytes(length: int, extension: str = ".png", char: str = "n") -> str:

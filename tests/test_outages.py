@@ -13,8 +13,9 @@ from pathlib import Path
 
 import media
 import pytest
-from conftest import SANDBOX_KEY, wait_for
+from conftest import wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     config_document,
     read_sidecar,
@@ -26,20 +27,12 @@ from daemon_helpers import (
 
 from watcher.sandbox import Fault, Sandbox
 
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 # The goal: every waiting file uploaded within this long of the API answering again.
 RESUME_GOAL_SECONDS = 15.0
 # Short settings standing in for the real ones: a file's whole retry schedule (three attempts
 # over `retry_window_seconds`) lasts 0.3 s here, so an outage of 3 s is ten of them; an hour's
 # window against a ten-hour outage, or a minute's against ten minutes, is the same case.
 RETRY_WINDOW = 0.3
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ import media
 import pytest
 from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import (
+    KEY_ENV,
     cli,
     config_document,
     make_config,
@@ -29,15 +30,6 @@ from daemon_helpers import (
 
 from watcher.sandbox import Fault, Sandbox
 from watcher.state.journal import SqliteJournal as Journal
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 def journal_state(tmp_path: Path, path: Path) -> str | None:

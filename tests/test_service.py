@@ -15,12 +15,10 @@ from pathlib import Path
 import media
 import pytest
 import requests
-from conftest import SANDBOX_KEY, wait_for
-from daemon_helpers import config_document, start_cli, stop_cli, wait_sidecar, write_config
+from conftest import wait_for
+from daemon_helpers import KEY_ENV, config_document, start_cli, stop_cli, wait_sidecar, write_config
 
 from watcher.sandbox import Fault, Sandbox
-
-KEY_ENV = {"HEYGEN_API_KEY": SANDBOX_KEY}
 
 
 class NotifyListener:
@@ -61,13 +59,6 @@ class NotifyListener:
         self._stop.set()
         self.socket.close()
         self._thread.join(timeout=2)
-
-
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture

@@ -44,13 +44,6 @@ BACKGROUND_BODY = {
 }
 
 
-@pytest.fixture
-def drop(tmp_path: Path) -> Path:
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    return folder
-
-
 def templated(sandbox: Sandbox, tmp_path: Path, drop: Path, template: dict[str, Any], **top: Any):
     return make_config(
         sandbox,
