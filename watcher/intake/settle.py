@@ -132,6 +132,12 @@ class Settler:
             self._pending[path] = entry
             self._wake.notify()
 
+    def waiting(self) -> set[str]:
+        """The paths waiting to settle, as strings (a scan skips them: each is looked at
+        again anyway before it is handed on)."""
+        with self._wake:
+            return {str(path) for path in self._pending}
+
     def pending_count(self) -> int:
         with self._wake:
             return len(self._pending)

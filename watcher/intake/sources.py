@@ -2,8 +2,10 @@
 
 Sources only say "look at this path"; they never decide anything. Event handlers only enqueue
 (watchdog runs them on its own thread, and inotify drops events if that thread dawdles).
-The periodic rescan is the safety net for what events miss: inotify queue overflows (which
-watchdog skips silently), network shares, folders that came back.
+The periodic rescan is the safety net for what events miss: network shares, folders that
+came back. When the kernel's inotify queue overflows, events are lost for every watch of the
+observer; watchdog says so only in a log line (and then re-arms its recursive watches), so that
+line is listened for and the daemon is told at once (`Observers.on_events_lost`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,24 @@ _WATCHED_EVENTS = (
     # A watched folder deleted: its watch ends, so the daemon looks at the folder at once.
     DirDeletedEvent,
 )
+
+
+# Where and how watchdog (7.1 and later) reports IN_Q_OVERFLOW.
+OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+OVERFLOW_MESSAGE = "Inotify queue overflowed"
+
+
+class _OverflowListener(logging.Handler):
+    """Hears watchdog's overflow warning; calls ``on_lost`` (on watchdog's reading thread,
+    so it must only flag and wake)."""
+
+    def __init__(self, on_lost: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.on_lost = on_lost
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(OVERFLOW_MESSAGE):
+            self.on_lost()
 
 
 def _native_observer() -> BaseObserver:
@@ -118,10 +138,12 @@ class Observers:
     exhausted inotify watch limit) share one polling observer, made when first needed. An
     observer whose thread ended is replaced by a fresh one at the next `schedule`."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_events_lost: Callable[[], None] = lambda: None) -> None:
         self._lock = threading.Lock()
         self._native: BaseObserver | None = None
         self._polling: BaseObserver | None = None
+        # Listening from the first native observer on, until `stop`.
+        self._overflow = _OverflowListener(on_events_lost)
 
     def schedule(
         self, handler: FileSystemEventHandler, path: Path, recursive: bool, polling: bool
@@ -149,6 +171,12 @@ class Observers:
             current = self._polling if polling else self._native
             if current is not None and current.is_alive():
                 return current
+            if not polling:
+                watchdog_log = logging.getLogger(OVERFLOW_LOGGER)
+                # The overflow warning must reach the listener whatever the log level.
+                if not watchdog_log.isEnabledFor(logging.WARNING):
+                    watchdog_log.setLevel(logging.WARNING)
+                watchdog_log.addHandler(self._overflow)  # once: a handler is added only once
             fresh: BaseObserver = PollingObserver(timeout=1.0) if polling else _native_observer()
             fresh.name = "watch-polling" if polling else "watch"
             fresh.daemon = True
@@ -167,6 +195,7 @@ class Observers:
             observer.stop()
         for observer in observers:
             observer.join(timeout=5)
+        logging.getLogger(OVERFLOW_LOGGER).removeHandler(self._overflow)
 
 
 class FolderWatch:

@@ -109,6 +109,12 @@ class WorkPool:
             self._busy += 1
         self._queue.put(Work(path, folder, row))
 
+    def queued(self) -> set[str]:
+        """Paths waiting for a worker, not yet started (a worker reads the file as it is
+        when it starts, so a scan need not look at these)."""
+        with self._lock:
+            return {str(path) for path in self._queued}
+
     def run_task(self, run: Callable[[], None], what: str) -> bool:
         """Queue internal work; False (and nothing queued) once shutting down."""
         with self._lock:

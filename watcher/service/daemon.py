@@ -67,10 +67,10 @@ from watcher.state.journal_api import Journal
 from watcher.state.journals import open_journal
 from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
+from watcher.state.sidecar import SHORT_NAME_BYTES, iso_from_epoch
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
-from watcher.state.sidecar import iso_from_epoch
 from watcher.state.states import DUE, FileState
-from watcher.state.tree import walk_files
+from watcher.state.tree import TreeStamps, walk_changed, walk_files
 from watcher.state.writable import unwritable
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,27 @@ ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
 # While the API is unreachable, the log says so again every this many failed probes.
 UNREACHABLE_REMINDER_PROBES = 30
+# Adopted rows written to the journal per transaction while a scan walks a large tree.
+ADOPT_BATCH = 5000
+# Room a sidecar's suffix takes in a name whose sidecar is `<name>.asset.json` (longer names
+# have shortened sidecar names: `watcher.state.names`).
+SUFFIX_ROOM = len(SIDECAR_SUFFIX)
+# The periodic rescan takes at most this share of the time: a tree so large that a pass
+# lasts long waits proportionally longer for the next (up to RESCAN_STRETCH_MAX times the
+# configured interval; an inotify overflow still asks for one at once).
+RESCAN_DUTY = 0.01
+RESCAN_STRETCH_MAX = 10.0
 # Rows a previous process left mid-way, picked up again at start.
 RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.HELD)
+
+
+@dataclass
+class _Tally:
+    """What one scan pass saw: files stat'ed, files noticed, rows to adopt (in batches)."""
+
+    seen: int = 0
+    noticed: int = 0
+    adopted: list[FileRow] = field(default_factory=list)
 
 
 @dataclass
@@ -108,7 +127,7 @@ class Daemon:
     leases: ClaimKeeper = field(init=False)
     root_check_seconds: float = ROOT_CHECK_SECONDS
     watches: list[FolderWatch] = field(default_factory=list)
-    observers: Observers = field(default_factory=Observers)
+    observers: Observers = field(init=False)
     _watches_lock: threading.Lock = field(default_factory=threading.Lock)
     _tree_scans: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
@@ -120,6 +139,11 @@ class Daemon:
     # Files the last scan saw, and how many of them it handed on (the rest needed nothing).
     scanned: int = field(init=False, default=0)
     scan_noticed: int = field(init=False, default=0)
+    # Directory stamps of the last pass, and how long it took (`scan_all`).
+    stamps: TreeStamps = field(default_factory=TreeStamps)
+    scan_seconds: float = field(init=False, default=0.0)
+    full_scans: int = field(init=False, default=0)  # asked for by lost events
+    _full_scan: threading.Event = field(default_factory=threading.Event)  # events were lost
     claims: FolderClaims = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
@@ -130,6 +154,7 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self.live = LiveConfig(self.initial_config)
+        self.observers = Observers(on_events_lost=self.events_lost)
 
     @property
     def config(self) -> Config:
@@ -339,61 +364,131 @@ class Daemon:
     def _ready(self, path: Path, folder: FolderConfig) -> None:
         self.pipeline.pool.submit(path, folder)
 
-    def scan_all(self, *, initial: bool = False) -> int:
+    def scan_all(self, *, initial: bool = False, full: bool = False) -> int:
         """Notice every file whose size or mtime differs from what the journal recorded.
 
         Files whose sidecar from an earlier run still matches are adopted into the journal
-        right here, in bulk, instead of going through the pipeline one by one: a restart
+        right here, in batches, instead of going through the pipeline one by one: a restart
         over a large, finished backlog costs a directory walk and a read of each sidecar.
+
+        Folder by folder and directory by directory: memory holds one directory's listing
+        and one batch of adopted rows, never the tree. A periodic pass (neither ``initial``
+        nor ``full``) lists only directories whose stamp moved since the last pass: files
+        created, deleted or renamed behind inotify's back move their directory's mtime; a
+        file rewritten in place does not, but inotify reports that (IN_MODIFY, IN_CLOSE_WRITE)
+        and a lost event shows as a queue overflow, which asks for a ``full`` pass at once.
         """
-        known = self.journal.fingerprints()
+        started = time.monotonic()
         # Sidecars written since the last look (events): these are read and compared.
         suspects = self.pipeline.keeper.take_suspects()
-        noticed = seen = 0
-        adopted: list[FileRow] = []
+        # Files the daemon already holds, waiting to settle or queued for a worker: looking at
+        # them again would only cost a stat each (a burst larger than inotify's queue).
+        waiting = self.settler.waiting() | self.pipeline.pool.queued()
+        tally = _Tally()
+        stamps = self.stamps
+        stamps.skipped = stamps.listed = 0
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
         for folder in self.config.folders:
             if not folder.path.is_dir() or folder.path in blocked:
                 continue
-            scripts = folder.template is not None
-            root_length = len(str(folder.path)) + 1
-            # Sidecars seen by the walk, and uploaded files whose sidecar is to be looked at.
-            listed_sidecars: dict[str, os.DirEntry[str]] = {}
-            uploaded: list[tuple[str, float]] = []
-            for entry in walk_files(folder.path, folder.recursive):
-                if entry.name.endswith(SIDECAR_SUFFIX):
-                    listed_sidecars[entry.path] = entry
-                # Strings, not Paths, on this path: it runs once per file of a large backlog.
-                if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
-                    continue
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if not initial and not stat.S_ISREG(info.st_mode):
-                    continue  # skipped kinds were logged once already
-                seen += 1
-                record = known.get(entry.path)
-                if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
-                    if record[2] == FileState.UPLOADED:
-                        uploaded.append((entry.path, record[3]))
-                    continue
-                path = Path(entry.path)
-                if record is None and stat.S_ISREG(info.st_mode):
+            # A `sidecar_dir` mirror is not listed by the walk: its sidecars are looked at
+            # one by one beside their files, so such a folder is walked in full.
+            trust = not (initial or full) and folder.sidecar_dir is None
+            walk = walk_changed(folder.path, folder.recursive, stamps, trust=trust)
+            for _directory, entries in walk:
+                if self._stop.is_set():
+                    break
+                self._scan_directory(folder, entries, suspects, waiting, initial, tally)
+                if len(tally.adopted) >= ADOPT_BATCH:
+                    self._adopt(tally)
+        self._adopt(tally)
+        self._check_suspects(suspects)
+        if tally.noticed and not initial:
+            log.info("rescan found %d new or changed file(s)", tally.noticed)
+        self.scanned, self.scan_noticed = tally.seen, tally.noticed
+        self.scan_seconds = time.monotonic() - started
+        return tally.noticed
+
+    def _scan_directory(
+        self,
+        folder: FolderConfig,
+        entries: list[os.DirEntry[str]],
+        suspects: set[str],
+        waiting: set[str],
+        initial: bool,
+        tally: _Tally,
+    ) -> None:
+        """One directory's files: noticed when new or changed, adopted when their sidecar
+        says they are done, uploaded ones' sidecars kept true."""
+        scripts = folder.template is not None
+        root_length = len(str(folder.path)) + 1
+        # Sidecars seen by the walk, and uploaded files whose sidecar is to be looked at.
+        listed_sidecars: dict[str, os.DirEntry[str]] = {}
+        candidates: list[os.DirEntry[str]] = []
+        for entry in entries:
+            if entry.name.endswith(SIDECAR_SUFFIX):
+                listed_sidecars[entry.path] = entry
+            # Strings, not Paths, on this path: it runs once per file of a large backlog.
+            if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
+                continue
+            if entry.path in waiting:
+                continue
+            candidates.append(entry)
+        if not candidates:
+            return
+        known = self.journal.fingerprints_of([entry.path for entry in candidates])
+        beside = folder.sidecar_dir is None and folder.move_to is None
+        uploaded: list[tuple[str, float]] = []
+        for entry in candidates:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if not initial and not stat.S_ISREG(info.st_mode):
+                continue  # skipped kinds were logged once already
+            tally.seen += 1
+            record = known.get(entry.path)
+            if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
+                if record[2] == FileState.UPLOADED:
+                    uploaded.append((entry.path, record[3]))
+                continue
+            path = Path(entry.path)
+            if record is None and stat.S_ISREG(info.st_mode):
+                # Beside its file (a short name), a sidecar the listing does not show is not
+                # there to be read: a new file costs no failed open.
+                plain = beside and (
+                    len(entry.name) * 4 + SUFFIX_ROOM <= SHORT_NAME_BYTES
+                    or len(os.fsencode(entry.name)) + SUFFIX_ROOM <= SHORT_NAME_BYTES
+                )
+                if not plain or entry.path + SIDECAR_SUFFIX in listed_sidecars:
                     row = adoptable_row(path, folder, info)
                     if row is not None:
-                        adopted.append(row)
+                        tally.adopted.append(row)
                         continue
-                self.notice(path, folder)
-                noticed += 1
-            self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
-        self.journal.put_many(adopted)
-        if adopted:
-            log.info("adopted %d file(s) already recorded in their sidecars", len(adopted))
-        if noticed and not initial:
-            log.info("rescan found %d new or changed file(s)", noticed)
-        self.scanned, self.scan_noticed = seen, noticed
-        return noticed
+            self.notice(path, folder)
+            tally.noticed += 1
+        self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
+        suspects.difference_update(listed_sidecars)
+
+    def _adopt(self, tally: _Tally) -> None:
+        if not tally.adopted:
+            return
+        self.journal.put_many(tally.adopted)
+        log.info("adopted %d file(s) already recorded in their sidecars", len(tally.adopted))
+        tally.adopted = []
+
+    def _check_suspects(self, suspects: set[str]) -> None:
+        """Sidecars an event said were written, in directories the pass did not list (an
+        edit in place moves no directory's mtime): read and compared with the journal."""
+        for location in suspects:
+            key = location[: -len(SIDECAR_SUFFIX)]
+            row = self.journal.get(key)
+            if row is None or row.state is not FileState.UPLOADED:
+                continue
+            folder = self.config.folder_of(row.folder)
+            if folder.sidecar_dir is not None:
+                continue
+            self.pipeline.keeper.check_listed(key, folder, os.path.lexists(location), True)
 
     def _keep_sidecars_true(
         self,
@@ -560,9 +655,16 @@ class Daemon:
                     next_root_check = now + self.root_check_seconds
                     self._check_roots()
                     self._check_key_file()
-                if now >= next_rescan:
-                    next_rescan = now + self.config.rescan_seconds
+                if self._full_scan.is_set():
+                    # Events were lost: every file of every folder is looked at, now.
+                    self._full_scan.clear()
+                    log.warning("inotify's event queue overflowed; scanning every folder now")
+                    self.full_scans += 1
+                    self.scan_all(full=True)
+                    next_rescan = time.monotonic() + self._rescan_interval()
+                elif now >= next_rescan:
                     self.scan_all()
+                    next_rescan = time.monotonic() + self._rescan_interval()
             except Exception:
                 # One bad round (a folder that cannot be read, a bug) must not end the thread
                 # that retries, rescans and re-arms everything else.
@@ -576,6 +678,19 @@ class Daemon:
                     self.client.key_origin,
                     self.pipeline.auth_pause.reason,
                 )
+
+    def _rescan_interval(self) -> float:
+        """The configured interval, stretched for a tree so large that a pass takes long."""
+        configured = self.config.rescan_seconds
+        stretched = max(configured, self.scan_seconds / RESCAN_DUTY)
+        return min(stretched, configured * RESCAN_STRETCH_MAX)
+
+    def events_lost(self) -> None:
+        """The kernel dropped events (its inotify queue overflowed): scan every folder in
+        full at once. Cheap: called from watchdog's thread; repeated overflows while a scan
+        is due make one scan."""
+        self._full_scan.set()
+        self._wake.set()
 
     # -- outages -----------------------------------------------------------------------------
     def _probe_delay(self) -> float:

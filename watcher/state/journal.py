@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,6 +32,8 @@ from watcher.state.states import ADMITTED, DUE, FINAL, WAITING, FileState, check
 
 SCHEMA_VERSION = 1
 _DUE_MARKS = ", ".join("?" for _ in DUE)
+# Paths per `IN (...)` lookup: under SQLite's oldest limit on bound parameters (999).
+_LOOKUP_CHUNK = 900
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -530,6 +532,22 @@ class SqliteJournal(_SharedOperations):
                     "SELECT path, size, mtime_ns, state, updated_at FROM files"
                 )
             }
+
+    def fingerprints_of(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, float]]:
+        """`fingerprints` of these paths only (those with a row): what a scan of one folder
+        compares against, so that a pass costs what it lists, not the whole journal."""
+        found: dict[str, tuple[int, int, str, float]] = {}
+        with self._lock:
+            for start in range(0, len(paths), _LOOKUP_CHUNK):
+                chunk = paths[start : start + _LOOKUP_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                for path, size, mtime_ns, state, updated_at in self._db.execute(
+                    "SELECT path, size, mtime_ns, state, updated_at FROM files "
+                    f"WHERE path IN ({marks})",
+                    chunk,
+                ):
+                    found[path] = (size, mtime_ns, state, updated_at)
+        return found
 
     def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
         marks = ", ".join("?" for _ in states)

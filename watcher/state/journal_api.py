@@ -18,7 +18,7 @@ orphaned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from watcher.state.journal import (
@@ -77,6 +77,10 @@ class Journal(Protocol):
 
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
         """path → (size, mtime_ns, state, updated_at) for every row."""
+        ...
+
+    def fingerprints_of(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, float]]:
+        """The same for these paths only (those that have a row)."""
         ...
 
     def rows_in(self, states: tuple[str, ...]) -> list[FileRow]: ...

@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -545,6 +545,15 @@ class PgJournal(_SharedOperations):
 
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
         rows = self._all("SELECT path, size, mtime_ns, state, updated_at FROM files")
+        return {
+            path: (size, mtime_ns, state, updated) for path, size, mtime_ns, state, updated in rows
+        }
+
+    def fingerprints_of(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, float]]:
+        rows = self._all(
+            "SELECT path, size, mtime_ns, state, updated_at FROM files WHERE path = ANY(%s)",
+            (list(paths),),
+        )
         return {
             path: (size, mtime_ns, state, updated) for path, size, mtime_ns, state, updated in rows
         }
