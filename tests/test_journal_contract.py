@@ -194,6 +194,17 @@ def test_put_replaces_a_queued_row_and_put_many_admits_in_bulk(journal: Journal)
     assert fingerprints["/drop/6.png"][3] == pytest.approx(rows[6].updated_at)
 
 
+def test_fingerprints_of_some_paths_only(journal: Journal) -> None:
+    rows = [a_row(f"/drop/{n}.png", FileState.UPLOADED, asset_id=f"a{n}") for n in range(1000)]
+    journal.put_many(rows)
+    # More paths than one lookup takes, some without a row.
+    asked = [f"/drop/{n}.png" for n in range(0, 2000, 2)]
+    found = journal.fingerprints_of(asked)
+    assert sorted(found) == sorted(f"/drop/{n}.png" for n in range(0, 1000, 2))
+    assert found["/drop/998.png"][:3] == (3, 1, "uploaded")
+    assert journal.fingerprints_of([]) == {}
+
+
 def test_slots_moves_and_forgetting(journal: Journal) -> None:
     journal.put(a_row("/drop/a.png"))
     journal.record_slot(
