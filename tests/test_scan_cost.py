@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import media
@@ -200,3 +201,34 @@ def test_a_real_inotify_overflow_makes_a_full_scan(tmp_path: Path, drop: Path, s
         late.write_bytes(media.png(seed=11))
         assert wait_sidecar(late)["status"] == "uploaded"
     assert os.path.exists(drop / ".flood-a")
+
+
+def test_a_polled_folder_is_polled_by_directory_and_still_finds_every_change(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    """`polling: true` (a network share: no inotify): each poll stats the directories and
+    lists those whose stamp moved; a file rewritten in place is found by the rescan, which
+    walks a polled folder in full."""
+    files = done_tree(drop, dirs=3, per_dir=10)
+    folder = {"path": str(drop), "settle_seconds": SETTLE, "polling": True}
+    config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
+    with running(config) as daemon:
+        assert not [t for t in threading.enumerate() if t.name.startswith("watch")]
+        wait_for(
+            lambda: daemon.poll_stamps.skipped == 4 and daemon.poll_stamps.listed == 0,
+            20,
+            "a poll that lists no directory",
+        )
+        late = drop / "batch-2" / "late.png"
+        late.write_bytes(media.png(seed=1234))
+        assert wait_sidecar(late)["status"] == "uploaded"
+        target = files[4]
+        with open(target, "r+b") as out:
+            out.truncate(0)
+            out.write(media.png(width=8, seed=4321))
+        assert daemon.scan_all() == 1
+        wait_for(
+            lambda: read_sidecar(target)["size"] == target.stat().st_size,
+            10,
+            "the rewritten file's sidecar",
+        )

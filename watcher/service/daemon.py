@@ -10,7 +10,8 @@ Threads, what each owns, and which lock guards what:
 - **main** (`shell`): start, signals, reload (`apply_config`), stop. Owns `watches` (the list
   and each `FolderWatch`), together with housekeeping: both only touch it under
   `_watches_lock`.
-- **watch** (one watchdog observer for every folder; **watch-polling** for polling folders):
+- **watch** (one watchdog observer for every folder; polling folders have none: housekeeping
+  polls them):
   runs the event handlers, which only hand paths to the settler (`notice`) or a moved-in
   folder to the scan pool (`notice_tree`), and wake housekeeping when a watched folder itself
   is deleted. Never does I/O beyond a path check.
@@ -99,6 +100,9 @@ SUFFIX_ROOM = len(SIDECAR_SUFFIX)
 # configured interval; an inotify overflow still asks for one at once).
 RESCAN_DUTY = 0.01
 RESCAN_STRETCH_MAX = 10.0
+# How often folders that poll (`polling: true`, or no inotify watch left) are looked at: a
+# stat per directory, and a listing of those whose stamp moved.
+POLL_SECONDS = 1.0
 # Rows a previous process left mid-way, picked up again at start.
 RESUMED_STATES = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING, FileState.HELD)
 
@@ -141,6 +145,7 @@ class Daemon:
     scan_noticed: int = field(init=False, default=0)
     # Directory stamps of the last pass, and how long it took (`scan_all`).
     stamps: TreeStamps = field(default_factory=TreeStamps)
+    poll_stamps: TreeStamps = field(default_factory=TreeStamps)  # `poll_folders`'
     scan_seconds: float = field(init=False, default=0.0)
     full_scans: int = field(init=False, default=0)  # asked for by lost events
     _full_scan: threading.Event = field(default_factory=threading.Event)  # events were lost
@@ -388,13 +393,18 @@ class Daemon:
         stamps = self.stamps
         stamps.skipped = stamps.listed = 0
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
+        polled = {w.config.path for w in self.watches if w.polling}
         for folder in self.config.folders:
             if not folder.path.is_dir() or folder.path in blocked:
                 continue
             # A `sidecar_dir` mirror is not listed by the walk: its sidecars are looked at
-            # one by one beside their files, so such a folder is walked in full.
+            # one by one beside their files, so such a folder is walked in full. So is a
+            # folder that polls: no inotify reports a file rewritten in place there.
             trust = not (initial or full) and folder.sidecar_dir is None
-            walk = walk_changed(folder.path, folder.recursive, stamps, trust=trust)
+            trust = trust and folder.path not in polled
+            # The polls go on from the stamps this pass leaves.
+            kept = self.poll_stamps if folder.path in polled else stamps
+            walk = walk_changed(folder.path, folder.recursive, kept, trust=trust)
             for _directory, entries in walk:
                 if self._stop.is_set():
                     break
@@ -469,6 +479,30 @@ class Daemon:
             tally.noticed += 1
         self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
         suspects.difference_update(listed_sidecars)
+
+    def poll_folders(self) -> int:
+        """One look at the folders that poll: only directories whose stamp moved since the
+        last look are listed, and only their new or changed files noticed. A file rewritten
+        in place moves no directory's stamp: the periodic rescan walks these folders in full
+        (see `scan_all`). Returns how many files were noticed."""
+        with self._watches_lock:
+            polled = [w.config for w in self.watches if w.polled and w.blocked is None]
+        if not polled:
+            return 0
+        waiting = self.settler.waiting() | self.pipeline.pool.queued()
+        tally = _Tally()
+        stamps = self.poll_stamps
+        stamps.skipped = stamps.listed = 0
+        for folder in polled:
+            walk = walk_changed(folder.path, folder.recursive, stamps, trust=True)
+            for _directory, entries in walk:
+                if self._stop.is_set():
+                    return tally.noticed
+                self._scan_directory(folder, entries, set(), waiting, False, tally)
+                if len(tally.adopted) >= ADOPT_BATCH:
+                    self._adopt(tally)
+        self._adopt(tally)
+        return tally.noticed
 
     def _adopt(self, tally: _Tally) -> None:
         if not tally.adopted:
@@ -623,11 +657,12 @@ class Daemon:
     def _housekeeping(self) -> None:
         next_rescan = time.monotonic() + self.config.rescan_seconds
         next_root_check = time.monotonic() + self.root_check_seconds
+        next_poll = time.monotonic() + POLL_SECONDS
         next_auth_reminder = time.monotonic() + AUTH_REMINDER_SECONDS
         next_probe: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
-            wake = min(next_rescan, next_root_check)
+            wake = min(next_rescan, next_root_check, next_poll)
             if self.client.reachability.down:
                 if next_probe is None:
                     next_probe = now + self._probe_delay()
@@ -651,6 +686,9 @@ class Daemon:
                         next_probe = None
                 self.submit_due()
                 self.take_requests()
+                if now >= next_poll:
+                    self.poll_folders()
+                    next_poll = time.monotonic() + POLL_SECONDS
                 if now >= next_root_check:
                     next_root_check = now + self.root_check_seconds
                     self._check_roots()
