@@ -89,10 +89,22 @@ def read_regular(path: Path | str, limit: int) -> bytes:
     """The whole content of the regular file at ``path``, at most ``limit`` bytes: a larger
     file raises `ReadLimitExceeded` without being read (nor one that grows past it meanwhile)."""
     fd, info = open_regular_fd(path)
-    with os.fdopen(fd, "rb") as handle:
+    try:
         if info.st_size > limit:
             raise ReadLimitExceeded(f"larger than {limit} bytes ({info.st_size})")
-        data = handle.read(limit + 1)
+        # Plain reads of what fstat said, on until the end: no buffer of `limit` bytes for
+        # every small file (a scan reads a sidecar per file of a backlog).
+        parts: list[bytes] = []
+        total = 0
+        while total <= limit:
+            piece = os.read(fd, min(limit + 1 - total, max(info.st_size + 1 - total, 65536)))
+            if not piece:
+                break
+            parts.append(piece)
+            total += len(piece)
+    finally:
+        os.close(fd)
+    data = b"".join(parts)
     if len(data) > limit:
         raise ReadLimitExceeded(f"larger than {limit} bytes (it grew while being read)")
     return data

@@ -438,6 +438,7 @@ class Daemon:
         for entry in entries:
             if entry.name.endswith(SIDECAR_SUFFIX):
                 listed_sidecars[entry.path] = entry
+                continue  # never uploaded (`admission.screen_name` says so too)
             # Strings, not Paths, on this path: it runs once per file of a large backlog.
             if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                 continue
@@ -462,7 +463,6 @@ class Daemon:
                 if record[2] == FileState.UPLOADED:
                     uploaded.append((entry.path, record[3]))
                 continue
-            path = Path(entry.path)
             if record is None and stat.S_ISREG(info.st_mode):
                 # Beside its file (a short name), a sidecar the listing does not show is not
                 # there to be read: a new file costs no failed open.
@@ -471,11 +471,11 @@ class Daemon:
                     or len(os.fsencode(entry.name)) + SUFFIX_ROOM <= SHORT_NAME_BYTES
                 )
                 if not plain or entry.path + SIDECAR_SUFFIX in listed_sidecars:
-                    row = adoptable_row(path, folder, info)
+                    row = adoptable_row(entry.path, folder, info)
                     if row is not None:
                         tally.adopted.append(row)
                         continue
-            self.notice(path, folder)
+            self.notice(Path(entry.path), folder)
             tally.noticed += 1
         self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
         suspects.difference_update(listed_sidecars)
@@ -553,6 +553,10 @@ class Daemon:
             except OSError:
                 info = None
             seen = (info.st_size, info.st_mtime_ns) if info is not None else None
+            if beside and seen is not None and seen[1] <= int(recorded_at * 1e9):
+                # Not touched since the journal recorded the file: as we wrote it. (After the
+                # start, events and listings watch these: nothing to remember per sidecar.)
+                continue
             keeper.check(key, location, folder, seen, recorded_at)
 
     def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
@@ -662,7 +666,9 @@ class Daemon:
         next_probe: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
-            wake = min(next_rescan, next_root_check, next_poll)
+            wake = min(next_rescan, next_root_check)
+            if any(w.polled for w in self.watches):  # else no wake-up a second for nothing
+                wake = min(wake, next_poll)
             if self.client.reachability.down:
                 if next_probe is None:
                     next_probe = now + self._probe_delay()
@@ -687,8 +693,8 @@ class Daemon:
                 self.submit_due()
                 self.take_requests()
                 if now >= next_poll:
-                    self.poll_folders()
                     next_poll = time.monotonic() + POLL_SECONDS
+                    self.poll_folders()
                 if now >= next_root_check:
                     next_root_check = now + self.root_check_seconds
                     self._check_roots()

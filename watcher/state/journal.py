@@ -16,6 +16,7 @@ ordinary disks, for protection the daemon does not need.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import socket
 import sqlite3
@@ -177,6 +178,8 @@ class FileRow:
 
 _COLUMNS = [f.name for f in fields(FileRow)]
 _STATE_COLUMN = _COLUMNS.index("state")
+# A row's values in column order, in one call (a million rows are adopted at start).
+_ROW_VALUES = operator.attrgetter(*_COLUMNS)
 # What `update` may change: everything but the key and the creation time.
 _UPDATABLE = frozenset(_COLUMNS) - {"path", "created_at"}
 
@@ -398,13 +401,7 @@ class SqliteJournal(_SharedOperations):
         statement = f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
         for start in range(0, len(rows), chunk):
             with self._transaction() as db:
-                db.executemany(
-                    statement,
-                    [
-                        tuple(getattr(row, name) for name in _COLUMNS)
-                        for row in rows[start : start + chunk]
-                    ],
-                )
+                db.executemany(statement, map(_ROW_VALUES, rows[start : start + chunk]))
 
     def update(self, key: str, **changes: Any) -> None:
         """Change some columns of the row for path ``key``, committed before returning.

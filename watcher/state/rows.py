@@ -15,20 +15,23 @@ from watcher.state.states import FINAL, FileState
 
 
 def adoptable_row(
-    path: Path, folder: FolderConfig, info: Any, document: dict[str, Any] | None = None
+    path: Path | str, folder: FolderConfig, info: Any, document: dict[str, Any] | None = None
 ) -> FileRow | None:
     """A final journal row for a file whose sidecar still describes it (same size and
-    mtime), or None. Reads the sidecar unless given."""
+    mtime), or None. Reads the sidecar unless given. A string path is taken as it is: this
+    runs once per file of a backlog at start-up."""
     if document is None:
+        name = os.path.basename(path)
         beside = (
             folder.sidecar_dir is None
             and folder.move_to is None
             # A longer name may have a shortened sidecar name (`watcher.state.names`).
-            and len(os.fsencode(path.name)) + len(sidecar.SUFFIX) <= sidecar.SHORT_NAME_BYTES
+            and len(os.fsencode(name)) + len(sidecar.SUFFIX) <= sidecar.SHORT_NAME_BYTES
         )
-        # Beside the file (the usual case) the name is a string operation: this runs once per
-        # file of a backlog at start-up.
-        document = sidecar.read(str(path) + sidecar.SUFFIX if beside else sidecar_for(path, folder))
+        # Beside the file (the usual case) the name is a string operation.
+        document = sidecar.read(
+            str(path) + sidecar.SUFFIX if beside else sidecar_for(Path(path), folder)
+        )
     if document is None or document.get("status") not in FINAL:
         return None
     if document.get("size") != info.st_size or document.get("mtime_ns") != info.st_mtime_ns:
@@ -37,7 +40,7 @@ def adoptable_row(
 
 
 def new_row(
-    path: Path,
+    path: Path | str,
     folder: FolderConfig,
     info: Any,
     now: float,
