@@ -232,3 +232,49 @@ def test_a_polled_folder_is_polled_by_directory_and_still_finds_every_change(
             10,
             "the rewritten file's sidecar",
         )
+
+
+def test_a_restart_lists_only_directories_changed_while_stopped_then_walks_the_rest(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    """After a clean stop the start-up scan stats only the files of directories that changed
+    meanwhile; a file rewritten in place while stopped is found by the full walk that follows
+    in the background."""
+    files = done_tree(drop, dirs=3, per_dir=10)
+    folder = {"path": str(drop), "settle_seconds": SETTLE}
+    config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
+    with running(config) as daemon:
+        assert daemon.start_scanned == 30
+        settled_pass(daemon)
+    late = drop / "batch-1" / "late.png"
+    late.write_bytes(media.png(seed=2024))
+    target = files[3]
+    with open(target, "r+b") as out:  # batch-0: its directory's stamp does not move
+        out.truncate(0)
+        out.write(media.png(width=8, seed=2025))
+    with running(config) as daemon:
+        assert daemon.start_scanned == 11  # batch-1 only: its 10 files and the new one
+        assert wait_sidecar(late)["status"] == "uploaded"
+        wait_for(lambda: daemon.full_scans == 1, 20, "the walk after the start")
+        wait_for(
+            lambda: read_sidecar(target)["size"] == target.stat().st_size,
+            10,
+            "the rewritten file's sidecar",
+        )
+
+
+def test_stamps_left_for_another_journal_are_not_trusted(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    done_tree(drop, dirs=2, per_dir=5)
+    folder = {"path": str(drop), "settle_seconds": SETTLE}
+    config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
+    with running(config) as daemon:
+        settled_pass(daemon)
+    assert (tmp_path / "state" / "dirstamps.json").exists()
+    for name in os.listdir(tmp_path / "state"):
+        if name.startswith("journal.sqlite3"):
+            os.unlink(tmp_path / "state" / name)
+    with running(config) as daemon:
+        assert daemon.start_scanned == 10
+        assert daemon.journal.counts() == {"uploaded": 10}

@@ -62,6 +62,7 @@ from watcher.pipeline.videos import VideoStage
 from watcher.service.claims import ClaimKeeper
 from watcher.service.fleetpause import FleetPause
 from watcher.service.heartbeat import Heartbeat
+from watcher.state import stampfile
 from watcher.state.claim import FolderClaims, FolderTaken
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
 from watcher.state.journal_api import Journal
@@ -71,7 +72,7 @@ from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import SHORT_NAME_BYTES, iso_from_epoch
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
 from watcher.state.states import DUE, FileState
-from watcher.state.tree import TreeStamps, walk_changed, walk_files
+from watcher.state.tree import Listing, TreeStamps, walk_changed, walk_files
 from watcher.state.writable import unwritable
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class _Tally:
     seen: int = 0
     noticed: int = 0
     adopted: list[FileRow] = field(default_factory=list)
+    # Directories whose every file is recorded once `adopted` is written.
+    clean: list[tuple[TreeStamps, Listing]] = field(default_factory=list)
 
 
 @dataclass
@@ -148,6 +151,9 @@ class Daemon:
     poll_stamps: TreeStamps = field(default_factory=TreeStamps)  # `poll_folders`'
     scan_seconds: float = field(init=False, default=0.0)
     full_scans: int = field(init=False, default=0)  # asked for by lost events
+    _full_scan_why: str = field(init=False, default="")
+    # Files the start-up scan stat'ed (after a clean stop: those in changed directories).
+    start_scanned: int = field(init=False, default=0)
     _full_scan: threading.Event = field(default_factory=threading.Event)  # events were lost
     claims: FolderClaims = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -248,7 +254,18 @@ class Daemon:
                         )
                         folder_watch.missing = True
                     self.watches.append(folder_watch)
-        self.scan_all(initial=True)
+        # After a clean stop, the directories unchanged since are not listed again; what was
+        # rewritten in place meanwhile is found by a full walk in the background (`stampfile`).
+        kept = None
+        if watch and self.config.journal_url is None:
+            kept = stampfile.take(self.config.state_dir, self.journal)
+        if kept is not None:
+            self.stamps = kept
+        self.scan_all(initial=True, trusted=kept is not None)
+        self.start_scanned = self.scanned
+        if kept is not None:
+            self._full_scan_why = "walking every folder for files rewritten while stopped"
+            self._full_scan.set()
         if watch:
             self._housekeeper = threading.Thread(
                 target=self._housekeeping, name="housekeeping", daemon=True
@@ -318,6 +335,8 @@ class Daemon:
             self.client.close()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+            if self.config.journal_url is None and not self._housekeeper.is_alive():
+                stampfile.save(self.config.state_dir, self.journal, self.stamps)
         self.leases.stop()
         if self.journal.outage is None:  # else its row ages out of the fleet's view
             try:
@@ -369,7 +388,7 @@ class Daemon:
     def _ready(self, path: Path, folder: FolderConfig) -> None:
         self.pipeline.pool.submit(path, folder)
 
-    def scan_all(self, *, initial: bool = False, full: bool = False) -> int:
+    def scan_all(self, *, initial: bool = False, full: bool = False, trusted: bool = False) -> int:
         """Notice every file whose size or mtime differs from what the journal recorded.
 
         Files whose sidecar from an earlier run still matches are adopted into the journal
@@ -400,15 +419,16 @@ class Daemon:
             # A `sidecar_dir` mirror is not listed by the walk: its sidecars are looked at
             # one by one beside their files, so such a folder is walked in full. So is a
             # folder that polls: no inotify reports a file rewritten in place there.
-            trust = not (initial or full) and folder.sidecar_dir is None
+            trust = (trusted or not (initial or full)) and folder.sidecar_dir is None
             trust = trust and folder.path not in polled
             # The polls go on from the stamps this pass leaves.
             kept = self.poll_stamps if folder.path in polled else stamps
             walk = walk_changed(folder.path, folder.recursive, kept, trust=trust)
-            for _directory, entries in walk:
+            for listing in walk:
                 if self._stop.is_set():
                     break
-                self._scan_directory(folder, entries, suspects, waiting, initial, tally)
+                if self._scan_directory(folder, listing.files, suspects, waiting, initial, tally):
+                    tally.clean.append((kept, listing))
                 if len(tally.adopted) >= ADOPT_BATCH:
                     self._adopt(tally)
         self._adopt(tally)
@@ -427,9 +447,11 @@ class Daemon:
         waiting: set[str],
         initial: bool,
         tally: _Tally,
-    ) -> None:
+    ) -> bool:
         """One directory's files: noticed when new or changed, adopted when their sidecar
-        says they are done, uploaded ones' sidecars kept true."""
+        says they are done, uploaded ones' sidecars kept true. True when every file there is
+        recorded as it is (once the adopted rows are written): its stamp can be trusted."""
+        clean = True
         scripts = folder.template is not None
         root_length = len(str(folder.path)) + 1
         # Sidecars seen by the walk, and uploaded files whose sidecar is to be looked at.
@@ -443,10 +465,11 @@ class Daemon:
             if admission.screen_name(entry.path[root_length:], folder.ignore, scripts=scripts):
                 continue
             if entry.path in waiting:
+                clean = False
                 continue
             candidates.append(entry)
         if not candidates:
-            return
+            return clean
         known = self.journal.fingerprints_of([entry.path for entry in candidates])
         beside = folder.sidecar_dir is None and folder.move_to is None
         uploaded: list[tuple[str, float]] = []
@@ -477,8 +500,10 @@ class Daemon:
                         continue
             self.notice(Path(entry.path), folder)
             tally.noticed += 1
+            clean = False
         self._keep_sidecars_true(folder, uploaded, listed_sidecars, suspects, initial)
         suspects.difference_update(listed_sidecars)
+        return clean
 
     def poll_folders(self) -> int:
         """One look at the folders that poll: only directories whose stamp moved since the
@@ -495,21 +520,25 @@ class Daemon:
         stamps.skipped = stamps.listed = 0
         for folder in polled:
             walk = walk_changed(folder.path, folder.recursive, stamps, trust=True)
-            for _directory, entries in walk:
+            for listing in walk:
                 if self._stop.is_set():
-                    return tally.noticed
-                self._scan_directory(folder, entries, set(), waiting, False, tally)
+                    break
+                if self._scan_directory(folder, listing.files, set(), waiting, False, tally):
+                    tally.clean.append((stamps, listing))
                 if len(tally.adopted) >= ADOPT_BATCH:
                     self._adopt(tally)
         self._adopt(tally)
         return tally.noticed
 
     def _adopt(self, tally: _Tally) -> None:
-        if not tally.adopted:
-            return
-        self.journal.put_many(tally.adopted)
-        log.info("adopted %d file(s) already recorded in their sidecars", len(tally.adopted))
-        tally.adopted = []
+        """Write the adopted rows; then the directories listed so far can be trusted."""
+        if tally.adopted:
+            self.journal.put_many(tally.adopted)
+            log.info("adopted %d file(s) already recorded in their sidecars", len(tally.adopted))
+            tally.adopted = []
+        for stamps, listing in tally.clean:
+            stamps.keep(listing)
+        tally.clean = []
 
     def _check_suspects(self, suspects: set[str]) -> None:
         """Sidecars an event said were written, in directories the pass did not list (an
@@ -702,9 +731,12 @@ class Daemon:
                 if self._full_scan.is_set():
                     # Events were lost: every file of every folder is looked at, now.
                     self._full_scan.clear()
-                    log.warning("inotify's event queue overflowed; scanning every folder now")
-                    self.full_scans += 1
+                    log.warning(self._full_scan_why)
                     self.scan_all(full=True)
+                    self.full_scans += 1
+                    log.info(
+                        "walked every folder: %d file(s) in %.1f s", self.scanned, self.scan_seconds
+                    )
                     next_rescan = time.monotonic() + self._rescan_interval()
                 elif now >= next_rescan:
                     self.scan_all()
@@ -733,6 +765,7 @@ class Daemon:
         """The kernel dropped events (its inotify queue overflowed): scan every folder in
         full at once. Cheap: called from watchdog's thread; repeated overflows while a scan
         is due make one scan."""
+        self._full_scan_why = "inotify's event queue overflowed; scanning every folder now"
         self._full_scan.set()
         self._wake.set()
 

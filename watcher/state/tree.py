@@ -66,14 +66,31 @@ class TreeStamps:
     skipped: int = 0
     listed: int = 0
 
+    def keep(self, listing: Listing) -> None:
+        """Trust this listing's stamp from now on: the caller has recorded every file in it
+        as it is (nothing noticed, nothing still waiting)."""
+        if listing.stamp is not None:
+            self.dirs[listing.path] = listing.stamp
+
+
+@dataclass
+class Listing:
+    """One directory `walk_changed` listed: its non-directory entries, and the stamp to
+    trust once they are all recorded (None: changed too recently to be trusted)."""
+
+    path: str
+    files: list[os.DirEntry[str]]
+    stamp: DirStamp | None
+
 
 def walk_changed(
     root: Path, recursive: bool, stamps: TreeStamps, *, trust: bool
-) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
-    """(directory, its non-directory entries) for every directory under ``root`` whose stamp
-    moved since ``stamps`` last saw it (every directory when not ``trust``). One stat per
-    directory otherwise: subdirectories of an unchanged directory are known from its stamp.
-    ``stamps`` is brought up to date for this root as the walk goes."""
+) -> Iterator[Listing]:
+    """A `Listing` of every directory under ``root`` whose stamp moved since ``stamps`` last
+    saw it (every directory when not ``trust``). One stat per directory otherwise:
+    subdirectories of an unchanged directory are known from its stamp. A listed directory's
+    old stamp is dropped; the caller keeps the new one (`TreeStamps.keep`) once it has
+    recorded the directory's files."""
     stack = [str(root)]
     while stack:
         folder = stack.pop()
@@ -115,12 +132,10 @@ def walk_changed(
             stamps.dirs.pop(folder, None)
             continue
         stamps.listed += 1
+        stamps.dirs.pop(folder, None)
         # Stamped as seen before the listing: a change during the listing moves it again.
+        stamp = None
         if now - max(info.st_mtime_ns, info.st_ctime_ns) > RACY_NANOSECONDS:
-            stamps.dirs[folder] = DirStamp(
-                info.st_ino, info.st_mtime_ns, info.st_ctime_ns, tuple(subdirs)
-            )
-        else:
-            stamps.dirs.pop(folder, None)
+            stamp = DirStamp(info.st_ino, info.st_mtime_ns, info.st_ctime_ns, tuple(subdirs))
         stack.extend(subdirs)
-        yield folder, files
+        yield Listing(folder, files, stamp)
