@@ -68,7 +68,7 @@ from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
 from watcher.state.journal_api import Journal
 from watcher.state.journals import open_journal
 from watcher.state.lock import StateLock
-from watcher.state.rows import adoptable_row
+from watcher.state.rows import adoptable_row, read_listed_sidecar
 from watcher.state.sidecar import SHORT_NAME_BYTES, iso_from_epoch
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
 from watcher.state.states import DUE, FileState
@@ -493,8 +493,14 @@ class Daemon:
                     len(entry.name) * 4 + SUFFIX_ROOM <= SHORT_NAME_BYTES
                     or len(os.fsencode(entry.name)) + SUFFIX_ROOM <= SHORT_NAME_BYTES
                 )
-                if not plain or entry.path + SIDECAR_SUFFIX in listed_sidecars:
-                    row = adoptable_row(entry.path, folder, info)
+                listed = listed_sidecars.get(entry.path + SIDECAR_SUFFIX) if plain else None
+                if not plain or listed is not None:
+                    document = (
+                        read_listed_sidecar(listed.path)
+                        if listed is not None and listed.is_file(follow_symlinks=False)
+                        else None
+                    )
+                    row = adoptable_row(entry.path, folder, info, document)
                     if row is not None:
                         tally.adopted.append(row)
                         continue
