@@ -117,6 +117,9 @@ class _Tally:
     adopted: list[FileRow] = field(default_factory=list)
     # Directories whose every file is recorded once `adopted` is written.
     clean: list[tuple[TreeStamps, Listing]] = field(default_factory=list)
+    adopted_total: int = 0
+    # The journal had no row when the pass began (a first start): nothing to look up.
+    journal_empty: bool = False
 
 
 @dataclass
@@ -408,11 +411,12 @@ class Daemon:
         # Files the daemon already holds, waiting to settle or queued for a worker: looking at
         # them again would only cost a stat each (a burst larger than inotify's queue).
         waiting = self.settler.waiting() | self.pipeline.pool.queued()
-        tally = _Tally()
+        tally = _Tally(journal_empty=initial and not self.journal.counts())
         stamps = self.stamps
         stamps.skipped = stamps.listed = 0
         blocked = {w.config.path for w in self.watches if w.blocked is not None}
         polled = {w.config.path for w in self.watches if w.polling}
+        plans: list[tuple[FolderConfig, TreeStamps, bool]] = []
         for folder in self.config.folders:
             if not folder.path.is_dir() or folder.path in blocked:
                 continue
@@ -423,16 +427,11 @@ class Daemon:
             trust = trust and folder.path not in polled
             # The polls go on from the stamps this pass leaves.
             kept = self.poll_stamps if folder.path in polled else stamps
-            walk = walk_changed(folder.path, folder.recursive, kept, trust=trust)
-            for listing in walk:
-                if self._stop.is_set():
-                    break
-                if self._scan_directory(folder, listing.files, suspects, waiting, initial, tally):
-                    tally.clean.append((kept, listing))
-                if len(tally.adopted) >= ADOPT_BATCH:
-                    self._adopt(tally)
-        self._adopt(tally)
+            plans.append((folder, kept, trust))
+        self._walk(plans, suspects, waiting, initial, tally)
         self._check_suspects(suspects)
+        if tally.adopted_total:
+            log.info("adopted %d file(s) already recorded in their sidecars", tally.adopted_total)
         if tally.noticed and not initial:
             log.info("rescan found %d new or changed file(s)", tally.noticed)
         self.scanned, self.scan_noticed = tally.seen, tally.noticed
@@ -470,7 +469,11 @@ class Daemon:
             candidates.append(entry)
         if not candidates:
             return clean
-        known = self.journal.fingerprints_of([entry.path for entry in candidates])
+        known = (
+            {}
+            if tally.journal_empty
+            else self.journal.fingerprints_of([entry.path for entry in candidates])
+        )
         beside = folder.sidecar_dir is None and folder.move_to is None
         uploaded: list[tuple[str, float]] = []
         for entry in candidates:
@@ -524,23 +527,39 @@ class Daemon:
         tally = _Tally()
         stamps = self.poll_stamps
         stamps.skipped = stamps.listed = 0
-        for folder in polled:
-            walk = walk_changed(folder.path, folder.recursive, stamps, trust=True)
-            for listing in walk:
-                if self._stop.is_set():
-                    break
-                if self._scan_directory(folder, listing.files, set(), waiting, False, tally):
-                    tally.clean.append((stamps, listing))
-                if len(tally.adopted) >= ADOPT_BATCH:
-                    self._adopt(tally)
-        self._adopt(tally)
+        self._walk([(folder, stamps, True) for folder in polled], set(), waiting, False, tally)
         return tally.noticed
 
+    def _walk(
+        self,
+        plans: list[tuple[FolderConfig, TreeStamps, bool]],
+        suspects: set[str],
+        waiting: set[str],
+        initial: bool,
+        tally: _Tally,
+    ) -> None:
+        """Each (folder, its stamps, whether to trust them): directory by directory."""
+        try:
+            for folder, stamps, trust in plans:
+                for listing in walk_changed(folder.path, folder.recursive, stamps, trust=trust):
+                    if self._stop.is_set():
+                        return
+                    if self._scan_directory(
+                        folder, listing.files, suspects, waiting, initial, tally
+                    ):
+                        tally.clean.append((stamps, listing))
+                    if len(tally.adopted) >= ADOPT_BATCH:
+                        self._adopt(tally)
+        finally:
+            self._adopt(tally)
+
     def _adopt(self, tally: _Tally) -> None:
-        """Write the adopted rows; then the directories listed so far can be trusted."""
+        """Write the adopted rows; then the directories listed so far can be trusted. (A
+        writer thread alongside the walk was tried: SQLite releases the interpreter lock per
+        row, and taking it back from the walking thread made it slower, not faster.)"""
         if tally.adopted:
             self.journal.put_many(tally.adopted)
-            log.info("adopted %d file(s) already recorded in their sidecars", len(tally.adopted))
+            tally.adopted_total += len(tally.adopted)
             tally.adopted = []
         for stamps, listing in tally.clean:
             stamps.keep(listing)
