@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import sqlite3
 import statistics
@@ -56,7 +57,6 @@ from common import (
 )
 
 from watcher.config import ApiConfig
-from watcher.service.daemon import POLL_SECONDS
 
 BENCH = Path(__file__).resolve().parent
 SCENARIOS = ("burst", "big", "latency", "backlog", "idle", "idlefiles", "overflow", "million")
@@ -620,6 +620,7 @@ def scenario_idle(work: Path, api_url: str, args: argparse.Namespace) -> list[Ro
 
 # -- 6. idle over a large finished tree -----------------------------------------------------------
 IDLE_RESCAN_SECONDS = 20.0  # three passes a minute: stricter than the default 60 s
+POLL_SECONDS = 1.0  # watcher.service.daemon.POLL_SECONDS (not imported: old code runs this too)
 
 
 def idle_cpu(daemon: Daemon, seconds: float) -> float:
@@ -643,8 +644,10 @@ def scenario_idlefiles(work: Path, api_url: str, args: argparse.Namespace) -> li
     try:
         loaded.wait_ready(timeout=600)
         bare.wait_ready()
-        # Measured side by side: the same load on the machine for both.
-        time.sleep(3)
+        # Steady state: past the start-up work and the first rescan (which lists again the
+        # directories the start found too fresh to trust). Measured side by side: the same
+        # load on the machine for both.
+        time.sleep(IDLE_RESCAN_SECONDS + 3)
         before = (cpu_seconds(loaded.process.pid), cpu_seconds(bare.process.pid))
         time.sleep(args.idle_seconds)
         ours = (cpu_seconds(loaded.process.pid) - before[0]) / args.idle_seconds * 60
@@ -753,6 +756,22 @@ def fast_scratch() -> str | None:
     return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
+def walk_after_restart(daemon: Daemon, timeout: float = 600) -> float | None:
+    """Seconds the background walk after a restart took, from its log line (None: no such
+    walk, as with code that walks everything before it is ready)."""
+    log_path = daemon.work / "daemon.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        done = re.search(r"walked every folder: .* in ([0-9.]+) s", text)
+        if done:
+            return float(done.group(1))
+        if "walking every folder" not in text and time.monotonic() > deadline - timeout + 5:
+            return None  # none began within 5 s of ready
+        time.sleep(0.5)
+    raise RuntimeError("the walk after the restart did not end")
+
+
 def scenario_million(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
     """1,000 folders of 1,000 done files: the first start adopts them all, a restart finds
     them in the journal. Then the journal's per-file bookkeeping at that many rows."""
@@ -767,22 +786,18 @@ def scenario_million(work: Path, api_url: str, args: argparse.Namespace) -> list
             daemon = Daemon(work, api_url, [{"path": str(drop)}])
             try:
                 ready = daemon.wait_ready(timeout=1800)
+                # After a clean stop the start lists only the directories that changed; the
+                # walk for files rewritten meanwhile follows in the background.
+                walked = walk_after_restart(daemon) if run == "restart" else None
                 rss = peak_rss_mb(daemon.process.pid)
             finally:
                 daemon.stop()
+            reached = f"≤ {must} s"
             rows.append(
-                Row(
-                    name,
-                    f"{run}: to ready",
-                    ready,
-                    "s",
-                    None,
-                    None,
-                    f"≤ {must} s",
-                    "",
-                    ready <= must,
-                )
+                Row(name, f"{run}: to ready", ready, "s", None, None, reached, "", ready <= must)
             )
+            if walked is not None:
+                rows.append(Row(name, "  then the full walk in the background", walked, "s"))
             rows.append(
                 Row(name, f"{run}: peak RSS", rss, "MB", None, None, "≤ 250 MB", "", rss <= 250)
             )

@@ -154,7 +154,7 @@ class Daemon:
     poll_stamps: TreeStamps = field(default_factory=TreeStamps)  # `poll_folders`'
     scan_seconds: float = field(init=False, default=0.0)
     full_scans: int = field(init=False, default=0)  # asked for by lost events
-    _full_scan_why: str = field(init=False, default="")
+    _full_scan_why: tuple[int, str] = field(init=False, default=(logging.INFO, ""))
     # Files the start-up scan stat'ed (after a clean stop: those in changed directories).
     start_scanned: int = field(init=False, default=0)
     _full_scan: threading.Event = field(default_factory=threading.Event)  # events were lost
@@ -267,7 +267,10 @@ class Daemon:
         self.scan_all(initial=True, trusted=kept is not None)
         self.start_scanned = self.scanned
         if kept is not None:
-            self._full_scan_why = "walking every folder for files rewritten while stopped"
+            self._full_scan_why = (
+                logging.INFO,
+                "walking every folder for files rewritten in place while stopped",
+            )
             self._full_scan.set()
         if watch:
             self._housekeeper = threading.Thread(
@@ -756,7 +759,7 @@ class Daemon:
                 if self._full_scan.is_set():
                     # Events were lost: every file of every folder is looked at, now.
                     self._full_scan.clear()
-                    log.warning(self._full_scan_why)
+                    log.log(self._full_scan_why[0], self._full_scan_why[1])
                     self.scan_all(full=True)
                     self.full_scans += 1
                     log.info(
@@ -790,7 +793,10 @@ class Daemon:
         """The kernel dropped events (its inotify queue overflowed): scan every folder in
         full at once. Cheap: called from watchdog's thread; repeated overflows while a scan
         is due make one scan."""
-        self._full_scan_why = "inotify's event queue overflowed; scanning every folder now"
+        self._full_scan_why = (
+            logging.WARNING,
+            "inotify's event queue overflowed; walking every folder now",
+        )
         self._full_scan.set()
         self._wake.set()
 
