@@ -547,3 +547,28 @@ def test_shortened_sidecars_and_moves_with_a_new_inode(journal: Journal) -> None
     journal.move("/d/b.png", "/done/b.png", inode=77)
     moved = journal.get("/done/b.png")
     assert moved is not None and (moved.inode, moved.next_attempt_at) == (77, None)
+
+
+def test_counts_follow_every_change(journal: Journal) -> None:
+    """Counts may be kept between commits, never past one (the status line asks often)."""
+    assert journal.counts() == {}
+    journal.put(a_row("/drop/a.png"))
+    assert journal.counts() == {"queued": 1}
+    journal.put_many([a_row(f"/drop/{n}.png", FileState.UPLOADED) for n in range(3)])
+    assert journal.counts() == {"queued": 1, "uploaded": 3}
+    journal.forget("/drop/1.png")
+    assert journal.counts() == {"queued": 1, "uploaded": 2}
+
+
+def test_sqlite_counts_follow_another_processs_commits(tmp_path: Path) -> None:
+    """A command's own handle on the daemon's journal (another process) commits too."""
+    path = tmp_path / "journal.sqlite3"
+    daemons = SqliteJournal(path)
+    commands = SqliteJournal(path)
+    try:
+        assert daemons.counts() == {}
+        commands.put(a_row("/drop/a.png"))
+        assert daemons.counts() == {"queued": 1}
+    finally:
+        commands.close()
+        daemons.close()
