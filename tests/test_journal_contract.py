@@ -572,3 +572,21 @@ def test_sqlite_counts_follow_another_processs_commits(tmp_path: Path) -> None:
     finally:
         commands.close()
         daemons.close()
+
+
+def test_sqlite_counts_again_only_after_a_commit(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    counted: list[str] = []
+    journal._db.set_trace_callback(
+        lambda statement: counted.append(statement) if "GROUP BY" in statement else None
+    )
+    try:
+        journal.put_many([a_row(f"/drop/{n}.png", FileState.UPLOADED) for n in range(3)])
+        for _ in range(5):
+            assert journal.counts() == {"uploaded": 3}
+        assert len(counted) == 1
+        journal.forget("/drop/0.png")
+        assert journal.counts() == {"uploaded": 2}
+        assert len(counted) == 2
+    finally:
+        journal.close()
