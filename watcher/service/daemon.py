@@ -550,7 +550,11 @@ class Daemon:
                     if self._scan_directory(
                         folder, listing.files, suspects, waiting, initial, tally
                     ):
-                        tally.clean.append((stamps, listing))
+                        if tally.adopted:
+                            # Trusted once the rows are written; the files are not kept.
+                            tally.clean.append((stamps, replace(listing, files=[])))
+                        else:
+                            stamps.keep(listing)
                     if len(tally.adopted) >= ADOPT_BATCH:
                         self._adopt(tally)
         finally:
