@@ -690,7 +690,7 @@ def scenario_idlefiles(work: Path, api_url: str, args: argparse.Namespace) -> li
         Row(polling_name, f"CPU per poll ({args.polling_seconds:g} s, no rescan)", poll_ms, "ms"),
         Row(
             polling_name,
-            f"CPU per minute, full rescan every {IDLE_RESCAN_SECONDS:g} s",
+            f"CPU per minute, rescan_seconds {IDLE_RESCAN_SECONDS:g} (full walks, stretched)",
             polling_per_minute,
             "s",
         ),
