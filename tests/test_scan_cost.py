@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import media
@@ -278,3 +279,21 @@ def test_stamps_left_for_another_journal_are_not_trusted(
     with running(config) as daemon:
         assert daemon.start_scanned == 10
         assert daemon.journal.counts() == {"uploaded": 10}
+
+
+def test_a_directory_with_a_file_still_waiting_is_not_trusted_across_a_restart(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    """A file waiting to settle when the daemon stops has no journal row: its directory must
+    be listed again at the next start, however old its stamp."""
+    folder = {"path": str(drop), "settle_seconds": 120, "trust_close_write": False}
+    config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
+    with running(config) as daemon:
+        (drop / "slow.png").write_bytes(media.png(seed=5))
+        wait_for(lambda: daemon.settler.pending_count() == 1, 10, "the file to wait")
+        # Old enough to be trusted, were it not for the file waiting there.
+        wait_for(lambda: time.time() - drop.stat().st_ctime > 2.5, 10, "the folder to age")
+        daemon.scan_all()
+    with running(config) as daemon:
+        assert daemon.start_scanned == 1
+        assert daemon.settler.pending_count() == 1
