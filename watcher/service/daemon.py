@@ -24,8 +24,9 @@ Threads, what each owns, and which lock guards what:
   around the one SQLite connection) makes every journal call atomic; the shared `Throttle`,
   `AuthPause` and `Reachability` have their own locks.
 - **batcher** (v3-direct only): gathers files into batches (its own lock).
-- **housekeeping**: rescans, root checks, due retries and sidecars, files handed over by a
-  command (`take_requests`), probes while the API is unreachable, the key file. Sleeps on
+- **housekeeping**: rescans (and the full walk asked for by an inotify overflow), polls of
+  polling folders, root checks, due retries and sidecars, files handed over by a command
+  (`take_requests`), probes while the API is unreachable, the key file. Sleeps on
   `_wake`, which anyone may set to make it look now; a failed round is logged and the next
   one comes all the same.
 - **sd_notify/metrics** (`service.shell`, `service.metrics`): read-only views (`health`).
