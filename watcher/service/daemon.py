@@ -102,6 +102,8 @@ SUFFIX_ROOM = len(SIDECAR_SUFFIX)
 # configured interval; an inotify overflow still asks for one at once).
 RESCAN_DUTY = 0.01
 RESCAN_STRETCH_MAX = 10.0
+# A periodic pass this soon after a full walk: files made while watches were re-armed.
+AFTER_FULL_SCAN_SECONDS = 2.0
 # How often folders that poll (`polling: true`, or no inotify watch left) are looked at: a
 # stat per directory, and a listing of those whose stamp moved.
 POLL_SECONDS = 1.0
@@ -770,7 +772,9 @@ class Daemon:
                     log.info(
                         "walked every folder: %d file(s) in %.1f s", self.scanned, self.scan_seconds
                     )
-                    next_rescan = time.monotonic() + self._rescan_interval()
+                    # watchdog re-arms its watches after it reports an overflow, perhaps after
+                    # this walk listed a folder: a periodic pass (changed folders only) soon.
+                    next_rescan = time.monotonic() + AFTER_FULL_SCAN_SECONDS
                 elif now >= next_rescan:
                     self.scan_all()
                     next_rescan = time.monotonic() + self._rescan_interval()
