@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from watcher.config.live import LiveConfig
 from watcher.heygen.body import FileChangedError
 from watcher.heygen.errors import ApiError, AuthError, PermanentError, is_outage
 from watcher.heygen.reachability import Reachability
-from watcher.heygen.uploads import LocalFile
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_retry_delay_seconds
 from watcher.pipeline.record import Sidecars
@@ -35,7 +35,6 @@ from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
-RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -219,16 +218,8 @@ class OutcomePolicy:
             last_error=reason,
             next_attempt_at=None,
         )
-        local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
-        document = records.failed(
-            Path(row.path),
-            row.size,
-            reason,
-            local,
-            attempts=attempts,
-            retry=RETRY_HINT,
-            mtime_ns=row.mtime_ns,
-        )
+        failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
+        document = records.failed_from_row(failed)
         self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
 
     def retry_recording(self, row: FileRow, reason: str) -> None:

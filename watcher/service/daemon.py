@@ -69,7 +69,7 @@ from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
 from watcher.state.sidecar import iso_from_epoch
-from watcher.state.states import DUE, FileState
+from watcher.state.states import DUE, KEPT_STATES, FileState
 from watcher.state.tree import walk_files
 from watcher.state.writable import unwritable
 
@@ -375,7 +375,7 @@ class Daemon:
                 seen += 1
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
-                    if record[2] == FileState.UPLOADED:
+                    if record[2] in KEPT_STATES:
                         uploaded.append((entry.path, record[3]))
                     continue
                 path = Path(entry.path)
@@ -427,16 +427,13 @@ class Daemon:
             keeper.check(key, location, folder, seen, recorded_at)
 
     def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
-        """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
+        """Outside a scan (`retry`): the sidecars of decided files (all, or ``paths``),
         each looked at with one stat. Returns how many were written again."""
-        if paths is None:
-            keys = [row.path for row in self.journal.rows_in((FileState.UPLOADED,))]
-        else:
-            keys = paths
+        keys = [row.path for row in self.journal.rows_in(KEPT_STATES)] if paths is None else paths
         repaired = 0
         for key in keys:
             row = self.journal.get(key)
-            if row is None or row.state is not FileState.UPLOADED:
+            if row is None or row.state not in KEPT_STATES:
                 continue
             folder = self.config.folder_of(row.folder)
             location = str(self.pipeline.keeper.location(Path(key), folder))
