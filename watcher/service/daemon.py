@@ -615,6 +615,18 @@ class Daemon:
                 )
         return True
 
+    def wait_for_api(self, seconds: float) -> bool:
+        """Without a housekeeper (`scan`): while the API is unreachable, probe it as the
+        housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
+        True once it answers (the held files are resumed), False when it did not in time."""
+        deadline = time.monotonic() + seconds
+        while self.client.reachability.down:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.wait(min(self._probe_delay(), remaining)):
+                return False
+            self._probe()
+        return True
+
     def _open_watch(self, folder_watch: FolderWatch) -> bool:
         """Start watching; False if the folder is missing or the results could not be written.
 
