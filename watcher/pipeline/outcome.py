@@ -100,7 +100,7 @@ class OutcomePolicy:
         """Decide what a failed upload attempt means for its file."""
         if isinstance(error, AuthError):
             self.hold_for_auth(row, error)
-        elif is_outage(error) and self._unreachable(error):
+        elif is_outage(error) and self.unreachable(error):
             self.hold_for_outage(row, str(error))
         elif isinstance(error, FileChangedError):
             self.requeue_changed(row, str(error))
@@ -147,8 +147,9 @@ class OutcomePolicy:
             )
         self.on_event("failure", {"kind": "auth"})
 
-    def _unreachable(self, error: Exception) -> bool:
-        """Is the service down (already known, or a probe fails now)? Declares it if so."""
+    def unreachable(self, error: Exception) -> bool:
+        """Is the service down (already known, or a probe fails now)? Declares it if so
+        (the video steps ask this too)."""
         if self.reachability.down:
             return True
         storage_url = error.storage_url if isinstance(error, ApiError) else None

@@ -93,6 +93,7 @@ def build_pipeline(
         probe=client.probe,
         key_origin=lambda: client.key_origin,
     )
+    videos.on_outage = outcome.unreachable
     recorder = Recorder(
         journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording
     )

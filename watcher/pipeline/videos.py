@@ -39,6 +39,7 @@ from watcher.heygen.errors import (
     RateLimited,
     ResponseLost,
     TransientError,
+    is_outage,
 )
 from watcher.heygen.uploads import complete_v3
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
@@ -67,6 +68,13 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 LOST_ANSWER = (
     "the answer to the generate request was lost: the video may or may not have been "
     "created; run `heygen-watcher retry` to submit it again"
+)
+
+
+# Steps that call HeyGen: while the API is unreachable they wait (due) for the daemon's probe,
+# which hands every due video on at once when the API answers again.
+_CALLS_THE_API = frozenset(
+    {"waiting_asset", "ready", "submitted", "waiting", "pending", "processing", "downloading"}
 )
 
 
@@ -146,6 +154,9 @@ class VideoStage:
     pause: VideoPause = field(default_factory=VideoPause)
     # Failed local writes of each file's download, for the backoff (reset by a success).
     _local_failures: dict[str, int] = field(default_factory=dict)
+    # An error that may mean HeyGen is down: True when it is (a probe failed too, as for the
+    # uploads); the video then waits for the API, not on its own interval.
+    on_outage: Callable[[Exception], bool] = lambda error: False
 
     # -- entry points ------------------------------------------------------------------------
     def begin(
@@ -203,6 +214,8 @@ class VideoStage:
             "processing": self._poll,
             "downloading": self._download,
         }.get(row.state)
+        if row.state in _CALLS_THE_API and self.client.reachability.down:
+            return  # left due: the probe that finds the API back hands it on at once
         if handler is not None:
             handler(row, template)
 
@@ -333,6 +346,8 @@ class VideoStage:
             return
         except (AuthError, TransientError, RateLimited) as error:
             wait = AUTH_RETRY_SECONDS if isinstance(error, AuthError) else SUBMIT_RETRY_SECONDS
+            if is_outage(error) and self.on_outage(error):
+                wait = 0.0  # due at once: sent again as soon as a probe is answered
             log.info(
                 "video request failed (%s); trying again in %.0fs",
                 error,
@@ -416,6 +431,10 @@ class VideoStage:
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except (TransientError, RateLimited, AuthError) as error:
+            if is_outage(error) and self.on_outage(error):
+                # Paused with the uploads, still due: polled as soon as a probe is answered.
+                log.info("video status waits for the API (%s)", error, extra={"file": row.path})
+                return
             log.info("video status unavailable (%s)", error, extra={"file": row.path})
             self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
             return
@@ -487,6 +506,11 @@ class VideoStage:
             )
             return
         except ApiError as error:
+            if is_outage(error) and self.on_outage(error):
+                # HeyGen's storage is down, not this video: no attempt spent, tried again as
+                # soon as a probe is answered (an outage of any length loses no video).
+                self.journal.update_video(row.path, error=str(error))
+                return
             attempts = row.attempts + 1
             if attempts >= DOWNLOAD_ATTEMPTS:
                 self._finish(row, "failed", error=f"download failed: {error}")

@@ -465,7 +465,8 @@ class Daemon:
                 self.pipeline.pool.submit(
                     Path(row.path), self.config.folder_of(row.folder), row=row
                 )
-        for key in self.journal.due_videos(now):
+        # While the API is unreachable, videos wait (due) for the probe that finds it back.
+        for key in [] if self.client.reachability.down else self.journal.due_videos(now):
             if only is None or key in only:
                 self.pipeline.video_runner.submit(key)
         self.pipeline.sidecars.retry_due(now)
@@ -494,9 +495,14 @@ class Daemon:
         """Until nothing is settling, queued or uploading (retries scheduled later don't count).
         With ``include_videos``, also until every video has finished (polling them as due);
         ``only`` limits that to these paths' files and videos."""
+        next_probe = time.monotonic()
         while not self._stop.is_set():
             busy = self.settler.pending_count() + self.pipeline.pool.busy
             if include_videos:
+                if self.client.reachability.down and time.monotonic() >= next_probe:
+                    # No housekeeper here (`retry`): videos wait for a probe as in the daemon.
+                    next_probe = time.monotonic() + self._probe_delay()
+                    self._probe()
                 self.submit_due(only)
                 busy += sum(
                     1
@@ -536,7 +542,7 @@ class Daemon:
                 wake = min(wake, next_probe)
             for due_at in (
                 self.journal.next_due_at(),
-                self.journal.next_video_at(),
+                None if self.client.reachability.down else self.journal.next_video_at(),
                 self.journal.next_sidecar_at(),
             ):
                 if due_at is not None:
