@@ -71,6 +71,8 @@ LOST_ANSWER = (
 )
 
 
+# How a download's local write failure begins (`status` and `/healthz` look for it).
+UNSAVED_PREFIX = "cannot save the video"
 # Steps that call HeyGen: while the API is unreachable they wait (due) for the daemon's probe,
 # which hands every due video on at once when the API answers again.
 _CALLS_THE_API = frozenset(
@@ -498,7 +500,7 @@ class VideoStage:
             # for, so it stays `downloading` and is tried again soon, as long as it takes.
             failures = self._local_failures.get(row.path, 0) + 1
             self._local_failures[row.path] = failures
-            reason = f"cannot save the video to {target}: {local_error_text(error)}"
+            reason = f"{UNSAVED_PREFIX} to {target}: {local_error_text(error)}"
             log.error("%s", reason, extra={"file": row.path})
             self.on_event("failure", {"kind": "download"})
             self.journal.update_video(
