@@ -244,7 +244,14 @@ class OutcomePolicy:
             delay = retry_delay_seconds(
                 attempts, config.api.max_attempts, config.retry_window_seconds
             )
-        log.info("will retry in %.0fs: %s", delay, reason, extra={"file": row.path})
+        # The file's own attempts (each may make a few quick tries of a request, counted
+        # from one again); a record waiting for a local write is not counted against it.
+        counted = (
+            f" (attempt {attempts + 1} of {config.api.max_attempts})"
+            if state is FileState.RETRYING
+            else ""
+        )
+        log.info("will retry in %.0fs%s: %s", delay, counted, reason, extra={"file": row.path})
         self.journal.update(
             row.path,
             state=state,

@@ -41,6 +41,7 @@ from watcher.heygen.errors import (
     TransientError,
     is_outage,
 )
+from watcher.heygen.retry import requests_for
 from watcher.heygen.uploads import complete_v3
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.state import names
@@ -600,7 +601,8 @@ class VideoRunner:
                 return  # the step under way leaves the next look in the journal
             self._running.add(key)
         try:
-            self.stage.step(key)
+            with requests_for(key):
+                self.stage.step(key)
         finally:
             with self._lock:
                 self._running.discard(key)
