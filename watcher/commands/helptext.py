@@ -78,7 +78,8 @@ COMMANDS: dict[str, CommandHelp] = {
             "Retry failed files and videos now: all of them, or the given paths (each path "
             "not retried says why: unknown, already uploaded, in progress, rejected). The "
             "running daemon does the work if there is one; otherwise this command does and "
-            "waits. Missing sidecars of uploaded files are written again from the journal."
+            "waits. Missing sidecars of uploaded, refused and failed files are written again "
+            "from the journal."
         ),
         exit_codes=((0, "all retried files done"), (1, "some still failed"), (2, _BAD_SETUP)),
     ),
