@@ -34,7 +34,7 @@ from watcher.config.apikey import ApiKeyError
 from watcher.service.logsetup import setup_logging
 from watcher.state.journal import JournalError
 from watcher.state.lock import StateLocked
-from watcher.state.states import UNFINISHED
+from watcher.state.states import UNFINISHED, FileState
 
 if TYPE_CHECKING:
     from watcher.service.daemon import Daemon
@@ -243,7 +243,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     failed = _unfinished(counts)
     already_done = max(0, daemon.scanned - daemon.scan_noticed)
     print(tally.summary(failed, already_done), file=sys.stderr)
-    if unreachable is not None and not stop.is_set():
+    if unreachable is not None and counts.get(FileState.HELD, 0) and not stop.is_set():
         print(
             f"the API is still unreachable after waiting {args.wait_for_api:g}s "
             f"({unreachable.last_error}); held files are uploaded by the next scan or run",
@@ -270,7 +270,8 @@ def _scan_until_done(
     ``wait_for_api`` seconds in all) and wait again for the files it resumes."""
     deadline = time.monotonic() + wait_for_api
     daemon.wait_until_idle(progress)
-    while daemon.client.reachability.down:
+    # Only worth waiting for while files wait for it.
+    while daemon.client.reachability.down and daemon.journal.rows_in((FileState.HELD,)):
         if not daemon.wait_for_api(max(0.0, deadline - time.monotonic())):
             return
         daemon.wait_until_idle(progress)
