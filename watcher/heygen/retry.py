@@ -99,10 +99,12 @@ def with_retries(
                 throttle.pause_for(delay, reason=str(error))
             # One line per quick retry, counting the try about to be made: these tries start
             # from one again at each of the file's own attempts (see the pipeline's retries).
+            failure = str(error)
+            if not failure.startswith(what):  # network errors name the request already
+                failure = f"{what} failed ({failure})"
             log.info(
-                "%s failed (%s); trying it again in %.2fs (try %d of %d)",
-                what,
-                error,
+                "%s; trying it again in %.2fs (try %d of %d)",
+                failure,
                 delay,
                 attempt + 1,
                 policy.max_attempts,
