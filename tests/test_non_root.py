@@ -187,7 +187,7 @@ def test_a_command_run_by_another_user_warns_before_it_acts(
     warning = "this folder was last worked on by pid "
     assert warning in second.stderr and f"user {other_user.name}," in second.stderr
     assert second.stderr.index(warning) < second.stderr.index("uploaded as")
-    # And the other way round: the service user after root (whose claim file it cannot write).
+    # And the other way round: the service user after root (root left files in its state dir).
     (drop / "c.png").write_bytes(media.png(seed=613))
     for leftover in (shared_tmp / "state").iterdir():
         other_user.own(leftover)
@@ -195,3 +195,25 @@ def test_a_command_run_by_another_user_warns_before_it_acts(
     assert third.returncode == 0, third.stderr
     assert warning in third.stderr and "user root," in third.stderr
     assert third.stderr.index(warning) < third.stderr.index("uploaded as")
+
+
+def test_a_folder_root_worked_on_warns_the_service_user_through_a_claim_it_cannot_write(
+    shared_tmp: Path, sandbox: Sandbox, other_user: OtherUser
+):
+    service_config, drop = layout(shared_tmp, sandbox, other_user)
+    root_state = shared_tmp / "root-state"
+    document = config_document(sandbox, root_state, [{"path": str(drop), "settle_seconds": 0.1}])
+    root_config = write_config(shared_tmp / "root.yaml", document)
+    (drop / "a.png").write_bytes(media.png(seed=621))
+    assert cli("scan", "-c", str(root_config), env=KEY_ENV).returncode == 0
+    claim = drop / ".heygen-watcher.lock"
+    assert claim.stat().st_uid == 0  # root's: the service user may read it, not write it
+    (drop / "b.png").write_bytes(media.png(seed=622))
+    result = other_user.cli("scan", "-c", str(service_config), env=KEY_ENV)
+    assert result.returncode == 0, result.stderr
+    warning = "this folder was last worked on by pid "
+    assert warning in result.stderr
+    assert f"user root, state directory {root_state}" in result.stderr
+    assert result.stderr.index(warning) < result.stderr.index("uploaded as")
+    assert read_sidecar(drop / "b.png")["status"] == "uploaded"
+    assert sidecar_of(drop / "b.png").stat().st_uid == other_user.uid
