@@ -118,3 +118,42 @@ def test_a_video_due_during_an_outage_is_polled_as_soon_as_the_api_answers(
         wait_for(lambda: read_sidecar(path)["video"]["downloaded_to"], what="the download")
     assert document["video"]["error"] is None
     assert len(list(out.iterdir())) == 1
+
+
+def test_a_download_during_a_storage_outage_spends_no_attempt_and_is_saved_after(
+    tmp_path: Path, drop: Path, slow_videos: Sandbox
+):
+    sandbox = slow_videos
+    out = tmp_path / "videos"
+    template = {
+        "body": BACKGROUND_BODY,
+        "initial_delay_seconds": 0.05,
+        "poll_interval_seconds": 0.05,
+        "download_to": str(out),
+    }
+    config = make_config(
+        sandbox,
+        tmp_path,
+        [{"path": str(drop), "settle_seconds": 0.1, "template": "main"}],
+        templates={"main": template},
+        api=PROBE,
+    )
+    path = drop / "a.png"
+    (drop / "a.txt").write_text("Hello\n", encoding="utf-8")
+    with running(config) as daemon:
+        path.write_bytes(media.png(seed=503))
+        wait_video(path, ("processing",))
+        # The video is done, but HeyGen's storage answers 503 to everything (probes too).
+        sandbox.inject(Fault(server="storage", status=503, for_seconds=3600))
+        sandbox.video_processing_seconds = 0.0
+        wait_for(lambda: daemon.client.reachability.down, what="the storage outage declared")
+        video = daemon.journal.video(str(path))
+        assert video is not None and video.state == "downloading"
+        assert video.attempts == 0  # an outage spends none of the download's attempts
+        sandbox.clear_faults()
+        wait_for(
+            lambda: read_sidecar(path)["video"]["downloaded_to"],
+            timeout=30,
+            what="the video saved once storage answers",
+        )
+    assert len(list(out.iterdir())) == 1
