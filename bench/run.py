@@ -661,12 +661,14 @@ def scenario_idlefiles(work: Path, api_url: str, args: argparse.Namespace) -> li
     polled = Daemon(work / "loaded", api_url, [polls_only], rescan_seconds=3600)
     try:
         polled.wait_ready(timeout=600)
+        walk_after_restart(polled)  # the start's own work, not the polls'
         poll_ms = idle_cpu(polled, args.polling_seconds) / 60 * POLL_SECONDS * 1000
     finally:
         polled.stop()
     polled = Daemon(work / "loaded", api_url, [polls_only], **settings)
     try:
         polled.wait_ready(timeout=600)
+        walk_after_restart(polled)
         polling_per_minute = idle_cpu(polled, args.idle_seconds)
     finally:
         polled.stop()

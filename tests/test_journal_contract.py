@@ -590,3 +590,21 @@ def test_sqlite_counts_again_only_after_a_commit(tmp_path: Path) -> None:
         assert len(counted) == 2
     finally:
         journal.close()
+
+
+def test_sqlite_counts_are_not_counted_again_for_a_heartbeat(tmp_path: Path) -> None:
+    """The daemon's heartbeat commits every few seconds without touching a file's row."""
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    counted: list[str] = []
+    journal._db.set_trace_callback(
+        lambda statement: counted.append(statement) if "GROUP BY" in statement else None
+    )
+    try:
+        journal.register_daemon("test")
+        journal.put(a_row("/drop/a.png"))
+        assert journal.counts() == {"queued": 1}
+        journal.beat_daemon(0)
+        assert journal.counts() == {"queued": 1}
+        assert len(counted) == 1
+    finally:
+        journal.close()

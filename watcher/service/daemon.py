@@ -156,6 +156,7 @@ class Daemon:
     stamps: TreeStamps = field(default_factory=TreeStamps)
     poll_stamps: TreeStamps = field(default_factory=TreeStamps)  # `poll_folders`'
     scan_seconds: float = field(init=False, default=0.0)
+    pass_seconds: float = field(init=False, default=0.0)  # the last periodic pass's
     full_scans: int = field(init=False, default=0)  # asked for by lost events
     _full_scan_why: tuple[int, str] = field(init=False, default=(logging.INFO, ""))
     # Files the start-up scan stat'ed (after a clean stop: those in changed directories).
@@ -442,6 +443,8 @@ class Daemon:
             log.info("rescan found %d new or changed file(s)", tally.noticed)
         self.scanned, self.scan_noticed = tally.seen, tally.noticed
         self.scan_seconds = time.monotonic() - started
+        if not (initial or full):
+            self.pass_seconds = self.scan_seconds
         return tally.noticed
 
     def _scan_directory(
@@ -796,9 +799,10 @@ class Daemon:
                 )
 
     def _rescan_interval(self) -> float:
-        """The configured interval, stretched for a tree so large that a pass takes long."""
+        """The configured interval, stretched for a tree so large that a periodic pass takes
+        long (the start's walk, or a full one, says nothing of what a periodic pass costs)."""
         configured = self.config.rescan_seconds
-        stretched = max(configured, self.scan_seconds / RESCAN_DUTY)
+        stretched = max(configured, self.pass_seconds / RESCAN_DUTY)
         return min(stretched, configured * RESCAN_STRETCH_MAX)
 
     def events_lost(self) -> None:

@@ -317,7 +317,7 @@ class SqliteJournal(_SharedOperations):
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.on_waiting: Callable[[], None] = lambda: None  # a local file is never awaited
         self._lock = threading.RLock()
-        # Commits through this handle, and the counts as of one (see `counts`).
+        # Commits through this handle that changed files, and the counts as of one (`counts`).
         self._commits = 0
         self._counted_at: tuple[int, int] | None = None
         self._counts: dict[str, int] = {}
@@ -366,7 +366,9 @@ class SqliteJournal(_SharedOperations):
             self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, files: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``files=False`` when it leaves the files table alone (the
+        counts need not be counted again after it: see `counts`)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -375,7 +377,8 @@ class SqliteJournal(_SharedOperations):
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            self._commits += 1
+            if files:
+                self._commits += 1
 
     # -- files -------------------------------------------------------------------------------
     def get(self, path: str) -> FileRow | None:
@@ -805,7 +808,7 @@ class SqliteJournal(_SharedOperations):
             )
 
     def beat_daemon(self, in_flight: int) -> None:
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(
                 "UPDATE daemons SET heartbeat_at = ?, in_flight = ? WHERE owner = ?",
                 (time.time(), in_flight, self.owner),
