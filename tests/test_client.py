@@ -725,3 +725,100 @@ def test_sessions_send_no_cookies(sandbox: Sandbox) -> None:
     assert "cookie" not in {name.lower() for name in seen.headers}
     assert seen.headers["User-Agent"].startswith("heygen-watcher/")
     session.close()
+
+
+def test_the_lean_transport_sends_what_requests_sent(tmp_path: Path, sandbox: Sandbox) -> None:
+    """API requests and presigned PUTs go through urllib3 directly now: HeyGen must see the
+    same headers (names, values) and the same JSON bytes as requests sent."""
+    import requests
+
+    import watcher.heygen.transport as transport
+
+    file = local_file(tmp_path / "a.png", media.png(seed=31), "image/png")
+    client = client_for(sandbox)
+    sent: list[transport.Answer] = []
+    client._api_transport.observers.append(sent.append)
+    V1Presigned(client).upload(file)
+    create, put = sandbox.requests
+    with transport.new_session(2) as session:
+        old = session.post(
+            f"{sandbox.api_url}/v1/asset",
+            json={"content_type": "image/png"},
+            headers={"Accept": "application/json", "X-Api-Key": SANDBOX_KEY},
+            timeout=5,
+        )
+        slot = old.json()["data"]
+        with open(file.path, "rb") as body:
+            session.put(slot["url"], data=body, headers={"Content-Type": "image/png"}, timeout=5)
+    old_create, old_put = sandbox.requests[2:]
+    for new, was in ((create, old_create), (put, old_put)):
+        assert (new.method, new.server) == (was.method, was.server)
+        assert new.headers == was.headers
+        assert "Transfer-Encoding" not in new.headers
+    assert sent[0].request_body == old.request.body
+    assert put.headers["Content-Length"] == str(file.size)
+    assert "X-Api-Key" not in put.headers
+    assert isinstance(old, requests.Response)
+
+
+def test_the_lean_transport_reads_environment_proxies_once_per_origin(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib3
+
+    import watcher.heygen.transport as transport
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reads: list[str] = []
+    real = transport.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(transport, "get_environ_proxies", counted)
+    lean = transport.Transport(2)
+    timeout = urllib3.Timeout(connect=5, read=5)
+    for _ in range(3):
+        answer = lean.send(
+            "POST",
+            f"{sandbox.api_url}/v1/asset",
+            headers={
+                **transport.BASE_HEADERS,
+                "X-Api-Key": SANDBOX_KEY,
+                "Content-Type": "application/json",
+            },
+            body=b'{"content_type": "image/png"}',
+            timeout=timeout,
+        )
+        assert answer.status_code == 200
+    assert reads == [f"{sandbox.api_url}/v1/asset"]  # once for this origin, not per request
+    # The environment still decides: HeyGen's host goes through the proxy, with its
+    # credentials for the proxy only (as requests sends them).
+    pool, manager = lean._route("https", "api.heygen.com", "https://api.heygen.com/v1/asset")
+    assert pool is None and isinstance(manager, urllib3.ProxyManager)
+    assert manager.proxy is not None and manager.proxy.host == "proxy.example"
+    assert manager.proxy_headers["Proxy-Authorization"].startswith("Basic ")
+    lean.close()
+
+
+def test_the_lean_transport_says_why_nothing_came_back(sandbox: Sandbox) -> None:
+    import urllib3
+
+    import watcher.heygen.transport as transport
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    lean = transport.Transport(1)
+    with pytest.raises(transport.TransportError) as refused:
+        lean.send(
+            "GET",
+            f"http://127.0.0.1:{port}/v1/asset",
+            headers=dict(transport.BASE_HEADERS),
+            timeout=urllib3.Timeout(connect=5, read=5),
+        )
+    # Refused: it certainly never reached a server, so it is safe to send again.
+    assert (refused.value.name, refused.value.never_sent) == ("ConnectionError", True)
+    lean.close()

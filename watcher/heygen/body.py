@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -121,7 +122,10 @@ def sha256_file(path: Path) -> str:
     """Hash a file in 1 MiB blocks (hashlib releases the GIL, so other threads keep going)."""
     hasher = hashlib.sha256()
     with _open_payload(path) as handle:
-        buffer = bytearray(READ_BLOCK_BYTES)
+        # A small file needs no 1 MiB buffer: zeroing one cost more than hashing the file.
+        # One byte more than its size lets the first read take all of it and the next see EOF.
+        size = os.fstat(handle.fileno()).st_size
+        buffer = bytearray(min(READ_BLOCK_BYTES, size + 1))
         view = memoryview(buffer)
         while True:
             count = handle.readinto(buffer)

@@ -613,8 +613,15 @@ class SqliteJournal(_SharedOperations):
 
     def sidecar_written(self, location: str) -> None:
         """A write at ``location`` succeeded: whatever waited for it is superseded."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
+        with self._lock:
+            # Nearly always nothing waited: a read is much cheaper than a write transaction.
+            waiting = self._db.execute(
+                "SELECT 1 FROM pending_sidecars WHERE location = ?", (location,)
+            ).fetchone()
+            if waiting is None:
+                return
+            with self._transaction() as db:
+                db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
 
     def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
         query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
