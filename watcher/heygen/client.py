@@ -21,6 +21,7 @@ import urllib3.exceptions
 
 from watcher.config import ApiConfig
 from watcher.config.apikey import ApiKey
+from watcher.heygen.body import FileBody
 from watcher.heygen.envelope import dumps_json, parse_api_response, raise_for_storage
 from watcher.heygen.errors import ApiError, ResponseLost, TransientError
 from watcher.heygen.reachability import Reachability
@@ -198,6 +199,8 @@ class HeyGenClient:
         if json is not None:
             data = dumps_json(json)
             all_headers.setdefault("Content-Type", "application/json")
+        elif isinstance(data, FileBody):
+            data = data.whole() or data
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         started = time.monotonic()
@@ -236,12 +239,15 @@ class HeyGenClient:
         exact ``Content-Length`` instead of chunked encoding, which storage refuses.
         """
         self.throttle.before_request()
+        body = body_factory()
+        if isinstance(body, FileBody):
+            body = body.whole() or body
         try:
             response = self._storage_transport.send(
                 "PUT",
                 url,
                 headers={**BASE_HEADERS, **headers},
-                body=body_factory(),
+                body=body,
                 timeout=self._timeout,
             )
         except TransportError as error:
