@@ -17,7 +17,7 @@ from conftest import SANDBOX_KEY, fast_api
 from watcher.config.apikey import ApiKey
 from watcher.config.templates import Template
 from watcher.heygen import videos
-from watcher.heygen.body import FileBody, FileChangedError, sha256_file
+from watcher.heygen.body import WHOLE_BODY_BYTES, FileBody, FileChangedError, sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.envelope import parse_retry_after
 from watcher.heygen.errors import (
@@ -358,6 +358,39 @@ def test_file_body_reports_length_and_stops_at_it(tmp_path: Path):
     shrunk = FileBody(path, 20)
     with pytest.raises(FileChangedError):
         b"".join(shrunk)
+
+
+def test_a_small_body_is_read_whole_by_the_same_rules(tmp_path: Path):
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 10)
+    body = FileBody(path, 6, prefix=b"<", suffix=b">")
+    assert body.whole() == b"<xxxxxx>"  # the announced length, not the file's
+    assert body.finished and body.sha256() == hashlib.sha256(b"x" * 6).hexdigest()
+    shrunk = FileBody(path, 20)
+    with pytest.raises(FileChangedError):
+        shrunk.whole()
+    assert isinstance(shrunk.local_error, FileChangedError)
+    path.unlink()
+    gone = FileBody(path, 10)
+    with pytest.raises(FileNotFoundError):
+        gone.whole()
+    assert isinstance(gone.local_error, FileNotFoundError)
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (WHOLE_BODY_BYTES + 1))
+    assert FileBody(big, WHOLE_BODY_BYTES + 1).whole() is None  # streamed instead
+
+
+@pytest.mark.parametrize("protocol", ["v1-presigned", "v1-upload", "v3-multipart"])
+def test_a_small_file_that_shrank_is_reported_as_changed_not_as_a_network_error(
+    tmp_path: Path, sandbox: Sandbox, protocol: str
+):
+    data = media.mp4(payload=2_000, seed=12)
+    path = tmp_path / "clip.mp4"
+    file = local_file(path, data, "video/mp4")
+    path.write_bytes(data[:100])
+    with pytest.raises(FileChangedError, match="shrank"):
+        make_protocol(client_for(sandbox, upload_protocol=protocol)).upload(file)
+    assert not [r for r in sandbox.requests if r.method in ("PUT",) or r.server == "upload"]
 
 
 RSS_PROBE = r"""
