@@ -2,7 +2,8 @@
 
 requests sends ``Content-Length`` only when it can tell a body's length; otherwise it falls back
 to chunked transfer encoding, which presigned storage refuses. These readers report their exact
-length through ``__len__`` and never hold more than one block in memory. They stop at the
+length through ``__len__`` and never hold more than one block in memory (a small body may be
+read whole instead: `FileBody.whole`). They stop at the
 length they announced even if the file has grown, and fail loudly if it has shrunk, so the bytes
 on the wire always match the header.
 """
