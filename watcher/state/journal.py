@@ -761,8 +761,9 @@ class SqliteJournal(_SharedOperations):
     # hold a claim: every row that exists and is not final may be worked on, and nothing is
     # ever left behind by another daemon (this process's own leftovers resume at start).
     def claim(self, path: str) -> bool:
-        row = self.get(path)
-        return row is not None and row.state not in FINAL
+        with self._lock:
+            found = self._db.execute("SELECT state FROM files WHERE path = ?", (path,)).fetchone()
+        return found is not None and found[0] not in FINAL
 
     def renew_claims(self) -> int:
         return 0
