@@ -855,3 +855,31 @@ def test_the_lean_transport_says_why_nothing_came_back(sandbox: Sandbox) -> None
     # Refused: it certainly never reached a server, so it is safe to send again.
     assert (refused.value.name, refused.value.never_sent) == ("ConnectionError", True)
     lean.close()
+
+
+def test_api_answers_feed_their_latency_to_the_adaptive_limit(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON requests (a slot, a completion) tell how loaded HeyGen is; a request carrying a
+    file does not (its time grows with the file)."""
+    client = client_for(sandbox)
+    seen: list[float | None] = []
+    real = client.throttle.answered
+
+    def answered(latency: float | None, refused: bool) -> None:
+        seen.append(latency)
+        real(latency, refused)
+
+    monkeypatch.setattr(client.throttle, "answered", answered)
+    V1Presigned(client).upload(local_file(tmp_path / "a.png", media.png(seed=41), "image/png"))
+    (slot_latency,) = seen
+    assert isinstance(slot_latency, float) and slot_latency > 0
+    one_request = client_for(sandbox, upload_protocol="v1-upload")
+    seen_upload: list[float | None] = []
+    monkeypatch.setattr(
+        one_request.throttle, "answered", lambda latency, refused: seen_upload.append(latency)
+    )
+    make_protocol(one_request).upload(
+        local_file(tmp_path / "b.png", media.png(seed=42), "image/png")
+    )
+    assert seen_upload == [None]

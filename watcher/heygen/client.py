@@ -196,22 +196,24 @@ class HeyGenClient:
         self.throttle.before_request(keyed=True)
         all_headers = {**BASE_HEADERS, "Accept": "application/json", **(headers or {})}
         all_headers[key_header] = self._key.value
+        body = data
         if json is not None:
-            data = dumps_json(json)
+            body = dumps_json(json)
             all_headers.setdefault("Content-Type", "application/json")
         elif isinstance(data, FileBody):
-            data = data.whole() or data
+            body = data.whole() or data
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         started = time.monotonic()
         try:
             # No redirect is followed: the key must only ever reach the API host.
             response = self._api_transport.send(
-                method, url, headers=all_headers, body=data, timeout=self._timeout
+                method, url, headers=all_headers, body=body, timeout=self._timeout
             )
         except TransportError as error:
             raise _transport_failure(error, what, replay_safe) from None
-        # The time of a request with a body grows with the body, not with HeyGen's load.
+        # The time of a request with a file body grows with the file, not with HeyGen's load;
+        # a small JSON body says as much about the load as a bodiless request.
         latency = time.monotonic() - started if data is None else None
         self.throttle.answered(latency, refused=response.status_code == 429)
         try:
