@@ -883,3 +883,82 @@ def test_api_answers_feed_their_latency_to_the_adaptive_limit(
         local_file(tmp_path / "b.png", media.png(seed=42), "image/png")
     )
     assert seen_upload == [None]
+
+
+class _ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 that records what it is asked and forwards it
+    (absolute-form request targets, as clients send them to a proxy)."""
+
+    def __init__(self) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        seen: list[tuple[str, str, dict[str, str]]] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def _forward(self) -> None:
+                seen.append((self.command, self.path, dict(self.headers)))
+                target = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() not in ("proxy-authorization", "proxy-connection")
+                }
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                path = target.path + (f"?{target.query}" if target.query else "")
+                upstream.request(self.command, path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_proxy_from_the_environment_carries_the_uploads_with_its_own_credentials(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _ForwardProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        file = local_file(tmp_path / "a.png", media.png(seed=51), "image/png")
+        asset = V1Presigned(client_for(sandbox)).upload(file)
+    finally:
+        proxy.close()
+    assert sandbox.assets[asset.asset_id].sha256 == file.sha256
+    (create, put) = proxy.seen
+    assert (create[0], create[1]) == ("POST", f"{sandbox.api_url}/v1/asset")
+    assert put[0] == "PUT" and put[1].startswith(sandbox.storage_url)
+    for _, _, headers in proxy.seen:
+        assert headers["Proxy-Authorization"].startswith("Basic ")
+    assert create[2]["X-Api-Key"] == SANDBOX_KEY
+    assert "X-Api-Key" not in put[2]
+    # The proxy's credentials are for the proxy: HeyGen never sees them.
+    for seen in sandbox.requests:
+        assert "Proxy-Authorization" not in seen.headers
