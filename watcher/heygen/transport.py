@@ -33,6 +33,7 @@ from urllib3.exceptions import (
     LocationValueError,
     NewConnectionError,
     ReadTimeoutError,
+    URLSchemeUnknown,
 )
 
 from watcher import __version__
@@ -219,6 +220,8 @@ def _transport_error(error: Exception) -> TransportError:
         return TransportError("SSLError", timed_out=False, never_sent=False)
     if isinstance(error, urllib3.exceptions.ProxyError):
         return TransportError("ProxyError", timed_out=False, never_sent=False)
+    if isinstance(error, URLSchemeUnknown):
+        return TransportError("InvalidSchema", timed_out=False, never_sent=True)
     if isinstance(error, LocationValueError):
         return TransportError("InvalidURL", timed_out=False, never_sent=True)
     return TransportError("ConnectionError", timed_out=False, never_sent=False)
@@ -289,7 +292,7 @@ class Transport:
         elif scheme == "http":
             pool = urllib3.HTTPConnectionPool(parsed.host, parsed.port, **self._pool_settings())
         else:
-            raise LocationValueError(f"unsupported scheme {scheme!r}")
+            raise URLSchemeUnknown(scheme)
         return pool, None
 
     def _proxy_manager(self, proxy: str) -> urllib3.PoolManager:
@@ -301,7 +304,10 @@ class Transport:
             )
             settings = {**self._pool_settings(), **self._tls_settings()}
             if proxy.lower().startswith("socks"):
-                from urllib3.contrib.socks import SOCKSProxyManager
+                try:
+                    from urllib3.contrib.socks import SOCKSProxyManager
+                except ImportError:  # PySocks is not installed: as requests, no SOCKS
+                    raise URLSchemeUnknown(proxy.split(":", 1)[0]) from None
 
                 manager = SOCKSProxyManager(proxy, username=username, password=password, **settings)
             else:
