@@ -36,6 +36,7 @@ from daemon_helpers import (
 
 from watcher.config import Config, parse_config
 from watcher.sandbox import Fault, Sandbox
+from watcher.service.fleetpause import REFRESH_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +263,18 @@ def test_status_shows_the_whole_fleet_from_any_host(
     assert after["daemons"] == [] and after["running"] is False
 
 
+def _shared_pause_left(url: str, kind: str) -> float:
+    """Seconds left of the fleet's pause of ``kind`` as recorded in the database."""
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('pauses')").fetchone() == (None,):
+            return 0.0
+        row = conn.execute(
+            "SELECT until - EXTRACT(EPOCH FROM clock_timestamp()) FROM pauses WHERE kind = %s",
+            (kind,),
+        ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
 def test_a_429_seen_by_one_daemon_pauses_the_whole_fleet(
     tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
 ) -> None:
@@ -275,22 +288,60 @@ def test_a_429_seen_by_one_daemon_pauses_the_whole_fleet(
         )
         first = write_burst(drop, 1)
         wait_for(lambda: any(r.status == 429 for r in sandbox.requests), 30, "the refused request")
+        wait_for(lambda: _shared_pause_left(shared, "rate_limit") > 0, 30, "the shared pause")
+        recorded = time.time()
         # Files arriving well inside the pause: whichever daemon takes them must wait it out.
         time.sleep(0.5)  # pacing the writer, not waiting for the daemons
         files = {**first, **write_burst(drop, 8, offset=1)}
         wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
     creates = [r for r in sandbox.requests if r.path == "/v1/asset"]
     (refused,) = [r.at for r in creates if r.status == 429]
-    # Nobody in the fleet sent a slot request during the pause. (The first 0.3 s leave room
-    # for requests already on their way and for the other daemons' look at the shared pause,
-    # a quarter second apart; the last 0.3 s for clock reading.)
-    during = [r for r in creates if refused + 0.3 < r.at < refused + retry_after - 0.3]
-    # Without the shared pause the other daemon sends all eight at once. About one run in
-    # ten, one slot request still slips through at the moment the new files arrive; its
-    # cause is not understood yet, so one is tolerated (and shown) rather than hidden.
+    # Nobody in the fleet sent a slot request during the pause. A daemon looks at the shared
+    # pause at most REFRESH_SECONDS late, so only a request that left before then could land
+    # after the pause was recorded; none may land later, until the pause ends (its last
+    # 0.3 s are left for clock reading).
+    during = [r for r in creates if recorded + REFRESH_SECONDS < r.at < refused + retry_after - 0.3]
     timeline = [(round(r.at - refused, 3), r.status, r.server) for r in sandbox.requests]
-    assert len(during) <= 1, f"{len(during)} request(s) sent during the fleet's pause: {timeline}"
-    if during:
-        print(f"one slot request during the fleet's pause: {timeline}")
+    assert not during, f"{len(during)} request(s) sent during the fleet's pause: {timeline}"
     per_content = assets_per_content(sandbox)
     assert {sha: per_content[sha] for sha in files.values()} == dict.fromkeys(files.values(), 1)
+
+
+def test_a_401_seen_by_one_daemon_pauses_the_whole_fleet_until_a_key_is_reloaded(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
+) -> None:
+    one = fleet_config(sandbox, tmp_path, drop, shared, "one")
+    two = fleet_config(sandbox, tmp_path, drop, shared, "two")
+    with running(one) as first, running(two) as second:
+        fleet = (first, second)
+        sandbox.inject(Fault(method="POST", path_prefix="/v1/asset", status=401, count=1))
+        files = write_burst(drop, 1)
+        wait_for(lambda: any(r.status == 401 for r in sandbox.requests), 30, "the refused key")
+        # Both pause: the one whose key was refused, and the other through the journal.
+        wait_for(
+            lambda: all(daemon.pipeline.auth_pause.active for daemon in fleet), 10, "both paused"
+        )
+        assert all(not daemon.health()[0] for daemon in fleet)
+        files.update(write_burst(drop, 8, offset=1))
+        wait_for(lambda: first.journal.counts() == {"held": 9}, 30, "every file held")
+        reloaded = time.time()
+        # The key is fixed on one host (SIGHUP, or its key file changed): the fleet resumes.
+        second.reload_key()
+        wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
+        wait_for(
+            lambda: not any(daemon.pipeline.auth_pause.active for daemon in fleet),
+            10,
+            "both resumed",
+        )
+        # Files arriving now are uploaded as usual.
+        later = write_burst(drop, 6, offset=9)
+        wait_for(lambda: all(uploaded(path) for path in later), 60, "every later sidecar")
+    api = [r for r in sandbox.requests if r.server == "api"]
+    (refused,) = [r.at for r in api if r.status == 401]
+    during = [r for r in api if refused < r.at < reloaded]
+    assert not during, f"requests during the fleet's 401 pause: {[(r.at, r.path) for r in during]}"
+    per_content = assets_per_content(sandbox)
+    everything = {**files, **later}
+    assert {sha: per_content[sha] for sha in everything.values()} == dict.fromkeys(
+        everything.values(), 1
+    )

@@ -486,6 +486,18 @@ def test_a_pause_shared_by_the_fleet(journal: Journal) -> None:
     wait_until(lambda: journal.fleet_pause("other") == (0.0, ""), "the brief pause to end")
 
 
+
+def test_a_shared_pause_ends_when_told(journal: Journal) -> None:
+    journal.pause_fleet("auth", 86400, "401 key refused")
+    journal.pause_fleet("rate_limit", 30, "429")
+    journal.resume_fleet("auth")
+    assert journal.fleet_pause("auth") == (0.0, "")
+    assert journal.fleet_pause("rate_limit")[0] > 20  # only that kind ended
+    journal.resume_fleet("auth")  # ending no pause is no error
+    journal.pause_fleet("auth", 60, "401 again")  # and a new one starts afresh
+    assert journal.fleet_pause("auth")[1] == "401 again"
+
+
 def test_requests_handed_to_the_daemon(journal: Journal) -> None:
     assert journal.take_requests() == []
     journal.request("/drop/a.png", "/drop")

@@ -813,3 +813,7 @@ class SqliteJournal(_SharedOperations):
         pause = self.get_meta(f"pause:{kind}")
         left = pause["until"] - time.time() if pause else 0.0
         return (left, pause["reason"]) if pause and left > 0 else (0.0, "")
+
+    def resume_fleet(self, kind: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"pause:{kind}",))

@@ -198,3 +198,8 @@ class Journal(Protocol):
     def fleet_pause(self, kind: str) -> tuple[float, str]:
         """(seconds left, reason) of the shared pause of ``kind``; (0, "") when none."""
         ...
+
+    def resume_fleet(self, kind: str) -> None:
+        """End the shared pause of ``kind`` now, for every daemon (a 401's pause lasts until
+        a daemon reloads its key)."""
+        ...

@@ -863,6 +863,9 @@ class PgJournal(_SharedOperations):
         row = self._one(f"SELECT until - {NOW}, reason FROM pauses WHERE kind = %s", (kind,))
         return (float(row[0]), str(row[1])) if row and row[0] > 0 else (0.0, "")
 
+    def resume_fleet(self, kind: str) -> None:
+        self._write("DELETE FROM pauses WHERE kind = %s", (kind,))
+
 
 def _reason(error: psycopg.Error) -> str:
     """The first line of libpq's message (the rest repeats the host and port)."""
