@@ -1,40 +1,39 @@
 """A fleet: several daemons watching one folder through one PostgreSQL journal, against the
 sandbox. Every file is uploaded exactly once (counted at the sandbox: one stored asset per
 content), a daemon killed with `kill -9` mid-upload is taken over once its leases lapse, and a
-database restart pauses the fleet without losing, failing or doubling anything."""
+429 or a 401 seen by one daemon pauses them all. (A database outage and a daemon that stalls
+past its lease: test_fleet_outage.py, which runs beside this file.)"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import signal
-import subprocess
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import media
 import pgcluster
-import psycopg
 import pytest
 from conftest import wait_for
 from daemon_helpers import (
     KEY_ENV,
     cli,
-    config_document,
-    read_sidecar,
     running,
-    sidecar_of,
     start_cli,
-    stop_cli,
     write_config,
 )
+from fleet_helpers import (
+    assets_per_content,
+    claimed_uploading,
+    fleet_config,
+    fleet_document,
+    shared_pause_left,
+    uploaded,
+    write_burst,
+)
 
-from watcher.config import Config, parse_config
 from watcher.sandbox import Fault, Sandbox
 from watcher.service.fleetpause import REFRESH_SECONDS
 
@@ -47,51 +46,6 @@ def server() -> Iterator[pgcluster.Cluster]:
 @pytest.fixture
 def shared(server: pgcluster.Cluster) -> str:
     return server.new_database()
-
-
-def fleet_document(
-    sandbox: Sandbox, tmp_path: Path, drop: Path, url: str, name: str, **top: Any
-) -> dict[str, Any]:
-    """One daemon's config: its own state directory, the shared journal, the same folder."""
-    folder = {"path": str(drop), "settle_seconds": 0.1, "trust_close_write": True}
-    return config_document(
-        sandbox,
-        tmp_path / f"state-{name}",
-        [folder],
-        journal=url,
-        rescan_seconds=3600,
-        **top,
-    )
-
-
-def fleet_config(
-    sandbox: Sandbox, tmp_path: Path, drop: Path, url: str, name: str, **top: Any
-) -> Config:
-    document = fleet_document(sandbox, tmp_path, drop, url, name, **top)
-    return parse_config(document, f"{name}.yaml", tmp_path)
-
-
-def uploaded(path: Path) -> bool:
-    try:
-        return bool(read_sidecar(path)["status"] == "uploaded")
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def assets_per_content(sandbox: Sandbox) -> Counter[str]:
-    return Counter(asset.sha256 for asset in sandbox.assets.values())
-
-
-def write_burst(drop: Path, count: int, offset: int = 0) -> dict[Path, str]:
-    """``count`` distinct PNGs, each written in one go (as `cp` does); path → sha256."""
-    written = {}
-    for number in range(offset, offset + count):
-        # Width and seed together make every file's bytes distinct (the seed alone wraps).
-        data = media.png(width=4 + number // 256, seed=number % 256)
-        path = drop / f"img-{number:04d}.png"
-        path.write_bytes(data)
-        written[path] = hashlib.sha256(data).hexdigest()
-    return written
 
 
 def test_two_daemons_on_one_folder_upload_each_file_exactly_once(
@@ -115,17 +69,6 @@ def test_two_daemons_on_one_folder_upload_each_file_exactly_once(
     assert len([r for r in slots if r.status == 200]) == len(files)
 
 
-def _claimed_uploading(url: str, pid: int) -> list[str]:
-    with psycopg.connect(url) as conn:
-        if conn.execute("SELECT to_regclass('files')").fetchone() == (None,):
-            return []  # the daemon has not created the schema yet
-        rows = conn.execute(
-            "SELECT path FROM files WHERE owner LIKE %s AND state = 'uploading'",
-            (f"%:{pid}:%",),
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def test_a_daemon_killed_mid_upload_is_taken_over_once_its_leases_lapse(
     tmp_path: Path,
     drop: Path,
@@ -144,7 +87,7 @@ def test_a_daemon_killed_mid_upload_is_taken_over_once_its_leases_lapse(
     victim = start_cli("run", "-c", str(victim_config), env=KEY_ENV)
     try:
         held = wait_for(
-            lambda: _claimed_uploading(shared, victim.pid), 30, "the victim's claims in flight"
+            lambda: claimed_uploading(shared, victim.pid), 30, "the victim's claims in flight"
         )
         survivor = fleet_config(sandbox, tmp_path, drop, shared, "survivor", lease_seconds=lease)
         with caplog.at_level(logging.WARNING), running(survivor):
@@ -177,66 +120,6 @@ def test_a_daemon_killed_mid_upload_is_taken_over_once_its_leases_lapse(
     )
 
 
-def test_the_fleet_survives_a_database_restart(
-    tmp_path: Path, drop: Path, sandbox: Sandbox, server: pgcluster.Cluster, shared: str
-) -> None:
-    """The server stops while uploads are under way: nothing fails, and once it is back
-    every file is uploaded exactly once. The daemons are real processes, stopped cleanly."""
-    configs = [
-        write_config(
-            tmp_path / f"{name}.yaml", fleet_document(sandbox, tmp_path, drop, shared, name)
-        )
-        for name in ("one", "two")
-    ]
-    daemons = [start_cli("run", "-c", str(config), env=KEY_ENV) for config in configs]
-    try:
-        files = write_burst(drop, 20)
-        wait_for(lambda: any(uploaded(path) for path in files), 30, "a first upload")
-        server.stop()
-        more = write_burst(drop, 10, offset=20)  # dropped while the database is down
-        time.sleep(3)  # the outage itself: the daemons must ride it out
-        assert all(daemon.poll() is None for daemon in daemons)
-        server.start()
-        files.update(more)
-        wait_for(lambda: all(uploaded(path) for path in files), 90, "every sidecar")
-        results = [stop_cli(daemon) for daemon in daemons]
-    finally:
-        for daemon in daemons:
-            daemon.kill()
-            daemon.wait(timeout=10)
-    for code, _, err in results:
-        assert code == 0, err
-    assert any("unreachable" in err for _, _, err in results)
-    assert not [p for p in files if read_sidecar(p)["status"] != "uploaded"]
-    per_content = assets_per_content(sandbox)
-    assert {sha: per_content[sha] for sha in files.values()} == dict.fromkeys(files.values(), 1)
-    assert not list(drop.glob("*.asset.json.tmp*"))
-    assert all(sidecar_of(path).exists() for path in files)
-
-
-def test_a_daemon_started_while_the_database_is_down_waits_for_it(
-    tmp_path: Path, drop: Path, sandbox: Sandbox, server: pgcluster.Cluster, shared: str
-) -> None:
-    """Not a crash loop: the daemon waits (loudly) and starts work once the server answers."""
-    config = write_config(
-        tmp_path / "late.yaml", fleet_document(sandbox, tmp_path, drop, shared, "late")
-    )
-    files = write_burst(drop, 3)
-    server.stop()
-    daemon = start_cli("run", "-c", str(config), env=KEY_ENV)
-    try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            daemon.wait(timeout=3)  # still there, waiting, not exited
-        server.start()
-        wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
-        code, _, err = stop_cli(daemon)
-    finally:
-        daemon.kill()
-        daemon.wait(timeout=10)
-    assert code == 0, err
-    assert "unreachable" in err and "is back" in err
-
-
 def test_status_shows_the_whole_fleet_from_any_host(
     tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
 ) -> None:
@@ -263,18 +146,6 @@ def test_status_shows_the_whole_fleet_from_any_host(
     assert after["daemons"] == [] and after["running"] is False
 
 
-def _shared_pause_left(url: str, kind: str) -> float:
-    """Seconds left of the fleet's pause of ``kind`` as recorded in the database."""
-    with psycopg.connect(url) as conn:
-        if conn.execute("SELECT to_regclass('pauses')").fetchone() == (None,):
-            return 0.0
-        row = conn.execute(
-            "SELECT until - EXTRACT(EPOCH FROM clock_timestamp()) FROM pauses WHERE kind = %s",
-            (kind,),
-        ).fetchone()
-    return float(row[0]) if row else 0.0
-
-
 def test_a_429_seen_by_one_daemon_pauses_the_whole_fleet(
     tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
 ) -> None:
@@ -288,7 +159,7 @@ def test_a_429_seen_by_one_daemon_pauses_the_whole_fleet(
         )
         first = write_burst(drop, 1)
         wait_for(lambda: any(r.status == 429 for r in sandbox.requests), 30, "the refused request")
-        wait_for(lambda: _shared_pause_left(shared, "rate_limit") > 0, 30, "the shared pause")
+        wait_for(lambda: shared_pause_left(shared, "rate_limit") > 0, 30, "the shared pause")
         recorded = time.time()
         # Files arriving well inside the pause: whichever daemon takes them must wait it out.
         time.sleep(0.5)  # pacing the writer, not waiting for the daemons

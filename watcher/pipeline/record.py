@@ -22,7 +22,7 @@ from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
-from watcher.state.journal import FileRow
+from watcher.state.journal import ClaimLost, FileRow
 from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.sidecar import iso_from_epoch
@@ -150,6 +150,11 @@ class Recorder:
 
         ``asset_usable=False``: the completion said HeyGen is still ingesting the asset, so
         its video waits for it (see `VideoStage.begin`)."""
+        # The move and the sidecar are on the shared folder, where no fence reaches: the
+        # claim is renewed (and found still this daemon's) just before them, so they come a
+        # whole lease before any other daemon could take the file over.
+        if not self.journal.claim(row.path):
+            raise ClaimLost(f"{row.path}: another daemon took the file over")
         config = self.live.current
         folder = config.folder_of(row.folder)
         template = config.template_for(folder)

@@ -145,6 +145,11 @@ class JournalError(Exception):
     """The journal cannot be opened or read: corrupt, unreadable, or from a newer version."""
 
 
+class ClaimLost(JournalError):
+    """A shared journal refused a write for a file this daemon no longer holds: it stalled
+    past its lease and another daemon took the file over. The work in hand is dropped."""
+
+
 @dataclass(frozen=True)
 class FileRow:
     path: str
