@@ -17,10 +17,18 @@ from watcher.sandbox import Sandbox
 
 
 def fleet_document(
-    sandbox: Sandbox, tmp_path: Path, drop: Path, url: str, name: str, **top: Any
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drop: Path,
+    url: str,
+    name: str,
+    template: str | None = None,
+    **top: Any,
 ) -> dict[str, Any]:
     """One daemon's config: its own state directory, the shared journal, the same folder."""
-    folder = {"path": str(drop), "settle_seconds": 0.1, "trust_close_write": True}
+    folder: dict[str, Any] = {"path": str(drop), "settle_seconds": 0.1, "trust_close_write": True}
+    if template is not None:
+        folder["template"] = template
     return config_document(
         sandbox,
         tmp_path / f"state-{name}",
@@ -32,9 +40,15 @@ def fleet_document(
 
 
 def fleet_config(
-    sandbox: Sandbox, tmp_path: Path, drop: Path, url: str, name: str, **top: Any
+    sandbox: Sandbox,
+    tmp_path: Path,
+    drop: Path,
+    url: str,
+    name: str,
+    template: str | None = None,
+    **top: Any,
 ) -> Config:
-    document = fleet_document(sandbox, tmp_path, drop, url, name, **top)
+    document = fleet_document(sandbox, tmp_path, drop, url, name, template, **top)
     return parse_config(document, f"{name}.yaml", tmp_path)
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pgcluster
@@ -20,6 +21,7 @@ from conftest import wait_for
 from daemon_helpers import (
     KEY_ENV,
     cli,
+    read_sidecar,
     running,
     start_cli,
     write_config,
@@ -216,3 +218,48 @@ def test_a_401_seen_by_one_daemon_pauses_the_whole_fleet_until_a_key_is_reloaded
     assert {sha: per_content[sha] for sha in everything.values()} == dict.fromkeys(
         everything.values(), 1
     )
+
+
+def test_two_daemons_generate_each_video_once_and_poll_it_once_per_interval(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, shared: str
+) -> None:
+    """Both daemons see every video due in the shared journal; one of them generates it and
+    one at a time polls it, so a video's status polls are a poll interval apart."""
+    interval = 0.3
+    body = {
+        "video_inputs": [
+            {
+                "character": {"type": "avatar", "avatar_id": "a-1", "avatar_style": "normal"},
+                "voice": {"type": "text", "input_text": "Hello", "voice_id": "v-1"},
+                "background": {"type": "image", "url": "${asset_url}"},
+            }
+        ],
+        "dimension": {"width": 1280, "height": 720},
+    }
+    templates = {
+        "main": {"body": body, "initial_delay_seconds": 0.05, "poll_interval_seconds": interval}
+    }
+    sandbox.video_processing_seconds = 2.5  # long enough for several polls each
+    one = fleet_config(sandbox, tmp_path, drop, shared, "one", "main", templates=templates)
+    two = fleet_config(sandbox, tmp_path, drop, shared, "two", "main", templates=templates)
+
+    def video_done(path: Path) -> bool:
+        try:
+            return bool(read_sidecar(path)["video"]["status"] == "completed")
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    with running(one), running(two):
+        files = write_burst(drop, 4)
+        wait_for(lambda: all(video_done(path) for path in files), 60, "every video completed")
+    generated = [r for r in sandbox.requests if r.method == "POST" and "generate" in r.path]
+    assert len(generated) == len(files) == len(sandbox.videos)
+    polls: dict[str, list[float]] = {}
+    for request in sandbox.requests:
+        if request.method == "GET" and request.path.startswith("/v2/videos/"):
+            polls.setdefault(request.path, []).append(request.at)
+    assert len(polls) == len(files)
+    gaps = [later - earlier for times in polls.values() for earlier, later in pairwise(times)]
+    assert gaps and len(gaps) >= 2 * len(files)  # several polls of each video
+    # Each poll leaves the next look one interval ahead, for the whole fleet.
+    assert min(gaps) >= interval * 0.5, sorted(gaps)[:5]

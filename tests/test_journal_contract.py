@@ -295,6 +295,22 @@ def test_videos_their_claims_and_retries(journal: Journal) -> None:
         journal.update_video("/drop/a.png", nope=1)
 
 
+def test_a_video_step_is_taken_once_until_its_hold_passes(journal: Journal) -> None:
+    now = time.time()
+    journal.add_video("/drop/a.png", "t", "/v3/videos", "processing", next_at=now - 1)
+    journal.add_video("/drop/b.png", "t", "/v3/videos", "processing", next_at=now + 60)
+    journal.add_video("/drop/c.png", "t", "/v3/videos", "completed", next_at=None)
+    assert journal.claim_video_step("/drop/a.png", now, 30)
+    assert not journal.claim_video_step("/drop/a.png", now, 30)  # taken: no second poll
+    assert journal.due_videos(now) == []
+    assert journal.next_video_at() == pytest.approx(now + 30)
+    # Once the hold has passed (its taker died mid-step), the step is taken again.
+    assert journal.claim_video_step("/drop/a.png", now + 31, 30)
+    assert not journal.claim_video_step("/drop/b.png", now, 30)  # not due yet
+    assert not journal.claim_video_step("/drop/c.png", now, 30)  # done: no step
+    assert not journal.claim_video_step("/drop/none.png", now, 30)
+
+
 def test_meta_holds_json_values(journal: Journal) -> None:
     assert journal.get_meta("uploads_paused") is None
     journal.set_meta("uploads_paused", "401: key refused")
@@ -403,6 +419,22 @@ def test_a_daemon_taken_over_after_a_stall_writes_nothing_more_to_the_file(
     finally:
         stalled.close()
         other.close()
+
+
+def test_of_two_daemons_taking_a_video_step_exactly_one_wins(shared_url: str) -> None:
+    one = PgJournal(shared_url, owner="one")
+    two = PgJournal(shared_url, owner="two")
+    try:
+        now = time.time()
+        one.add_video("/drop/a.png", "t", "/v2/video/generate", "processing", next_at=now)
+        taken = [
+            one.claim_video_step("/drop/a.png", now, 30),
+            two.claim_video_step("/drop/a.png", now, 30),
+        ]
+        assert sorted(taken) == [False, True]
+    finally:
+        one.close()
+        two.close()
 
 
 def test_a_version_already_taken_further_is_not_admitted_again(shared_url: str) -> None:

@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 SCRIPT_CHECK_SECONDS = 0.25
 DOWNLOAD_ATTEMPTS = 6
 DOWNLOAD_FIRST_DELAY_SECONDS = 2.0
+# How long a daemon downloading a video keeps the others of a fleet from starting the same
+# download (a daemon that dies mid-download leaves it to another after this long).
+DOWNLOAD_HOLD_SECONDS = 600.0
 SUBMIT_RETRY_SECONDS = 30.0
 AUTH_RETRY_SECONDS = 60.0
 # Waiting for an asset HeyGen is still ingesting: the first look again after this long.
@@ -189,6 +192,13 @@ class VideoStage:
         row = self.journal.video(path)
         if row is None:
             return
+        # One daemon of a fleet takes each step (one status poll per interval, not one per
+        # daemon); a download may take long, so it is held longer than a lease.
+        hold = self.live.current.lease_seconds
+        if row.state == "downloading":
+            hold = max(hold, DOWNLOAD_HOLD_SECONDS)
+        if not self.journal.claim_video_step(path, time.time(), hold):
+            return
         template = self.live.current.templates.get(row.template)
         if template is None:
             self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
@@ -304,9 +314,12 @@ class VideoStage:
         except RenderError as error:
             self._finish(row, "failed", error=str(error))
             return
-        self.journal.update_video(
-            row.path, state="ready", body=json.dumps(body), next_at=time.time()
-        )
+        # Only from the state this step read: a video another daemon has meanwhile sent is
+        # not put back to `ready` (and sent again).
+        if not self.journal.claim_video(
+            row.path, row.state, "ready", body=json.dumps(body), next_at=time.time()
+        ):
+            return
         refreshed = self.journal.video(row.path)
         if refreshed is not None:
             self._submit(refreshed, template)

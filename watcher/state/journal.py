@@ -490,6 +490,16 @@ class SqliteJournal(_SharedOperations):
             )
             return cursor.rowcount == 1
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE videos SET next_at = ? WHERE path = ? AND state IN ({marks}) "
+                "AND (next_at IS NULL OR next_at <= ?)",
+                (now + hold_seconds, path, *VIDEO_ACTIVE_STATES, now),
+            )
+            return cursor.rowcount == 1
+
     def due_videos(self, now: float) -> list[str]:
         marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
         with self._lock:

@@ -161,6 +161,14 @@ class Journal(Protocol):
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool: ...
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        """True when this daemon takes the video's next step (a poll, a download, a look for
+        its script): it is in a state that moves on and due at ``now``. Its next look moves
+        ``hold_seconds`` ahead, so no other daemon of the fleet takes the same step, and one
+        that dies mid-step leaves it to another once that time has passed; the step then
+        sets its own next look."""
+        ...
+
     def due_videos(self, now: float) -> list[str]: ...
 
     def next_video_at(self) -> float | None: ...

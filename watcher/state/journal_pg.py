@@ -844,6 +844,16 @@ class PgJournal(_SharedOperations):
             == 1
         )
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        return (
+            self._write(
+                "UPDATE videos SET next_at = %s WHERE path = %s AND state = ANY(%s) "
+                "AND (next_at IS NULL OR next_at <= %s)",
+                (now + hold_seconds, path, list(VIDEO_ACTIVE_STATES), now),
+            )
+            == 1
+        )
+
     def due_videos(self, now: float) -> list[str]:
         rows = self._all(
             "SELECT path FROM videos WHERE state = ANY(%s) AND next_at <= %s ORDER BY next_at",
