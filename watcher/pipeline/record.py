@@ -22,11 +22,11 @@ from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.pipeline.videos import VideoStage, sidecar_video
 from watcher.state import sidecar
-from watcher.state.journal import ClaimLost, FileRow
+from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.sidecar import iso_from_epoch
-from watcher.state.states import FileState
+from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,14 @@ class Recorder:
         # claim is renewed (and found still this daemon's) just before them, so they come a
         # whole lease before any other daemon could take the file over.
         if not self.journal.claim(row.path):
-            raise ClaimLost(f"{row.path}: another daemon took the file over")
+            current = self.journal.get(row.path)
+            if current is not None and current.state not in FINAL:
+                log.warning(
+                    "another daemon took the file over (this one stalled past its lease); "
+                    "not recording it here",
+                    extra={"file": row.path},
+                )
+            return
         config = self.live.current
         folder = config.folder_of(row.folder)
         template = config.template_for(folder)

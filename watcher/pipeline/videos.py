@@ -173,7 +173,9 @@ class VideoStage:
             template.endpoint,
             state,
             script_path=str(script_path) if script_path else None,
-            next_at=now,
+            # Not due until its file is recorded: the recorder takes the first step then, so
+            # no step (of any daemon) runs while the file's sidecar is still being written.
+            next_at=None,
             deadline=deadline,
         )
 
