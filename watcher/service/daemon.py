@@ -585,12 +585,12 @@ class Daemon:
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_seconds
                     self.scan_all()
+                self._resume_if_fleet_key_reloaded()
             except Exception:
                 # One bad round (a folder that cannot be read, a bug) must not end the thread
                 # that retries, rescans and re-arms everything else.
                 log.exception("housekeeping round failed; going on")
                 self._stop.wait(1.0)  # a failure that repeats must not spin
-            self._resume_if_fleet_key_reloaded()
             if self.pipeline.auth_pause.active and now >= next_auth_reminder:
                 next_auth_reminder = now + AUTH_REMINDER_SECONDS
                 log.error(
