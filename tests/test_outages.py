@@ -233,3 +233,63 @@ def test_a_fault_for_a_period_applies_to_every_request_until_it_ends(sandbox: Sa
         return False
 
     wait_for(over, timeout=10, what="the fault to end")
+
+
+# -- `scan` rides out an outage as the daemon does ---------------------------------------------
+def scan_config(tmp_path: Path, sandbox: Sandbox, drop: Path) -> Path:
+    document = config_document(
+        sandbox,
+        tmp_path / "state",
+        [{"path": str(drop), "settle_seconds": 0.1}],
+        api={"probe_base_seconds": 0.1, "probe_max_seconds": 0.5, "timeout_seconds": 2},
+        retry_window_seconds=RETRY_WINDOW,
+    )
+    return write_config(tmp_path / "config.yaml", document)
+
+
+def test_a_scan_started_during_an_outage_finishes_when_the_api_is_back(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    config = scan_config(tmp_path, sandbox, drop)
+    paths = [drop / f"s{n}.png" for n in range(3)]
+    for n, path in enumerate(paths):
+        path.write_bytes(media.png(seed=450 + n))
+    sandbox.refuse_connections()
+    process = start_cli("scan", "-c", str(config), env=KEY_ENV)
+    try:
+        wait_for(
+            lambda: list(states(tmp_path).values()) == ["held"] * len(paths),
+            timeout=30,
+            what="every file held",
+        )
+        # Well past every file's retry schedule: still held, not failed, the scan still on.
+        time.sleep(RETRY_WINDOW * 5)
+        assert process.poll() is None
+        assert set(states(tmp_path).values()) == {"held"}
+        sandbox.accept_connections()
+        _, log = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, log
+    assert "the API is unreachable" in log and "the API answers again" in log
+    assert "this run: 3 uploaded" in log
+    for path in paths:
+        assert read_sidecar(path)["status"] == "uploaded"
+    assert len(sandbox.assets) == len(paths)
+
+
+def test_a_scan_gives_up_after_wait_for_api_with_its_files_held(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    config = scan_config(tmp_path, sandbox, drop)
+    (drop / "a.png").write_bytes(media.png(seed=460))
+    sandbox.refuse_connections()
+    result = cli("scan", "-c", str(config), "--wait-for-api", "1", env=KEY_ENV)
+    assert result.returncode == 3, result.stderr
+    assert "the API is still unreachable after waiting 1s" in result.stderr
+    assert set(states(tmp_path).values()) == {"held"}
+    assert not sidecar_of(drop / "a.png").exists()
+    # The next scan, with the API back, uploads it.
+    sandbox.accept_connections()
+    assert cli("scan", "-c", str(config), env=KEY_ENV).returncode == 0
+    assert read_sidecar(drop / "a.png")["status"] == "uploaded"

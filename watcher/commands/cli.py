@@ -1,6 +1,7 @@
 """Command line: ``heygen-watcher COMMAND`` (also ``python -m watcher``).
 
-Exit codes: 0 success, 1 some files failed, 2 usage or configuration error.
+Exit codes: 0 success, 1 some files failed, 2 usage or configuration error, 3 (`scan`) the
+API stayed unreachable for all of --wait-for-api.
 Expected errors print one clear line, never a traceback.
 """
 
@@ -12,8 +13,10 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import shtab
 
@@ -31,13 +34,21 @@ from watcher.config.apikey import ApiKeyError
 from watcher.service.logsetup import setup_logging
 from watcher.state.journal import JournalError
 from watcher.state.lock import StateLocked
-from watcher.state.states import UNFINISHED
+from watcher.state.states import UNFINISHED, FileState
+
+if TYPE_CHECKING:
+    from watcher.service.daemon import Daemon
 
 log = logging.getLogger("watcher")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# `scan`: the API stayed unreachable for all of --wait-for-api; the files wait, `held`.
+EXIT_UNREACHABLE = 3
+# How long `scan` probes an unreachable API before it gives up: a short outage (a restart, a
+# network blip) does not fail a scheduled scan; a long one ends it with EXIT_UNREACHABLE.
+DEFAULT_WAIT_FOR_API_SECONDS = 300.0
 
 
 class CommandError(Exception):
@@ -220,18 +231,50 @@ def cmd_scan(args: argparse.Namespace) -> int:
     with scanreport.logs_above_the_bar(progress is not None):
         daemon.start(watch=False)
         watcher_thread = threading.Thread(
-            target=daemon.wait_until_idle, args=(progress,), daemon=True
+            target=_scan_until_done, args=(daemon, progress, args.wait_for_api), daemon=True
         )
         watcher_thread.start()
         while watcher_thread.is_alive() and not stop.wait(0.1):
             pass
         close_progress()
+    unreachable = daemon.client.reachability.outage
     daemon.stop()
     counts = daemon.final_counts()
     failed = _unfinished(counts)
     already_done = max(0, daemon.scanned - daemon.scan_noticed)
     print(tally.summary(failed, already_done), file=sys.stderr)
+    if unreachable is not None and counts.get(FileState.HELD, 0) and not stop.is_set():
+        print(
+            f"the API is still unreachable after waiting {args.wait_for_api:g}s "
+            f"({unreachable.last_error}); held files are uploaded by the next scan or run",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
+def _scan_until_done(
+    daemon: Daemon, progress: Callable[[int], None] | None, wait_for_api: float
+) -> None:
+    """Wait for the pass; during an outage, probe as the daemon does (for at most
+    ``wait_for_api`` seconds in all) and wait again for the files it resumes."""
+    deadline = time.monotonic() + wait_for_api
+    daemon.wait_until_idle(progress)
+    # Only worth waiting for while files wait for it.
+    while daemon.client.reachability.down and daemon.journal.rows_in((FileState.HELD,)):
+        if not daemon.wait_for_api(max(0.0, deadline - time.monotonic())):
+            return
+        daemon.wait_until_idle(progress)
 
 
 def _dry_run(config: Config) -> int:
@@ -450,6 +493,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild-journal",
         action="store_true",
         help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
+    )
+    scan.add_argument(
+        "--wait-for-api",
+        type=_seconds,
+        default=DEFAULT_WAIT_FOR_API_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "while the API is unreachable, probe it and wait up to this long in all for it "
+            f"to answer again (default {DEFAULT_WAIT_FOR_API_SECONDS:g}; 0: do not wait)"
+        ),
     )
     scan.set_defaults(handler=cmd_scan)
 

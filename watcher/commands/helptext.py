@@ -42,9 +42,16 @@ COMMANDS: dict[str, CommandHelp] = {
             "Look at every file of every folder once, upload what needs it, wait, and print "
             "what this run did (uploaded, reused, rejected, failed, already done). A progress "
             "bar on a terminal. --dry-run lists what would be uploaded or refused, touching "
-            "nothing. While a daemon runs on the same state directory, files are handed to it."
+            "nothing. While a daemon runs on the same state directory, files are handed to it. "
+            "During an API outage it probes the API as the daemon does and carries on when it "
+            "answers, waiting at most --wait-for-api seconds (default 300)."
         ),
-        exit_codes=((0, "every file done"), (1, "some failed or interrupted"), (2, _BAD_SETUP)),
+        exit_codes=(
+            (0, "every file done"),
+            (1, "some failed or interrupted"),
+            (2, _BAD_SETUP),
+            (3, "the API stayed unreachable for --wait-for-api (files held)"),
+        ),
     ),
     "upload": CommandHelp(
         summary="upload the given files through the journal; report each as a JSON line",
@@ -71,7 +78,8 @@ COMMANDS: dict[str, CommandHelp] = {
             "Retry failed files and videos now: all of them, or the given paths (each path "
             "not retried says why: unknown, already uploaded, in progress, rejected). The "
             "running daemon does the work if there is one; otherwise this command does and "
-            "waits. Missing sidecars of uploaded files are written again from the journal."
+            "waits. Missing sidecars of uploaded, refused and failed files are written again "
+            "from the journal."
         ),
         exit_codes=((0, "all retried files done"), (1, "some still failed"), (2, _BAD_SETUP)),
     ),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
+from watcher.pipeline.videos import UNSAVED_PREFIX
 from watcher.state.journals import journal_label, open_journal
 from watcher.state.lock import StateLock
 from watcher.state.sidecar import iso_from_epoch
@@ -30,6 +31,7 @@ def collect(config: Config) -> dict[str, Any]:
             "videos_paused_reason": None,
             "api_unreachable": None,
             "unwritten_sidecars": [],
+            "unsaved_videos": [],
             "shortened_sidecars": [],
             "daemons": [],
         }
@@ -47,6 +49,11 @@ def collect(config: Config) -> dict[str, Any]:
         videos_paused = journal.get_meta("videos_paused") if running else None
         unreachable = journal.get_meta("api_unreachable") if running else None
         unwritten = journal.pending_sidecars()
+        unsaved = [
+            video
+            for video in journal.videos_in(("downloading",))
+            if video.error and video.error.startswith(UNSAVED_PREFIX)
+        ]
         shortened = journal.shortened_sidecars()
     finally:
         journal.close()
@@ -84,6 +91,15 @@ def collect(config: Config) -> dict[str, Any]:
                 "next_attempt_at": iso_from_epoch(pending.next_at),
             }
             for pending in unwritten
+        ],
+        # Finished videos that could not be saved yet (a full disk…): retried within seconds.
+        "unsaved_videos": [
+            {
+                "path": video.path,
+                "error": video.error,
+                "next_attempt_at": iso_from_epoch(video.next_at) if video.next_at else None,
+            }
+            for video in unsaved
         ],
         # Names too long for `<name>.asset.json`: where their sidecars are (README: Long names).
         "shortened_sidecars": [{"path": path, "sidecar": side} for path, side in shortened],
@@ -137,6 +153,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"  sidecar not written yet: {pending['sidecar']}: {pending['error']} "
             f"(next try {pending['next_attempt_at']})"
+        )
+    for video in report.get("unsaved_videos", []):
+        lines.append(
+            f"  video not saved yet: {video['path']}: {video['error']} "
+            f"(next try {video['next_attempt_at']})"
         )
     for entry in report.get("shortened_sidecars", []):
         lines.append(f"  long name, sidecar at: {entry['sidecar']}")

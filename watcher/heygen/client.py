@@ -273,8 +273,14 @@ class HeyGenClient:
                 url, stream=True, timeout=self.timeout, allow_redirects=True
             )
         except requests.RequestException as error:
-            raise _network_error(error, "download", replay_safe=True) from None
+            failure = _network_error(error, "download", replay_safe=True)
+            failure.storage_url = url  # an outage's probe then asks the storage host too
+            raise failure from None
         if not 200 <= response.status_code < 300:
             with response:
-                raise_for_storage(response)
+                try:
+                    raise_for_storage(response)
+                except ApiError as refused:
+                    refused.storage_url = url
+                    raise
         return response

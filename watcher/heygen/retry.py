@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from watcher.heygen.errors import ApiError, RateLimited, ResponseLost, TransientError, is_outage
 from watcher.heygen.reachability import Reachability
@@ -21,6 +23,24 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _RANDOM = random.Random()
+# The file this thread's requests are for, named in the retry lines: without it, two workers
+# retrying `POST /v1/asset` for two files print one identical line twice.
+_SUBJECT: ContextVar[str | None] = ContextVar("heygen_request_subject", default=None)
+
+
+@contextmanager
+def requests_for(subject: str) -> Iterator[None]:
+    """Name ``subject`` (a file's path) in the retry lines of the requests made inside."""
+    token = _SUBJECT.set(subject)
+    try:
+        yield
+    finally:
+        _SUBJECT.reset(token)
+
+
+def _subject_fields() -> dict[str, Any]:
+    subject = _SUBJECT.get()
+    return {"file": subject} if subject is not None else {}
 
 
 @dataclass(frozen=True)
@@ -77,13 +97,18 @@ def with_retries(
             delay = policy.delay_for(error, attempt)
             if isinstance(error, RateLimited):
                 throttle.pause_for(delay, reason=str(error))
+            # One line per quick retry, counting the try about to be made: these tries start
+            # from one again at each of the file's own attempts (see the pipeline's retries).
+            failure = str(error)
+            if not failure.startswith(what):  # network errors name the request already
+                failure = f"{what} failed ({failure})"
             log.info(
-                "retrying %s after %s (attempt %d of %d, waiting %.2fs)",
-                what,
-                error,
-                attempt,
-                policy.max_attempts,
+                "%s; trying it again in %.2fs (try %d of %d)",
+                failure,
                 delay,
+                attempt + 1,
+                policy.max_attempts,
+                extra=_subject_fields(),
             )
             if reachability is None:
                 throttle.sleep(delay)

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from watcher.config.live import LiveConfig
 from watcher.heygen.body import FileChangedError
 from watcher.heygen.errors import ApiError, AuthError, PermanentError, is_outage
 from watcher.heygen.reachability import Reachability
-from watcher.heygen.uploads import LocalFile
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_retry_delay_seconds
 from watcher.pipeline.record import Sidecars
@@ -35,7 +35,6 @@ from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
-RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -144,7 +143,7 @@ class OutcomePolicy:
         """Decide what a failed upload attempt means for its file."""
         if isinstance(error, AuthError):
             self.hold_for_auth(row, error)
-        elif is_outage(error) and self._unreachable(error):
+        elif is_outage(error) and self.unreachable(error):
             self.hold_for_outage(row, str(error))
         elif isinstance(error, FileChangedError):
             self.requeue_changed(row, str(error))
@@ -191,8 +190,9 @@ class OutcomePolicy:
             )
         self.on_event("failure", {"kind": "auth"})
 
-    def _unreachable(self, error: Exception) -> bool:
-        """Is the service down (already known, or a probe fails now)? Declares it if so."""
+    def unreachable(self, error: Exception) -> bool:
+        """Is the service down (already known, or a probe fails now)? Declares it if so
+        (the video steps ask this too)."""
         if self.reachability.down:
             return True
         storage_url = error.storage_url if isinstance(error, ApiError) else None
@@ -262,16 +262,8 @@ class OutcomePolicy:
             last_error=reason,
             next_attempt_at=None,
         )
-        local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
-        document = records.failed(
-            Path(row.path),
-            row.size,
-            reason,
-            local,
-            attempts=attempts,
-            retry=RETRY_HINT,
-            mtime_ns=row.mtime_ns,
-        )
+        failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
+        document = records.failed_from_row(failed)
         self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
 
     def retry_recording(self, row: FileRow, reason: str) -> None:
@@ -295,7 +287,14 @@ class OutcomePolicy:
             delay = retry_delay_seconds(
                 attempts, config.api.max_attempts, config.retry_window_seconds
             )
-        log.info("will retry in %.0fs: %s", delay, reason, extra={"file": row.path})
+        # The file's own attempts (each may make a few quick tries of a request, counted
+        # from one again); a record waiting for a local write is not counted against it.
+        counted = (
+            f" (attempt {attempts + 1} of {config.api.max_attempts})"
+            if state is FileState.RETRYING
+            else ""
+        )
+        log.info("will retry in %.0fs%s: %s", delay, counted, reason, extra={"file": row.path})
         self.journal.update(
             row.path,
             state=state,

@@ -17,6 +17,7 @@ from typing import Any
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
+from watcher.heygen.retry import requests_for
 from watcher.heygen.uploads import UploadProtocol, V3Direct
 from watcher.pipeline.batching import V3Batcher
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
@@ -66,7 +67,8 @@ def build_pipeline(
     # The pool and the stages need each other; these two are bound to stages built below and
     # only called once the pool has started.
     def process(work: Work) -> None:
-        taker.process(work)
+        with requests_for(str(work.path)):
+            taker.process(work)
 
     def unexpected(path: Path, error: Exception) -> None:
         outcome.unexpected(path, error)
@@ -95,6 +97,7 @@ def build_pipeline(
         probe=client.probe,
         key_origin=lambda: client.key_origin,
     )
+    videos.on_outage = outcome.unreachable
     recorder = Recorder(
         journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording
     )

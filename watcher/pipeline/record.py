@@ -18,6 +18,7 @@ from typing import Any
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
 from watcher.heygen.uploads import LocalFile, UploadedAsset
+from watcher.intake import admission
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.pipeline.videos import VideoStage, sidecar_video
@@ -112,6 +113,22 @@ class Sidecars:
         # Written again later (a video moved on, a sidecar repaired): the upload's own time.
         uploaded_at = iso_from_epoch(row.updated_at) if row.state is FileState.UPLOADED else None
         return records.uploaded(local, asset, uploaded_at=uploaded_at, **extra)
+
+    def kept_document(self, row: FileRow) -> dict[str, Any] | None:
+        """What the sidecar of a decided file must say, rebuilt from the journal: uploaded,
+        rejected (when its folder writes rejection sidecars) or failed for good. None when the
+        file has no sidecar to keep."""
+        if row.state is FileState.UPLOADED:
+            return self.uploaded_document(row)
+        if row.state is FileState.FAILED:
+            return records.failed_from_row(row)
+        if row.state is FileState.REJECTED:
+            folder = self.live.current.folder_of(row.folder)
+            if folder.on_reject != "sidecar":
+                return None
+            protocol = self.live.current.api.upload_protocol
+            return records.rejected_from_row(row, admission.accepted_types(folder, protocol))
+        return None
 
     def rewrite(self, key: str) -> bool:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""

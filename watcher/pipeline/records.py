@@ -9,6 +9,10 @@ from typing import Any
 from watcher.heygen.uploads import LocalFile, UploadedAsset
 from watcher.intake.admission import Decision
 from watcher.state import sidecar
+from watcher.state.journal import FileRow
+
+# Where a failed file's sidecar points its reader.
+RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
 
 
 def uploaded(
@@ -41,6 +45,36 @@ def rejected(
         error=decision.reason,
         mtime_ns=info.st_mtime_ns,
         **extra,
+    )
+
+
+def rejected_from_row(row: FileRow, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The rejection sidecar `rejected` wrote, rebuilt from the journal's row (which keeps
+    the reason and the detected type): a lost one is written again without sniffing."""
+    extra: dict[str, Any] = {}
+    if row.content_type is not None:
+        extra = {"detected_type": row.content_type, "allowed_types": list(allowed)}
+    return sidecar.build(
+        status="rejected",
+        file=Path(row.path),
+        size=row.size,
+        error=row.last_error,
+        mtime_ns=row.mtime_ns,
+        **extra,
+    )
+
+
+def failed_from_row(row: FileRow) -> dict[str, Any]:
+    """The sidecar of a file that failed for good, from its journal row."""
+    local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
+    return failed(
+        Path(row.path),
+        row.size,
+        row.last_error or "failed",
+        local,
+        attempts=row.attempts,
+        retry=RETRY_HINT,
+        mtime_ns=row.mtime_ns,
     )
 
 

@@ -1,7 +1,8 @@
 """The sidecar is a view of the journal, kept true.
 
-A person or a sync tool may delete, truncate or edit an uploaded file's sidecar; the journal
-still knows the truth, so the sidecar is written again from it, never by uploading again.
+A person or a sync tool may delete, truncate or edit the sidecar of a decided file (uploaded,
+rejected, failed for good); the journal still knows the truth, so the sidecar is written again
+from it, never by uploading (or sniffing) again.
 
 Cheap enough for every rescan: whether a sidecar exists comes from the directory listing the
 walk already made; a rescan reads a sidecar only when it is missing or an event said it was
@@ -23,23 +24,28 @@ from watcher.pipeline.record import Sidecars
 from watcher.state import sidecar
 from watcher.state.journal_api import Journal
 from watcher.state.placement import sidecar_for
-from watcher.state.states import FileState
+from watcher.state.states import KEPT_STATES
 
 log = logging.getLogger(__name__)
 
-# What the sidecar must say as the journal does; `uploaded_at` and the video part may differ
-# in how they were written and are not compared.
-_COMPARED = (
-    "status",
-    "file",
-    "size",
-    "sha256",
-    "content_type",
-    "asset_id",
-    "url",
-    "protocol",
-    "mtime_ns",
-)
+# What the sidecar must say as the journal does, by its status; `uploaded_at`, the video part
+# and a rejection's `allowed_types` (from today's config) may differ in how they were written
+# and are not compared.
+_COMPARED: dict[str, tuple[str, ...]] = {
+    "uploaded": (
+        "status",
+        "file",
+        "size",
+        "sha256",
+        "content_type",
+        "asset_id",
+        "url",
+        "protocol",
+        "mtime_ns",
+    ),
+    "rejected": ("status", "file", "size", "error", "detected_type", "mtime_ns"),
+    "failed": ("status", "file", "size", "error", "attempts", "mtime_ns"),
+}
 # (size, mtime_ns) of a sidecar, as os.stat gives them.
 SidecarStat = tuple[int, int]
 
@@ -48,7 +54,7 @@ def disagreement(document: dict[str, Any] | None, truth: dict[str, Any]) -> str 
     """Why ``document`` does not say what the journal says, or None when it does."""
     if document is None:
         return "missing or damaged"
-    for name in _COMPARED:
+    for name in _COMPARED[truth["status"]]:
         if document.get(name) != truth.get(name):
             return f"its {name} differs from the journal's"
     return None
@@ -94,7 +100,7 @@ class SidecarKeeper:
         seen: SidecarStat | None,
         recorded_at: float,
     ) -> bool:
-        """Look at the sidecar (at ``location``) of the uploaded file ``key``, ``seen`` as it
+        """Look at the sidecar (at ``location``) of the decided file ``key``, ``seen`` as it
         is on disk (None: absent); ``recorded_at`` is when the journal last changed the file's
         row. True when it had to be written again. Strings, not Paths: a rescan calls this
         once per uploaded file."""
@@ -110,9 +116,9 @@ class SidecarKeeper:
     def repair(self, path: Path, folder: FolderConfig, *, read: bool = True) -> bool:
         """Compare the sidecar with the journal and write the journal's truth if they differ."""
         row = self.journal.get(str(path))
-        if row is None or row.state is not FileState.UPLOADED:
+        if row is None or row.state not in KEPT_STATES:
             return False
-        truth = self.sidecars.uploaded_document(row)
+        truth = self.sidecars.kept_document(row)
         if truth is None:
             return False
         location = self.location(path, folder)

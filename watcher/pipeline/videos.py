@@ -39,7 +39,9 @@ from watcher.heygen.errors import (
     RateLimited,
     ResponseLost,
     TransientError,
+    is_outage,
 )
+from watcher.heygen.retry import requests_for
 from watcher.heygen.uploads import complete_v3
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
 from watcher.state import names
@@ -70,6 +72,15 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 LOST_ANSWER = (
     "the answer to the generate request was lost: the video may or may not have been "
     "created; run `heygen-watcher retry` to submit it again"
+)
+
+
+# How a download's local write failure begins (`status` and `/healthz` look for it).
+UNSAVED_PREFIX = "cannot save the video"
+# Steps that call HeyGen: while the API is unreachable they wait (due) for the daemon's probe,
+# which hands every due video on at once when the API answers again.
+_CALLS_THE_API = frozenset(
+    {"waiting_asset", "ready", "submitted", "waiting", "pending", "processing", "downloading"}
 )
 
 
@@ -149,6 +160,9 @@ class VideoStage:
     pause: VideoPause = field(default_factory=VideoPause)
     # Failed local writes of each file's download, for the backoff (reset by a success).
     _local_failures: dict[str, int] = field(default_factory=dict)
+    # An error that may mean HeyGen is down: True when it is (a probe failed too, as for the
+    # uploads); the video then waits for the API, not on its own interval.
+    on_outage: Callable[[Exception], bool] = lambda error: False
 
     # -- entry points ------------------------------------------------------------------------
     def begin(
@@ -215,6 +229,8 @@ class VideoStage:
             "processing": self._poll,
             "downloading": self._download,
         }.get(row.state)
+        if row.state in _CALLS_THE_API and self.client.reachability.down:
+            return  # left due: the probe that finds the API back hands it on at once
         if handler is not None:
             handler(row, template)
 
@@ -348,6 +364,8 @@ class VideoStage:
             return
         except (AuthError, TransientError, RateLimited) as error:
             wait = AUTH_RETRY_SECONDS if isinstance(error, AuthError) else SUBMIT_RETRY_SECONDS
+            if is_outage(error) and self.on_outage(error):
+                wait = 0.0  # due at once: sent again as soon as a probe is answered
             log.info(
                 "video request failed (%s); trying again in %.0fs",
                 error,
@@ -431,6 +449,10 @@ class VideoStage:
         try:
             status = videos.get_status(self.client, template.status_path(row.video_id))
         except (TransientError, RateLimited, AuthError) as error:
+            if is_outage(error) and self.on_outage(error):
+                # Paused with the uploads, still due: polled as soon as a probe is answered.
+                log.info("video status waits for the API (%s)", error, extra={"file": row.path})
+                return
             log.info("video status unavailable (%s)", error, extra={"file": row.path})
             self.journal.update_video(row.path, next_at=now + template.poll_interval_seconds)
             return
@@ -494,7 +516,7 @@ class VideoStage:
             # for, so it stays `downloading` and is tried again soon, as long as it takes.
             failures = self._local_failures.get(row.path, 0) + 1
             self._local_failures[row.path] = failures
-            reason = f"cannot save the video to {target}: {local_error_text(error)}"
+            reason = f"{UNSAVED_PREFIX} to {target}: {local_error_text(error)}"
             log.error("%s", reason, extra={"file": row.path})
             self.on_event("failure", {"kind": "download"})
             self.journal.update_video(
@@ -502,6 +524,11 @@ class VideoStage:
             )
             return
         except ApiError as error:
+            if is_outage(error) and self.on_outage(error):
+                # HeyGen's storage is down, not this video: no attempt spent, tried again as
+                # soon as a probe is answered (an outage of any length loses no video).
+                self.journal.update_video(row.path, error=str(error))
+                return
             attempts = row.attempts + 1
             if attempts >= DOWNLOAD_ATTEMPTS:
                 self._finish(row, "failed", error=f"download failed: {error}")
@@ -589,7 +616,8 @@ class VideoRunner:
                 return  # the step under way leaves the next look in the journal
             self._running.add(key)
         try:
-            self.stage.step(key)
+            with requests_for(key):
+                self.stage.step(key)
         finally:
             with self._lock:
                 self._running.discard(key)

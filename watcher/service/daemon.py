@@ -75,7 +75,7 @@ from watcher.state.lock import StateLock
 from watcher.state.rows import adoptable_row
 from watcher.state.sidecar import SUFFIX as SIDECAR_SUFFIX
 from watcher.state.sidecar import iso_from_epoch
-from watcher.state.states import DUE, FileState
+from watcher.state.states import DUE, KEPT_STATES, FileState
 from watcher.state.tree import walk_files
 from watcher.state.writable import unwritable
 
@@ -394,7 +394,7 @@ class Daemon:
                 seen += 1
                 record = known.get(entry.path)
                 if record is not None and record[:2] == (info.st_size, info.st_mtime_ns):
-                    if record[2] == FileState.UPLOADED:
+                    if record[2] in KEPT_STATES:
                         uploaded.append((entry.path, record[3]))
                     continue
                 path = Path(entry.path)
@@ -446,16 +446,13 @@ class Daemon:
             keeper.check(key, location, folder, seen, recorded_at)
 
     def keep_sidecars_true(self, paths: list[str] | None = None) -> int:
-        """Outside a scan (`retry`): the sidecars of uploaded files (all, or ``paths``),
+        """Outside a scan (`retry`): the sidecars of decided files (all, or ``paths``),
         each looked at with one stat. Returns how many were written again."""
-        if paths is None:
-            keys = [row.path for row in self.journal.rows_in((FileState.UPLOADED,))]
-        else:
-            keys = paths
+        keys = [row.path for row in self.journal.rows_in(KEPT_STATES)] if paths is None else paths
         repaired = 0
         for key in keys:
             row = self.journal.get(key)
-            if row is None or row.state is not FileState.UPLOADED:
+            if row is None or row.state not in KEPT_STATES:
                 continue
             folder = self.config.folder_of(row.folder)
             location = str(self.pipeline.keeper.location(Path(key), folder))
@@ -487,7 +484,8 @@ class Daemon:
                 self.pipeline.pool.submit(
                     Path(row.path), self.config.folder_of(row.folder), row=row
                 )
-        for key in self.journal.due_videos(now):
+        # While the API is unreachable, videos wait (due) for the probe that finds it back.
+        for key in [] if self.client.reachability.down else self.journal.due_videos(now):
             if only is None or key in only:
                 self.pipeline.video_runner.submit(key)
         self.pipeline.sidecars.retry_due(now)
@@ -516,9 +514,14 @@ class Daemon:
         """Until nothing is settling, queued or uploading (retries scheduled later don't count).
         With ``include_videos``, also until every video has finished (polling them as due);
         ``only`` limits that to these paths' files and videos."""
+        next_probe = time.monotonic()
         while not self._stop.is_set():
             busy = self.settler.pending_count() + self.pipeline.pool.busy
             if include_videos:
+                if self.client.reachability.down and time.monotonic() >= next_probe:
+                    # No housekeeper here (`retry`): videos wait for a probe as in the daemon.
+                    next_probe = time.monotonic() + self._probe_delay()
+                    self._probe()
                 self.submit_due(only)
                 busy += sum(
                     1
@@ -561,7 +564,7 @@ class Daemon:
                 wake = min(wake, next_probe)
             for due_at in (
                 self.journal.next_due_at(),
-                self.journal.next_video_at(),
+                None if self.client.reachability.down else self.journal.next_video_at(),
                 self.journal.next_sidecar_at(),
             ):
                 if due_at is not None:
@@ -639,6 +642,18 @@ class Daemon:
                 self.pipeline.pool.submit(
                     Path(row.path), self.config.folder_of(row.folder), row=row
                 )
+        return True
+
+    def wait_for_api(self, seconds: float) -> bool:
+        """Without a housekeeper (`scan`): while the API is unreachable, probe it as the
+        housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
+        True once it answers (the held files are resumed), False when it did not in time."""
+        deadline = time.monotonic() + seconds
+        while self.client.reachability.down:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.wait(min(self._probe_delay(), remaining)):
+                return False
+            self._probe()
         return True
 
     def _open_watch(self, folder_watch: FolderWatch) -> bool:

@@ -35,6 +35,8 @@ WAITING = (Q, UP, REC, RETRY, HELD)
 # could not be written yet).
 DUE = (RETRY, REC)
 FINAL = (DONE, REJ)
+# Decided files whose sidecar (uploaded, rejected, failed) the journal can write again.
+KEPT_STATES = (DONE, REJ, FAIL)
 # Left without a final outcome by a pass: `scan` and `retry` exit 1 for these.
 UNFINISHED = (FAIL, RETRY, HELD)
 
