@@ -208,13 +208,6 @@ class VideoStage:
         row = self.journal.video(path)
         if row is None:
             return
-        # One daemon of a fleet takes each step (one status poll per interval, not one per
-        # daemon); a download may take long, so it is held longer than a lease.
-        hold = self.live.current.lease_seconds
-        if row.state == "downloading":
-            hold = max(hold, DOWNLOAD_HOLD_SECONDS)
-        if not self.journal.claim_video_step(path, time.time(), hold):
-            return
         template = self.live.current.templates.get(row.template)
         if template is None:
             self._finish(row, "failed", error=f"template {row.template!r} is no longer configured")
@@ -231,8 +224,22 @@ class VideoStage:
         }.get(row.state)
         if row.state in _CALLS_THE_API and self.client.reachability.down:
             return  # left due: the probe that finds the API back hands it on at once
-        if handler is not None:
-            handler(row, template)
+        if handler is None:
+            return
+        # One daemon of a fleet takes each step (one status poll per interval, not one per
+        # daemon): the next look moves a hold ahead (a download may take long: held longer).
+        now = time.time()
+        hold = self.live.current.lease_seconds
+        if row.state == "downloading":
+            hold = max(hold, DOWNLOAD_HOLD_SECONDS)
+        if not self.journal.claim_video_step(path, now, hold):
+            return
+        handler(row, template)
+        # A step that set no next look of its own leaves the video due as it found it. (One
+        # that dies mid-way leaves the hold: another daemon takes the step after it.)
+        after = self.journal.video(path)
+        if after is not None and after.next_at == now + hold:
+            self.journal.update_video(path, next_at=row.next_at if row.next_at is not None else now)
 
     # -- steps -------------------------------------------------------------------------------
     def _wait_for_asset(self, row: VideoRow, template: Template) -> None:
