@@ -11,9 +11,10 @@ A daemon claims a file's row before it requests an upload slot (`claim`), renews
 of everything it holds while it works (`renew_claims`), and lets go when its work on the
 file ends (`release`). A row whose lease ran out (its daemon was killed or cut off) is
 handed out by `orphaned` to the daemon that asks, which claims it and resumes it from its
-recorded slot exactly as a restart would. The SQLite backend has one process by
-construction (the state-directory lock), so its claims always succeed and nothing is ever
-orphaned.
+recorded slot exactly as a restart would. A daemon that stalled past its lease and was taken
+over gets `ClaimLost` from its next write to that row (the work in hand is dropped). The
+SQLite backend has one process by construction (the state-directory lock), so its claims
+always succeed and nothing is ever orphaned.
 """
 
 from __future__ import annotations

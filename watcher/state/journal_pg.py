@@ -7,7 +7,9 @@ fleet of daemons (on one host or many) uses at once (see `watcher.state.journal_
 two daemons asking at once, exactly one gets the row. Admitting a queued file claims it in
 the same statement. The owner renews all its leases in one statement every third of the lease;
 a daemon killed with `kill -9` stops renewing, and once its leases lapse `orphaned` hands its
-rows to whoever asks; they resume from their recorded slots as after a restart.
+rows to whoever asks; they resume from their recorded slots as after a restart. Writes to a
+row this daemon claimed are fenced: each checks, in its own transaction, that the row is still
+this daemon's, and raises `ClaimLost` if a take-over happened meanwhile (see `_fence`).
 
 **Connection loss** pauses work instead of failing it: every operation is retried, with the
 connection opened again, until the database answers or the journal is closed. Nothing is
