@@ -134,9 +134,13 @@ class Sidecars:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""
         return self.rewrite_or_reason(key) is None
 
-    def rewrite_or_reason(self, key: str, *, defer: bool = True) -> str | None:
-        """`rewrite`, returning None on success or why it failed."""
-        row = self.journal.get(key)
+    def rewrite_or_reason(
+        self, key: str, *, defer: bool = True, row: FileRow | None = None
+    ) -> str | None:
+        """`rewrite`, returning None on success or why it failed. ``row``: the caller's fresh
+        copy of the row for ``key``, spared a second read."""
+        if row is None:
+            row = self.journal.get(key)
         document = self.uploaded_document(row) if row is not None else None
         if row is None or document is None:
             return "the journal knows no asset for it"
@@ -186,6 +190,7 @@ class Recorder:
             # Before the move: the companion script is looked for beside the original file.
             self.videos.begin(row, folder, template, asset_usable=asset_usable)
         path = Path(row.path)
+        current: FileRow | None = row  # the row as read just before: still true unless moved
         target = moved_path(path, folder)
         if target is not None and path.exists():
             try:
@@ -196,10 +201,13 @@ class Recorder:
                 self.retry_recording(row, reason)
                 return
             self.journal.move(row.path, str(target), inode=_inode_of(target))
+            current = None
             log.info("moved to %s", target, extra={"file": row.path})
             path = target
         key = str(path)
-        failure = self.sidecars.rewrite_or_reason(key, defer=False)
+        if template is not None:
+            current = None  # the video step may have changed what the sidecar shows
+        failure = self.sidecars.rewrite_or_reason(key, defer=False, row=current)
         if failure is not None:
             moved = self.journal.get(key)
             if moved is not None and moved.state is FileState.RECORDING:

@@ -628,8 +628,15 @@ class SqliteJournal(_SharedOperations):
 
     def sidecar_written(self, location: str) -> None:
         """A write at ``location`` succeeded: whatever waited for it is superseded."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
+        with self._lock:
+            # Nearly always nothing waited: a read is much cheaper than a write transaction.
+            waiting = self._db.execute(
+                "SELECT 1 FROM pending_sidecars WHERE location = ?", (location,)
+            ).fetchone()
+            if waiting is None:
+                return
+            with self._transaction() as db:
+                db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
 
     def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
         query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
@@ -769,8 +776,9 @@ class SqliteJournal(_SharedOperations):
     # hold a claim: every row that exists and is not final may be worked on, and nothing is
     # ever left behind by another daemon (this process's own leftovers resume at start).
     def claim(self, path: str) -> bool:
-        row = self.get(path)
-        return row is not None and row.state not in FINAL
+        with self._lock:
+            found = self._db.execute("SELECT state FROM files WHERE path = ?", (path,)).fetchone()
+        return found is not None and found[0] not in FINAL
 
     def renew_claims(self) -> int:
         return 0
