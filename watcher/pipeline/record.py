@@ -175,8 +175,8 @@ class Recorder:
         # claim is renewed (and found still this daemon's) just before them, so they come a
         # whole lease before any other daemon could take the file over.
         if not self.journal.claim(row.path):
-            current = self.journal.get(row.path)
-            if current is not None and current.state not in FINAL:
+            found = self.journal.get(row.path)
+            if found is not None and found.state not in FINAL:
                 log.warning(
                     "another daemon took the file over (this one stalled past its lease); "
                     "not recording it here",
