@@ -15,6 +15,9 @@ Prints a table and writes bench/results/<time>.json.
 3. latency  200 single files renamed into place one after another: drop-to-sidecar p50/p99.
 4. backlog  100,000 files whose sidecars are already there: time and memory to steady state.
 5. idle     ten folders watched, nothing happening: CPU seconds of the daemon.
+6. fleet    the burst with two daemons sharing one PostgreSQL journal against one daemon on
+            SQLite (the same total concurrency), and the journal's bookkeeping per uploaded
+            file on each (bench/fleet_bench.py); skipped, saying why, without PostgreSQL.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from common import (
 from watcher.config import ApiConfig
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("burst", "big", "latency", "backlog", "idle")
+SCENARIOS = ("burst", "big", "latency", "backlog", "idle", "fleet")
 PROFILE_DIR: Path | None = None  # --profile: py-spy samples of each daemon run go here
 
 
@@ -623,12 +626,19 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def scenario_fleet(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    import fleet_bench  # built on this module's daemon and burst
+
+    return fleet_bench.scenario_fleet(work, api_url, args)
+
+
 RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
     "burst": scenario_burst,
     "big": scenario_big,
     "latency": scenario_latency,
     "backlog": scenario_backlog,
     "idle": scenario_idle,
+    "fleet": scenario_fleet,
 }
 
 
@@ -643,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-files", type=int, default=200)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--fleet-journal-files", type=int, default=1000, help="files in the bookkeeping rows"
+    )
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the daemon here")
     args = parser.parse_args(argv)
     global PROFILE_DIR

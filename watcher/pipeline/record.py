@@ -27,7 +27,7 @@ from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.sidecar import iso_from_epoch
-from watcher.state.states import FileState
+from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,18 @@ class Recorder:
 
         ``asset_usable=False``: the completion said HeyGen is still ingesting the asset, so
         its video waits for it (see `VideoStage.begin`)."""
+        # The move and the sidecar are on the shared folder, where no fence reaches: the
+        # claim is renewed (and found still this daemon's) just before them, so they come a
+        # whole lease before any other daemon could take the file over.
+        if not self.journal.claim(row.path):
+            found = self.journal.get(row.path)
+            if found is not None and found.state not in FINAL:
+                log.warning(
+                    "another daemon took the file over (this one stalled past its lease); "
+                    "not recording it here",
+                    extra={"file": row.path},
+                )
+            return
         config = self.live.current
         folder = config.folder_of(row.folder)
         template = config.template_for(folder)

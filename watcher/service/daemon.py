@@ -56,10 +56,16 @@ from watcher.intake import admission
 from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch, Observers
 from watcher.pipeline.handpicked import folder_for_file
+from watcher.pipeline.outcome import AuthPause
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.claims import ClaimKeeper
-from watcher.service.fleetpause import FleetPause
+from watcher.service.fleetpause import (
+    AUTH,
+    RATE_LIMIT,
+    UNTIL_KEY_RELOADED_SECONDS,
+    FleetPause,
+)
 from watcher.service.heartbeat import Heartbeat
 from watcher.state.claim import FolderClaims, FolderTaken
 from watcher.state.journal import VIDEO_ACTIVE_STATES, FileRow, JournalError
@@ -87,6 +93,8 @@ ROOT_CHECK_SECONDS = 2.0
 TREE_SCAN_WORKERS = 2
 ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
+# While a 401 pauses uploads, how often the fleet's pause is looked at for its end.
+FLEET_AUTH_CHECK_SECONDS = 1.0
 # While the API is unreachable, the log says so again every this many failed probes.
 UNREACHABLE_REMINDER_PROBES = 30
 # Rows a previous process left mid-way, picked up again at start.
@@ -125,6 +133,7 @@ class Daemon:
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
+    _auth_paused: bool = False  # as the housekeeper last saw it
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     live: LiveConfig = field(init=False)
 
@@ -164,8 +173,17 @@ class Daemon:
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.key_origin = key.origin
-        # A 429 seen by any daemon sharing the journal pauses them all.
-        fleet_pause = FleetPause(self.journal)
+        # A 429 or a 401 seen by any daemon sharing the journal pauses them all. This daemon
+        # has just read its key: a 401's pause recorded before (by it, or by another daemon
+        # of the fleet) ends, as a reload of the key ends it.
+        fleet_pause = FleetPause(self.journal, RATE_LIMIT)
+        fleet_auth = FleetPause(self.journal, AUTH)
+        fleet_auth.end()
+        auth_pause = AuthPause(
+            shared=fleet_auth.reason,
+            on_set=lambda reason: fleet_auth.publish(UNTIL_KEY_RELOADED_SECONDS, reason),
+            on_clear=fleet_auth.end,
+        )
         throttle = Throttle(
             self.config.api.requests_per_second,
             on_wait=self.heartbeat.beat,
@@ -187,6 +205,7 @@ class Daemon:
             on_event=self.on_event,
             on_retry_scheduled=self._wake.set,
             progress=self.heartbeat,
+            auth_pause=auth_pause,
         )
         self.videos = self.pipeline.videos
         self.leases = ClaimKeeper(self.journal, self.pipeline.pool, self.live)
@@ -536,6 +555,9 @@ class Daemon:
         while not self._stop.is_set():
             now = time.monotonic()
             wake = min(next_rescan, next_root_check)
+            if self._auth_paused:
+                # The fleet's 401 pause may end at another daemon's reload: looked at often.
+                wake = min(wake, now + FLEET_AUTH_CHECK_SECONDS)
             if self.client.reachability.down:
                 if next_probe is None:
                     next_probe = now + self._probe_delay()
@@ -566,6 +588,7 @@ class Daemon:
                 if now >= next_rescan:
                     next_rescan = now + self.config.rescan_seconds
                     self.scan_all()
+                self._resume_if_fleet_key_reloaded()
             except Exception:
                 # One bad round (a folder that cannot be read, a bug) must not end the thread
                 # that retries, rescans and re-arms everything else.
@@ -815,9 +838,20 @@ class Daemon:
         self.client.set_key(key)
         if self.pipeline.auth_pause.active:
             log.info("API key reloaded from %s; resuming uploads", key.origin)
-            self.pipeline.auth_pause.clear()
-            self.journal.set_meta("uploads_paused", None)
-            for row in self.journal.rows_in((FileState.HELD,)):
-                self.pipeline.pool.submit(
-                    Path(row.path), self.config.folder_of(row.folder), row=row
-                )
+            self.pipeline.auth_pause.clear()  # for the whole fleet
+            self._resume_held()
+
+    def _resume_if_fleet_key_reloaded(self) -> None:
+        """A 401 pause taken from the fleet ended (another daemon reloaded its key): resume
+        too. Every daemon resubmits the held files; each is claimed by one of them."""
+        active = self.pipeline.auth_pause.active
+        if self._auth_paused and not active:
+            log.info("the fleet's API key was reloaded by another daemon; resuming uploads")
+            self._resume_held()
+        self._auth_paused = active
+
+    def _resume_held(self) -> None:
+        self._auth_paused = False
+        self.journal.set_meta("uploads_paused", None)
+        for row in self.journal.rows_in((FileState.HELD,)):
+            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)

@@ -145,6 +145,11 @@ class JournalError(Exception):
     """The journal cannot be opened or read: corrupt, unreadable, or from a newer version."""
 
 
+class ClaimLost(JournalError):
+    """A shared journal refused a write for a file this daemon no longer holds: it stalled
+    past its lease and another daemon took the file over. The work in hand is dropped."""
+
+
 @dataclass(frozen=True)
 class FileRow:
     path: str
@@ -485,6 +490,16 @@ class SqliteJournal(_SharedOperations):
             )
             return cursor.rowcount == 1
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE videos SET next_at = ? WHERE path = ? AND state IN ({marks}) "
+                "AND (next_at IS NULL OR next_at <= ?)",
+                (now + hold_seconds, path, *VIDEO_ACTIVE_STATES, now),
+            )
+            return cursor.rowcount == 1
+
     def due_videos(self, now: float) -> list[str]:
         marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
         with self._lock:
@@ -821,3 +836,7 @@ class SqliteJournal(_SharedOperations):
         pause = self.get_meta(f"pause:{kind}")
         left = pause["until"] - time.time() if pause else 0.0
         return (left, pause["reason"]) if pause and left > 0 else (0.0, "")
+
+    def resume_fleet(self, kind: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"pause:{kind}",))
