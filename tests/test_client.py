@@ -283,6 +283,21 @@ def test_5xx_on_the_put_retries_the_same_slot(
     assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
 
 
+def test_a_put_is_not_retried_once_the_service_is_known_to_be_down(
+    tmp_path: Path, client: HeyGenClient, sandbox: Sandbox
+):
+    # The storage is already declared unreachable (another file found it so): this PUT's
+    # 503 hands the file back to be held at once instead of spending its quick retries.
+    protocol = V1Presigned(client)
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    slot = protocol.new_slot(file)
+    client.reachability.declare_down("storage: HTTP 503", slot.url)
+    sandbox.inject(Fault(method="PUT", server="storage", status=503, count=5))
+    with pytest.raises(TransientError):
+        protocol.put_with_retries(file, slot)
+    assert [r.status for r in sandbox.requests if r.method == "PUT"] == [503]
+
+
 def test_an_expired_url_gets_a_fresh_slot(tmp_path: Path, client: HeyGenClient, sandbox: Sandbox):
     protocol = V1Presigned(client)
     file = local_file(tmp_path / "a.png", media.png(), "image/png")
