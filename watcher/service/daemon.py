@@ -610,8 +610,9 @@ class Daemon:
         failed = outage.probes if outage is not None else 1
         return probe_delay_seconds(failed, api.probe_base_seconds, api.probe_max_seconds)
 
-    def _probe(self) -> bool:
-        """One probe while the API is unreachable; True once it answers (uploads resume)."""
+    def _probe(self, only: Collection[str] | None = None) -> bool:
+        """One probe while the API is unreachable; True once it answers (uploads resume:
+        every held file, or those of ``only``)."""
         outage = self.client.reachability.outage
         if outage is None:
             return True
@@ -630,7 +631,11 @@ class Daemon:
         self.journal.set_meta("api_unreachable", None)
         if not self.pipeline.auth_pause.active:
             self.journal.set_meta("uploads_paused", None)
-        held = self.journal.rows_in((FileState.HELD,))
+        held = [
+            row
+            for row in self.journal.rows_in((FileState.HELD,))
+            if only is None or row.path in only
+        ]
         log.info(
             "the API answers again after %.0fs; resuming %d held file(s)",
             time.time() - outage.since,
@@ -644,16 +649,17 @@ class Daemon:
                 )
         return True
 
-    def wait_for_api(self, seconds: float) -> bool:
-        """Without a housekeeper (`scan`): while the API is unreachable, probe it as the
-        housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
-        True once it answers (the held files are resumed), False when it did not in time."""
+    def wait_for_api(self, seconds: float, only: Collection[str] | None = None) -> bool:
+        """Without a housekeeper (`scan`, `retry`): while the API is unreachable, probe it as
+        the housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
+        True once it answers (the held files, or those of ``only``, are resumed), False when
+        it did not in time."""
         deadline = time.monotonic() + seconds
         while self.client.reachability.down:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.wait(min(self._probe_delay(), remaining)):
                 return False
-            self._probe()
+            self._probe(only)
         return True
 
     def _open_watch(self, folder_watch: FolderWatch) -> bool:
