@@ -21,6 +21,9 @@ Prints a table and writes bench/results/<time>.json.
             second until every sidecar exists, against a burst with the same settings.
 8. million  1,000 folders of 1,000 done files: first start and restart to ready, peak RSS;
             the journal's bookkeeping per file at a million rows.
+9. fleet    the burst with two daemons sharing one PostgreSQL journal against one daemon on
+            SQLite (the same total concurrency), and the journal's bookkeeping per uploaded
+            file on each (bench/fleet_bench.py); skipped, saying why, without PostgreSQL.
 """
 
 from __future__ import annotations
@@ -59,7 +62,17 @@ from common import (
 from watcher.config import ApiConfig
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("burst", "big", "latency", "backlog", "idle", "idlefiles", "overflow", "million")
+SCENARIOS = (
+    "burst",
+    "big",
+    "latency",
+    "backlog",
+    "idle",
+    "idlefiles",
+    "overflow",
+    "million",
+    "fleet",
+)
 PROFILE_DIR: Path | None = None  # --profile: py-spy samples of each daemon run go here
 
 
@@ -271,6 +284,8 @@ def burst_baseline(work: Path, api_url: str, count: int, seed: int) -> float:
 # 4), measured 2026-11-24 19:28 UTC on this 2-core machine with `python bench/run.py --only
 # burst` (bench/results/20261124T192834Z.json): the yardstick of the CPU rows.
 CPU_MS_PER_FILE_BEFORE = {"v1-presigned": 5.87, "v3-direct": 4.77}
+# The goal: half of that figure (2.94 ms for v1, 2.39 ms for v3).
+CPU_TARGET_FRACTION = 0.5
 RATE_LIMIT_PER_SECOND = 20.0
 RATE_LIMIT_BURST = 20
 
@@ -335,6 +350,7 @@ def scenario_burst(work: Path, api_url: str, args: argparse.Namespace) -> list[R
         before = CPU_MS_PER_FILE_BEFORE[protocol]
         if trust and not tuned and before:
             cpu_ratio = run.cpu_ms_per_file / before
+            target = before * CPU_TARGET_FRACTION
             rows.append(
                 Row(
                     name,
@@ -343,9 +359,9 @@ def scenario_burst(work: Path, api_url: str, args: argparse.Namespace) -> list[R
                     "ms",
                     before,
                     cpu_ratio,
-                    "≤ 0.5× before",
+                    f"≤ {target:.2f} ms ({CPU_TARGET_FRACTION:g}× before)",
                     "",
-                    cpu_ratio <= 0.5,
+                    run.cpu_ms_per_file <= target,
                 )
             )
         else:
@@ -854,6 +870,12 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def scenario_fleet(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
+    import fleet_bench  # built on this module's daemon and burst
+
+    return fleet_bench.scenario_fleet(work, api_url, args)
+
+
 RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
     "burst": scenario_burst,
     "big": scenario_big,
@@ -863,6 +885,7 @@ RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
     "idlefiles": scenario_idlefiles,
     "overflow": scenario_overflow,
     "million": scenario_million,
+    "fleet": scenario_fleet,
 }
 
 
@@ -880,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--polling-seconds", type=float, default=20.0)
     parser.add_argument("--overflow-files", type=int, default=20_000)
     parser.add_argument("--million", type=int, default=1_000_000, help="files in `million`")
+    parser.add_argument(
+        "--fleet-journal-files", type=int, default=1000, help="files in the bookkeeping rows"
+    )
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of the daemon here")
     args = parser.parse_args(argv)
     global PROFILE_DIR

@@ -4,6 +4,7 @@ injected clock (no sleeping), the throttle's slots, and a daemon against a rate-
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import media
@@ -179,6 +180,27 @@ def test_fixed_concurrency_when_adaptation_is_off() -> None:
     assert throttle.rate.per_second is None
     for slot in slots:
         slot.__exit__(None, None, None)
+
+
+# -- the throttle's shared pause -----------------------------------------------------------
+def test_a_worker_that_reads_a_fleet_pause_another_worker_already_adopted_waits_too() -> None:
+    """Two workers of one daemon find the fleet's pause at once: the first extends the local
+    pause, the second's extension then changes nothing, and it must still wait."""
+    throttle: Throttle
+    until = time.monotonic() + 0.4
+
+    def shared_pause() -> tuple[float, str]:
+        left = until - time.monotonic()
+        if left <= 0:
+            return 0.0, ""
+        # The other worker read the same pause a moment ago and adopted it.
+        throttle._extend(left + 0.05, "429 from another daemon")
+        return left, "429 from another daemon"
+
+    throttle = Throttle(shared_pause=shared_pause)
+    started = time.monotonic()
+    throttle.before_request(keyed=True)
+    assert time.monotonic() - started >= 0.3
 
 
 # -- against a sandbox that enforces a rate limit ------------------------------------------

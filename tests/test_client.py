@@ -17,7 +17,7 @@ from conftest import SANDBOX_KEY, fast_api
 from watcher.config.apikey import ApiKey
 from watcher.config.templates import Template
 from watcher.heygen import videos
-from watcher.heygen.body import FileBody, FileChangedError, sha256_file
+from watcher.heygen.body import WHOLE_BODY_BYTES, FileBody, FileChangedError, sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.envelope import parse_retry_after
 from watcher.heygen.errors import (
@@ -283,6 +283,21 @@ def test_5xx_on_the_put_retries_the_same_slot(
     assert len(api_requests(sandbox, "POST", "/v1/asset")) == 1
 
 
+def test_a_put_is_not_retried_once_the_service_is_known_to_be_down(
+    tmp_path: Path, client: HeyGenClient, sandbox: Sandbox
+):
+    # The storage is already declared unreachable (another file found it so): this PUT's
+    # 503 hands the file back to be held at once instead of spending its quick retries.
+    protocol = V1Presigned(client)
+    file = local_file(tmp_path / "a.png", media.png(), "image/png")
+    slot = protocol.new_slot(file)
+    client.reachability.declare_down("storage: HTTP 503", slot.url)
+    sandbox.inject(Fault(method="PUT", server="storage", status=503, count=5))
+    with pytest.raises(TransientError):
+        protocol.put_with_retries(file, slot)
+    assert [r.status for r in sandbox.requests if r.method == "PUT"] == [503]
+
+
 def test_an_expired_url_gets_a_fresh_slot(tmp_path: Path, client: HeyGenClient, sandbox: Sandbox):
     protocol = V1Presigned(client)
     file = local_file(tmp_path / "a.png", media.png(), "image/png")
@@ -358,6 +373,39 @@ def test_file_body_reports_length_and_stops_at_it(tmp_path: Path):
     shrunk = FileBody(path, 20)
     with pytest.raises(FileChangedError):
         b"".join(shrunk)
+
+
+def test_a_small_body_is_read_whole_by_the_same_rules(tmp_path: Path):
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 10)
+    body = FileBody(path, 6, prefix=b"<", suffix=b">")
+    assert body.whole() == b"<xxxxxx>"  # the announced length, not the file's
+    assert body.finished and body.sha256() == hashlib.sha256(b"x" * 6).hexdigest()
+    shrunk = FileBody(path, 20)
+    with pytest.raises(FileChangedError):
+        shrunk.whole()
+    assert isinstance(shrunk.local_error, FileChangedError)
+    path.unlink()
+    gone = FileBody(path, 10)
+    with pytest.raises(FileNotFoundError):
+        gone.whole()
+    assert isinstance(gone.local_error, FileNotFoundError)
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (WHOLE_BODY_BYTES + 1))
+    assert FileBody(big, WHOLE_BODY_BYTES + 1).whole() is None  # streamed instead
+
+
+@pytest.mark.parametrize("protocol", ["v1-presigned", "v1-upload", "v3-multipart"])
+def test_a_small_file_that_shrank_is_reported_as_changed_not_as_a_network_error(
+    tmp_path: Path, sandbox: Sandbox, protocol: str
+):
+    data = media.mp4(payload=2_000, seed=12)
+    path = tmp_path / "clip.mp4"
+    file = local_file(path, data, "video/mp4")
+    path.write_bytes(data[:100])
+    with pytest.raises(FileChangedError, match="shrank"):
+        make_protocol(client_for(sandbox, upload_protocol=protocol)).upload(file)
+    assert not [r for r in sandbox.requests if r.method in ("PUT",) or r.server == "upload"]
 
 
 RSS_PROBE = r"""
@@ -725,3 +773,207 @@ def test_sessions_send_no_cookies(sandbox: Sandbox) -> None:
     assert "cookie" not in {name.lower() for name in seen.headers}
     assert seen.headers["User-Agent"].startswith("heygen-watcher/")
     session.close()
+
+
+def test_the_lean_transport_sends_what_requests_sent(tmp_path: Path, sandbox: Sandbox) -> None:
+    """API requests and presigned PUTs go through urllib3 directly now: HeyGen must see the
+    same headers (names, values) and the same JSON bytes as requests sent."""
+    import requests
+
+    import watcher.heygen.transport as transport
+
+    file = local_file(tmp_path / "a.png", media.png(seed=31), "image/png")
+    client = client_for(sandbox)
+    sent: list[transport.Answer] = []
+    client._api_transport.observers.append(sent.append)
+    V1Presigned(client).upload(file)
+    create, put = sandbox.requests
+    with transport.new_session(2) as session:
+        old = session.post(
+            f"{sandbox.api_url}/v1/asset",
+            json={"content_type": "image/png"},
+            headers={"Accept": "application/json", "X-Api-Key": SANDBOX_KEY},
+            timeout=5,
+        )
+        slot = old.json()["data"]
+        with open(file.path, "rb") as body:
+            session.put(slot["url"], data=body, headers={"Content-Type": "image/png"}, timeout=5)
+    old_create, old_put = sandbox.requests[2:]
+    for new, was in ((create, old_create), (put, old_put)):
+        assert (new.method, new.server) == (was.method, was.server)
+        assert new.headers == was.headers
+        assert "Transfer-Encoding" not in new.headers
+    assert sent[0].request_body == old.request.body
+    assert put.headers["Content-Length"] == str(file.size)
+    assert "X-Api-Key" not in put.headers
+    assert isinstance(old, requests.Response)
+
+
+def test_the_lean_transport_reads_environment_proxies_once_per_origin(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib3
+
+    import watcher.heygen.transport as transport
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reads: list[str] = []
+    real = transport.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(transport, "get_environ_proxies", counted)
+    lean = transport.Transport(2)
+    timeout = urllib3.Timeout(connect=5, read=5)
+    for _ in range(3):
+        answer = lean.send(
+            "POST",
+            f"{sandbox.api_url}/v1/asset",
+            headers={
+                **transport.BASE_HEADERS,
+                "X-Api-Key": SANDBOX_KEY,
+                "Content-Type": "application/json",
+            },
+            body=b'{"content_type": "image/png"}',
+            timeout=timeout,
+        )
+        assert answer.status_code == 200
+    assert reads == [f"{sandbox.api_url}/v1/asset"]  # once for this origin, not per request
+    # The environment still decides: HeyGen's host goes through the proxy, with its
+    # credentials for the proxy only (as requests sends them).
+    pool, manager = lean._route("https", "api.heygen.com", "https://api.heygen.com/v1/asset")
+    assert pool is None and isinstance(manager, urllib3.ProxyManager)
+    assert manager.proxy is not None and manager.proxy.host == "proxy.example"
+    assert manager.proxy_headers["Proxy-Authorization"].startswith("Basic ")
+    lean.close()
+
+
+def test_the_lean_transport_says_why_nothing_came_back(sandbox: Sandbox) -> None:
+    import urllib3
+
+    import watcher.heygen.transport as transport
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    lean = transport.Transport(1)
+    with pytest.raises(transport.TransportError) as refused:
+        lean.send(
+            "GET",
+            f"http://127.0.0.1:{port}/v1/asset",
+            headers=dict(transport.BASE_HEADERS),
+            timeout=urllib3.Timeout(connect=5, read=5),
+        )
+    # Refused: it certainly never reached a server, so it is safe to send again.
+    assert (refused.value.name, refused.value.never_sent) == ("ConnectionError", True)
+    lean.close()
+
+
+def test_api_answers_feed_their_latency_to_the_adaptive_limit(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON requests (a slot, a completion) tell how loaded HeyGen is; a request carrying a
+    file does not (its time grows with the file)."""
+    client = client_for(sandbox)
+    seen: list[float | None] = []
+    real = client.throttle.answered
+
+    def answered(latency: float | None, refused: bool) -> None:
+        seen.append(latency)
+        real(latency, refused)
+
+    monkeypatch.setattr(client.throttle, "answered", answered)
+    V1Presigned(client).upload(local_file(tmp_path / "a.png", media.png(seed=41), "image/png"))
+    (slot_latency,) = seen
+    assert isinstance(slot_latency, float) and slot_latency > 0
+    one_request = client_for(sandbox, upload_protocol="v1-upload")
+    seen_upload: list[float | None] = []
+    monkeypatch.setattr(
+        one_request.throttle, "answered", lambda latency, refused: seen_upload.append(latency)
+    )
+    make_protocol(one_request).upload(
+        local_file(tmp_path / "b.png", media.png(seed=42), "image/png")
+    )
+    assert seen_upload == [None]
+
+
+class _ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 that records what it is asked and forwards it
+    (absolute-form request targets, as clients send them to a proxy)."""
+
+    def __init__(self) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        seen: list[tuple[str, str, dict[str, str]]] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def _forward(self) -> None:
+                seen.append((self.command, self.path, dict(self.headers)))
+                target = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() not in ("proxy-authorization", "proxy-connection")
+                }
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                path = target.path + (f"?{target.query}" if target.query else "")
+                upstream.request(self.command, path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_proxy_from_the_environment_carries_the_uploads_with_its_own_credentials(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _ForwardProxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        file = local_file(tmp_path / "a.png", media.png(seed=51), "image/png")
+        asset = V1Presigned(client_for(sandbox)).upload(file)
+    finally:
+        proxy.close()
+    assert sandbox.assets[asset.asset_id].sha256 == file.sha256
+    (create, put) = proxy.seen
+    assert (create[0], create[1]) == ("POST", f"{sandbox.api_url}/v1/asset")
+    assert put[0] == "PUT" and put[1].startswith(sandbox.storage_url)
+    for _, _, headers in proxy.seen:
+        assert headers["Proxy-Authorization"].startswith("Basic ")
+    assert create[2]["X-Api-Key"] == SANDBOX_KEY
+    assert "X-Api-Key" not in put[2]
+    # The proxy's credentials are for the proxy: HeyGen never sees them.
+    for seen in sandbox.requests:
+        assert "Proxy-Authorization" not in seen.headers

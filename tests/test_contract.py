@@ -38,6 +38,7 @@ from watcher.heygen.batches import complete_batch, create_batch, read_batch
 from watcher.heygen.body import sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import ApiError
+from watcher.heygen.transport import Answer
 from watcher.heygen.uploads import (
     PROTOCOLS,
     LocalFile,
@@ -277,29 +278,30 @@ class Recorder:
         self.exchanges: list[Exchange] = []
 
     def attach(self, client: HeyGenClient) -> HeyGenClient:
-        client._api_session.hooks["response"].append(self._record)
+        client._api_transport.observers.append(self._record)
         return client
 
-    def _record(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        request = response.request
-        split = urlsplit(request.url or "")
-        raw = request.body
+    def _record(self, answer: Answer) -> None:
+        split = urlsplit(answer.url)
+        raw = answer.request_body
         body = None
-        if isinstance(raw, (bytes, str)) and "json" in request.headers.get("Content-Type", ""):
+        if isinstance(raw, (bytes, str)) and "json" in answer.request_headers.get(
+            "Content-Type", ""
+        ):
             body = json.loads(raw)
         try:
-            answer = response.json()
+            parsed = answer.json()
         except ValueError:
-            answer = None
+            parsed = None
         self.exchanges.append(
             Exchange(
-                request.method or "",
+                answer.method,
                 self.hosts.get(split.netloc, split.netloc),
                 split.path,
-                dict(request.headers),
+                dict(answer.request_headers),
                 body,
-                response.status_code,
-                answer,
+                answer.status_code,
+                parsed,
             )
         )
 

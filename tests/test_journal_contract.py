@@ -14,7 +14,7 @@ from pathlib import Path
 import pgcluster
 import pytest
 
-from watcher.state.journal import FileRow, SqliteJournal
+from watcher.state.journal import ClaimLost, FileRow, SqliteJournal
 from watcher.state.journal_api import Journal
 from watcher.state.journal_pg import PgJournal
 from watcher.state.states import TRANSITIONS, FileState, IllegalTransition
@@ -306,6 +306,22 @@ def test_videos_their_claims_and_retries(journal: Journal) -> None:
         journal.update_video("/drop/a.png", nope=1)
 
 
+def test_a_video_step_is_taken_once_until_its_hold_passes(journal: Journal) -> None:
+    now = time.time()
+    journal.add_video("/drop/a.png", "t", "/v3/videos", "processing", next_at=now - 1)
+    journal.add_video("/drop/b.png", "t", "/v3/videos", "processing", next_at=now + 60)
+    journal.add_video("/drop/c.png", "t", "/v3/videos", "completed", next_at=None)
+    assert journal.claim_video_step("/drop/a.png", now, 30)
+    assert not journal.claim_video_step("/drop/a.png", now, 30)  # taken: no second poll
+    assert journal.due_videos(now) == []
+    assert journal.next_video_at() == pytest.approx(now + 30)
+    # Once the hold has passed (its taker died mid-step), the step is taken again.
+    assert journal.claim_video_step("/drop/a.png", now + 31, 30)
+    assert not journal.claim_video_step("/drop/b.png", now, 30)  # not due yet
+    assert not journal.claim_video_step("/drop/c.png", now, 30)  # done: no step
+    assert not journal.claim_video_step("/drop/none.png", now, 30)
+
+
 def test_meta_holds_json_values(journal: Journal) -> None:
     assert journal.get_meta("uploads_paused") is None
     journal.set_meta("uploads_paused", "401: key refused")
@@ -374,6 +390,62 @@ def test_a_lapsed_claim_is_orphaned_and_taken_over(shared_url: str) -> None:
     finally:
         dead.close()
         alive.close()
+
+
+def test_a_daemon_taken_over_after_a_stall_writes_nothing_more_to_the_file(
+    shared_url: str,
+) -> None:
+    stalled = PgJournal(shared_url, owner="stalled", lease_seconds=1)
+    other = PgJournal(shared_url, owner="other", lease_seconds=30)
+    path = "/drop/a.png"
+    try:
+        stalled.put(a_row(path))
+        assert stalled.claim(path)
+        stalled.record_slot(path, slot="{}", asset_id="a1", expires_at=None)
+        wait_until(other.orphaned, "the stalled daemon's lease to lapse")
+        assert other.claim(path)
+        # The stalled daemon wakes up: none of its writes to the file goes through.
+        for write in (
+            lambda: stalled.update(path, state=FileState.RECORDING, asset_id="late"),
+            lambda: stalled.update(path, last_error="late"),  # not only changes of state
+            lambda: stalled.record_slot(path, slot="{}", asset_id="late", expires_at=None),
+            lambda: stalled.move(path, "/drop/moved/a.png"),
+            lambda: stalled.finish_upload(path, cache=True, sidecar="late"),
+        ):
+            with pytest.raises(ClaimLost, match="another daemon took the file over"):
+                write()
+        row = other.get(path)
+        assert row is not None and row.state is FileState.UPLOADING and row.asset_id == "a1"
+        assert row.last_error is None
+        # The daemon that took it over finishes it; the stalled one's release is no harm.
+        other.update(path, state=FileState.RECORDING, asset_url="https://x/a1", protocol="v1")
+        stalled.release(path)
+        other.finish_upload(path, cache=True, sidecar=path + ".asset.json")
+        finished = other.get(path)
+        assert finished is not None and finished.state is FileState.UPLOADED
+        # Rows it never claimed (a command's `retry`, the housekeeper) are not fenced.
+        other.put(a_row("/drop/b.png"))
+        other.release("/drop/b.png")
+        stalled.update("/drop/b.png", last_error="seen by another daemon")
+    finally:
+        stalled.close()
+        other.close()
+
+
+def test_of_two_daemons_taking_a_video_step_exactly_one_wins(shared_url: str) -> None:
+    one = PgJournal(shared_url, owner="one")
+    two = PgJournal(shared_url, owner="two")
+    try:
+        now = time.time()
+        one.add_video("/drop/a.png", "t", "/v2/video/generate", "processing", next_at=now)
+        taken = [
+            one.claim_video_step("/drop/a.png", now, 30),
+            two.claim_video_step("/drop/a.png", now, 30),
+        ]
+        assert sorted(taken) == [False, True]
+    finally:
+        one.close()
+        two.close()
 
 
 def test_a_version_already_taken_further_is_not_admitted_again(shared_url: str) -> None:
@@ -495,6 +567,17 @@ def test_a_pause_shared_by_the_fleet(journal: Journal) -> None:
     assert 20 < left <= 30 and reason == "429 first"
     journal.pause_fleet("other", 0.01, "brief")
     wait_until(lambda: journal.fleet_pause("other") == (0.0, ""), "the brief pause to end")
+
+
+def test_a_shared_pause_ends_when_told(journal: Journal) -> None:
+    journal.pause_fleet("auth", 86400, "401 key refused")
+    journal.pause_fleet("rate_limit", 30, "429")
+    journal.resume_fleet("auth")
+    assert journal.fleet_pause("auth") == (0.0, "")
+    assert journal.fleet_pause("rate_limit")[0] > 20  # only that kind ended
+    journal.resume_fleet("auth")  # ending no pause is no error
+    journal.pause_fleet("auth", 60, "401 again")  # and a new one starts afresh
+    assert journal.fleet_pause("auth")[1] == "401 again"
 
 
 def test_requests_handed_to_the_daemon(journal: Journal) -> None:

@@ -293,3 +293,45 @@ def test_a_scan_gives_up_after_wait_for_api_with_its_files_held(
     sandbox.accept_connections()
     assert cli("scan", "-c", str(config), env=KEY_ENV).returncode == 0
     assert read_sidecar(drop / "a.png")["status"] == "uploaded"
+
+
+# -- `retry` run without a daemon rides it out too, for its own files only ----------------------
+def held_by_a_scan_during_an_outage(tmp_path: Path, drop: Path, sandbox: Sandbox) -> Path:
+    config = scan_config(tmp_path, sandbox, drop)
+    for n, name in enumerate(("a.png", "b.png")):
+        (drop / name).write_bytes(media.png(seed=470 + n))
+    sandbox.refuse_connections()
+    assert cli("scan", "-c", str(config), "--wait-for-api", "0", env=KEY_ENV).returncode == 3
+    assert set(states(tmp_path).values()) == {"held"}
+    return config
+
+
+def test_a_retry_during_an_outage_waits_for_the_api_and_retries_only_its_paths(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    config = held_by_a_scan_during_an_outage(tmp_path, drop, sandbox)
+    process = start_cli("retry", "-c", str(config), str(drop / "a.png"), env=KEY_ENV)
+    try:
+        # Well past the file's retry schedule: the retry still waits for the API.
+        time.sleep(RETRY_WINDOW * 5)
+        assert process.poll() is None
+        sandbox.accept_connections()
+        _, log = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, log
+    assert read_sidecar(drop / "a.png")["status"] == "uploaded"
+    # b.png was not asked for: it stays held for the next scan or run.
+    assert states(tmp_path)[str(drop / "b.png")] == "held"
+    assert not sidecar_of(drop / "b.png").exists()
+    assert len(sandbox.assets) == 1
+
+
+def test_a_retry_gives_up_after_wait_for_api_with_its_files_held(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    config = held_by_a_scan_during_an_outage(tmp_path, drop, sandbox)
+    result = cli("retry", "-c", str(config), "--wait-for-api", "1", env=KEY_ENV)
+    assert result.returncode == 3, result.stderr
+    assert "the API is still unreachable after waiting 1s" in result.stderr
+    assert set(states(tmp_path).values()) == {"held"}

@@ -463,7 +463,13 @@ def test_the_watchdog_restarts_a_wedged_daemon_and_the_file_is_uploaded_once(
         what="NRestarts to grow",
     )
     sidecar = service.sidecar("/srv/heygen/backgrounds/wedged.png", status="uploaded")
-    assert service.show("ActiveState")["ActiveState"] == "active"
+    # The restarted daemon resumes the upload while it starts: the sidecar may come before
+    # READY=1, so the unit may still be "activating" when it appears.
+    wait_for(
+        lambda: service.show("ActiveState")["ActiveState"] == "active",
+        timeout=30,
+        what="the restarted unit to be active",
+    )
     assert service.show("MainPID")["MainPID"] != before["MainPID"]
     stored = uploads_of(service.sandbox, data)
     assert [asset.asset_id for asset in stored] == [sidecar["asset_id"]]

@@ -18,7 +18,7 @@ from watcher.config.apikey import ApiKey
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.uploads import UploadProtocol
-from watcher.pipeline.outcome import retry_delay_seconds
+from watcher.pipeline.outcome import AuthPause, retry_delay_seconds
 from watcher.pipeline.pipeline import build_pipeline
 from watcher.pipeline.workpool import Work, WorkPool
 from watcher.sandbox import Sandbox
@@ -188,3 +188,27 @@ def test_a_bug_mid_upload_leaves_the_file_retryable_and_counted(
         pipeline.pool.join(5)
         client.close()
         journal.close()
+
+
+def test_the_401_pause_is_shared_and_ends_for_everyone_at_a_key_reload() -> None:
+    """Two daemons' pauses over one shared record (the journal's, here a variable)."""
+    recorded: list[str | None] = [None]
+    fleet = [
+        AuthPause(
+            shared=lambda: recorded[0],
+            on_set=lambda reason: recorded.__setitem__(0, reason),
+            on_clear=lambda: recorded.__setitem__(0, None),
+        )
+        for _ in range(2)
+    ]
+    refused, other = fleet
+    assert refused.set("HTTP 401") and recorded == ["HTTP 401"]
+    assert other.active and other.reason == "HTTP 401"  # taken from the fleet
+    assert refused.active
+    other.clear()  # its key reloaded: the pause ends for the fleet
+    assert recorded == [None]
+    assert not other.active and not refused.active  # the one refused resumes too
+    # A 401 not yet recorded for the fleet holds the daemon that met it all the same.
+    alone = AuthPause(shared=lambda: None)
+    alone.set("HTTP 401")
+    assert alone.active

@@ -1,7 +1,7 @@
 """Command line: ``heygen-watcher COMMAND`` (also ``python -m watcher``).
 
-Exit codes: 0 success, 1 some files failed, 2 usage or configuration error, 3 (`scan`) the
-API stayed unreachable for all of --wait-for-api.
+Exit codes: 0 success, 1 some files failed, 2 usage or configuration error, 3 (`scan`,
+`retry`) the API stayed unreachable for all of --wait-for-api.
 Expected errors print one clear line, never a traceback.
 """
 
@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,10 +44,11 @@ log = logging.getLogger("watcher")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-# `scan`: the API stayed unreachable for all of --wait-for-api; the files wait, `held`.
+# `scan`, `retry`: the API stayed unreachable for all of --wait-for-api; the files wait, `held`.
 EXIT_UNREACHABLE = 3
-# How long `scan` probes an unreachable API before it gives up: a short outage (a restart, a
-# network blip) does not fail a scheduled scan; a long one ends it with EXIT_UNREACHABLE.
+# How long `scan` and `retry` probe an unreachable API before they give up: a short outage (a
+# restart, a network blip) does not fail a scheduled scan; a long one ends it with
+# EXIT_UNREACHABLE.
 DEFAULT_WAIT_FOR_API_SECONDS = 300.0
 
 
@@ -253,6 +254,19 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
 
 
+def _add_wait_for_api(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-for-api",
+        type=_seconds,
+        default=DEFAULT_WAIT_FOR_API_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "while the API is unreachable, probe it and wait up to this long in all for it "
+            f"to answer again (default {DEFAULT_WAIT_FOR_API_SECONDS:g}; 0: do not wait)"
+        ),
+    )
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -266,15 +280,32 @@ def _seconds(text: str) -> float:
 def _scan_until_done(
     daemon: Daemon, progress: Callable[[int], None] | None, wait_for_api: float
 ) -> None:
-    """Wait for the pass; during an outage, probe as the daemon does (for at most
-    ``wait_for_api`` seconds in all) and wait again for the files it resumes."""
+    """Wait for the pass, riding out an outage for at most ``wait_for_api`` seconds."""
+    _until_done_riding_out_outages(daemon, wait_for_api, lambda: daemon.wait_until_idle(progress))
+
+
+def _until_done_riding_out_outages(
+    daemon: Daemon,
+    wait_for_api: float,
+    wait_until_idle: Callable[[], None],
+    only: Collection[str] | None = None,
+) -> None:
+    """Wait for the work in hand; during an outage, probe as the daemon does (for at most
+    ``wait_for_api`` seconds in all) and wait again for the files it resumes (all held files,
+    or those of ``only``)."""
     deadline = time.monotonic() + wait_for_api
-    daemon.wait_until_idle(progress)
+    wait_until_idle()
     # Only worth waiting for while files wait for it.
-    while daemon.client.reachability.down and daemon.journal.rows_in((FileState.HELD,)):
-        if not daemon.wait_for_api(max(0.0, deadline - time.monotonic())):
+    while daemon.client.reachability.down and _held(daemon, only):
+        if not daemon.wait_for_api(max(0.0, deadline - time.monotonic()), only):
             return
-        daemon.wait_until_idle(progress)
+        wait_until_idle()
+
+
+def _held(daemon: Daemon, only: Collection[str] | None) -> bool:
+    return any(
+        only is None or row.path in only for row in daemon.journal.rows_in((FileState.HELD,))
+    )
 
 
 def _dry_run(config: Config) -> int:
@@ -357,16 +388,30 @@ def cmd_retry(args: argparse.Namespace) -> int:
         daemon.keep_sidecars_true(paths)
         only = frozenset(chosen)
         daemon.submit_due(only)
-        daemon.wait_until_idle(include_videos=True, only=only)
+        _until_done_riding_out_outages(
+            daemon,
+            args.wait_for_api,
+            lambda: daemon.wait_until_idle(include_videos=True, only=only),
+            only,
+        )
+        unreachable = daemon.client.reachability.outage
     finally:
         daemon.stop()
     journal = open_journal(config)
     try:
-        left = [path for path in chosen if (row := journal.get(path)) and row.state in UNFINISHED]
+        rows = [journal.get(path) for path in chosen]
     finally:
         journal.close()
-    for path in left:
-        print(f"still not uploaded: {path}", file=sys.stderr)
+    left = [row for row in rows if row is not None and row.state in UNFINISHED]
+    for row in left:
+        print(f"still not uploaded: {row.path}", file=sys.stderr)
+    if unreachable is not None and any(row.state is FileState.HELD for row in left):
+        print(
+            f"the API is still unreachable after waiting {args.wait_for_api:g}s "
+            f"({unreachable.last_error}); held files are uploaded by the next retry, scan or run",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     return EXIT_FAILED if left else EXIT_OK
 
 
@@ -494,16 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
     )
-    scan.add_argument(
-        "--wait-for-api",
-        type=_seconds,
-        default=DEFAULT_WAIT_FOR_API_SECONDS,
-        metavar="SECONDS",
-        help=(
-            "while the API is unreachable, probe it and wait up to this long in all for it "
-            f"to answer again (default {DEFAULT_WAIT_FOR_API_SECONDS:g}; 0: do not wait)"
-        ),
-    )
+    _add_wait_for_api(scan)
     scan.set_defaults(handler=cmd_scan)
 
     upload = _command(commands, "upload")
@@ -525,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry = _command(commands, "retry")
     _add_common(retry)
     retry.add_argument("paths", nargs="*", metavar="PATH")
+    _add_wait_for_api(retry)
     retry.set_defaults(handler=cmd_retry)
 
     check = _command(commands, "check-config")

@@ -78,10 +78,16 @@ COMMANDS: dict[str, CommandHelp] = {
             "Retry failed files and videos now: all of them, or the given paths (each path "
             "not retried says why: unknown, already uploaded, in progress, rejected). The "
             "running daemon does the work if there is one; otherwise this command does and "
-            "waits. Missing sidecars of uploaded, refused and failed files are written again "
+            "waits, riding out an API outage for at most --wait-for-api seconds (default "
+            "300). Missing sidecars of uploaded, refused and failed files are written again "
             "from the journal."
         ),
-        exit_codes=((0, "all retried files done"), (1, "some still failed"), (2, _BAD_SETUP)),
+        exit_codes=(
+            (0, "all retried files done"),
+            (1, "some still failed"),
+            (2, _BAD_SETUP),
+            (3, "the API stayed unreachable for --wait-for-api (files held)"),
+        ),
     ),
     "check-config": CommandHelp(
         summary="validate a config as `run` would read it: keys, key file, folders, templates",

@@ -2,7 +2,8 @@
 
 requests sends ``Content-Length`` only when it can tell a body's length; otherwise it falls back
 to chunked transfer encoding, which presigned storage refuses. These readers report their exact
-length through ``__len__`` and never hold more than one block in memory. They stop at the
+length through ``__len__`` and never hold more than one block in memory (a small body may be
+read whole instead: `FileBody.whole`). They stop at the
 length they announced even if the file has grown, and fail loudly if it has shrunk, so the bytes
 on the wire always match the header.
 """
@@ -11,13 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from watcher.config.regularfile import NotRegularFile, open_regular_file
+from watcher.config.regularfile import NotRegularFile, open_regular_fd, open_regular_file
 
 READ_BLOCK_BYTES = 1024 * 1024
+# Bodies up to this size are read whole before sending: one read and one send instead of a
+# stream of blocks (most drop-folder files are small).
+WHOLE_BODY_BYTES = 256 * 1024
 
 
 class FileChangedError(OSError):
@@ -62,6 +67,39 @@ class FileBody:
     def sha256(self) -> str:
         """The hash of the file bytes sent so far (all of them once the body is consumed)."""
         return self._hasher.hexdigest()
+
+    def whole(self) -> bytes | None:
+        """The whole body at once if it is small (and nothing was read yet), else None: stream
+        it with `read`. The same rules as `read`: exactly the announced length, hashed, an
+        `OSError` kept in ``local_error`` (and raised)."""
+        if self._length > WHOLE_BODY_BYTES or self._file is not None or self._left != self._size:
+            return None
+        try:
+            data = self._read_whole()
+        except OSError as error:
+            self.local_error = error
+            raise
+        self._left = 0
+        self._hasher.update(data)
+        self._on_block()
+        parts, self._parts = self._parts, []
+        suffix, self._suffix = self._suffix, b""
+        return b"".join((*parts, data, suffix))
+
+    def _read_whole(self) -> bytes:
+        fd, _ = _open_payload_fd(self._path)
+        try:
+            pieces = []
+            left = self._size
+            while left > 0:
+                piece = os.read(fd, left)
+                if not piece:
+                    raise FileChangedError(f"{self._path} shrank while it was being uploaded")
+                pieces.append(piece)
+                left -= len(piece)
+        finally:
+            os.close(fd)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def read(self, amount: int = -1) -> bytes:
         if self._parts:
@@ -108,6 +146,15 @@ class FileBody:
         self._close()
 
 
+def _open_payload_fd(path: Path) -> tuple[int, os.stat_result]:
+    """`_open_payload` as a bare descriptor and its stat (no file object: for a small file
+    its set-up cost more than the read)."""
+    try:
+        return open_regular_fd(path)
+    except NotRegularFile as error:
+        raise FileChangedError(f"{path} is no longer a regular file: {error.reason}") from None
+
+
 def _open_payload(path: Path) -> io.BufferedReader:
     """The payload, if it is still a regular file: one swapped for a FIFO or a device since it
     was admitted would block or never end; it is judged again instead."""
@@ -120,12 +167,17 @@ def _open_payload(path: Path) -> io.BufferedReader:
 def sha256_file(path: Path) -> str:
     """Hash a file in 1 MiB blocks (hashlib releases the GIL, so other threads keep going)."""
     hasher = hashlib.sha256()
-    with _open_payload(path) as handle:
-        buffer = bytearray(READ_BLOCK_BYTES)
+    fd, info = _open_payload_fd(path)
+    try:
+        # A small file needs no 1 MiB buffer: zeroing one cost more than hashing the file.
+        # One byte more than its size lets the first read take all of it and the next see EOF.
+        buffer = bytearray(min(READ_BLOCK_BYTES, info.st_size + 1))
         view = memoryview(buffer)
         while True:
-            count = handle.readinto(buffer)
+            count = os.readv(fd, [buffer])
             if not count:
                 break
             hasher.update(view[:count])
+    finally:
+        os.close(fd)
     return hasher.hexdigest()

@@ -14,18 +14,26 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 import urllib3.exceptions
 
 from watcher.config import ApiConfig
 from watcher.config.apikey import ApiKey
-from watcher.heygen.envelope import parse_api_response, raise_for_storage
+from watcher.heygen.body import FileBody
+from watcher.heygen.envelope import dumps_json, parse_api_response, raise_for_storage
 from watcher.heygen.errors import ApiError, ResponseLost, TransientError
 from watcher.heygen.reachability import Reachability
 from watcher.heygen.retry import RetryPolicy, with_retries
 from watcher.heygen.throttle import Throttle
-from watcher.heygen.transport import new_session
+from watcher.heygen.transport import (
+    BASE_HEADERS,
+    Answer,
+    Transport,
+    TransportError,
+    new_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +56,27 @@ def _never_sent(error: requests.RequestException) -> bool:
 
 
 def _network_error(error: requests.RequestException, what: str, replay_safe: bool) -> ApiError:
-    kind = "timed out" if isinstance(error, requests.Timeout) else "connection failed"
-    detail = type(error).__name__
-    if not replay_safe and not _never_sent(error):
+    """A download's failure (downloads still go through requests)."""
+    return _failure(
+        what,
+        timed_out=isinstance(error, requests.Timeout),
+        detail=type(error).__name__,
+        maybe_sent=not replay_safe and not _never_sent(error),
+    )
+
+
+def _transport_failure(error: TransportError, what: str, replay_safe: bool) -> ApiError:
+    return _failure(
+        what,
+        timed_out=error.timed_out,
+        detail=error.name,
+        maybe_sent=not replay_safe and not error.never_sent,
+    )
+
+
+def _failure(what: str, *, timed_out: bool, detail: str, maybe_sent: bool) -> ApiError:
+    kind = "timed out" if timed_out else "connection failed"
+    if maybe_sent:
         return ResponseLost(f"{what}: {kind} ({detail}); the request may have been carried out")
     return TransientError(f"{what}: {kind} ({detail})")
 
@@ -84,8 +110,10 @@ class HeyGenClient:
             max_retry_after_seconds=api.max_retry_after_seconds,
         )
         self.timeout = (min(MAX_CONNECT_TIMEOUT_SECONDS, api.timeout_seconds), api.timeout_seconds)
-        self._api_session = new_session(api.concurrency)
-        # A separate session for presigned URLs: it has no way of knowing the key.
+        self._timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
+        self._api_transport = Transport(api.concurrency)
+        # Separate pools for presigned URLs and downloads: they have no way of knowing the key.
+        self._storage_transport = Transport(api.concurrency)
         self._storage_session = new_session(api.concurrency)
 
     # -- key ---------------------------------------------------------------------------------
@@ -98,7 +126,8 @@ class HeyGenClient:
         self._key = key
 
     def close(self) -> None:
-        self._api_session.close()
+        self._api_transport.close()
+        self._storage_transport.close()
         self._storage_session.close()
 
     # -- API host ----------------------------------------------------------------------------
@@ -165,39 +194,39 @@ class HeyGenClient:
         key_header: str,
     ) -> Any:
         self.throttle.before_request(keyed=True)
-        all_headers = {"Accept": "application/json", **(headers or {})}
+        all_headers = {**BASE_HEADERS, "Accept": "application/json", **(headers or {})}
         all_headers[key_header] = self._key.value
+        body = data
+        if json is not None:
+            body = dumps_json(json)
+            all_headers.setdefault("Content-Type", "application/json")
+        elif isinstance(data, FileBody):
+            body = data.whole() or data
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         started = time.monotonic()
         try:
-            response = self._api_session.request(
-                method,
-                url,
-                json=json,
-                data=data,
-                params=params,
-                headers=all_headers,
-                timeout=self.timeout,
-                # requests keeps custom headers such as X-Api-Key across redirects to other
-                # hosts; the key must only ever reach the API host, so never follow one.
-                allow_redirects=False,
+            # No redirect is followed: the key must only ever reach the API host.
+            response = self._api_transport.send(
+                method, url, headers=all_headers, body=body, timeout=self._timeout
             )
-        except requests.RequestException as error:
-            raise _network_error(error, what, replay_safe) from None
-        # The time of a request with a body grows with the body, not with HeyGen's load.
+        except TransportError as error:
+            raise _transport_failure(error, what, replay_safe) from None
+        # The time of a request with a file body grows with the file, not with HeyGen's load;
+        # a small JSON body says as much about the load as a bodiless request.
         latency = time.monotonic() - started if data is None else None
         self.throttle.answered(latency, refused=response.status_code == 429)
-        with response:
-            try:
-                return parse_api_response(response)
-            except TransientError as error:
-                if replay_safe:
-                    raise
-                # A 5xx or 408 may come from a proxy after the server acted on the request.
-                raise ResponseLost(
-                    f"{what}: {error.message}; the request may have been carried out",
-                    status=error.status,
-                    code=error.code,
-                ) from None
+        try:
+            return parse_api_response(response)
+        except TransientError as error:
+            if replay_safe:
+                raise
+            # A 5xx or 408 may come from a proxy after the server acted on the request.
+            raise ResponseLost(
+                f"{what}: {error.message}; the request may have been carried out",
+                status=error.status,
+                code=error.code,
+            ) from None
 
     # -- storage host (presigned URLs) -------------------------------------------------------
     def put_to_storage(
@@ -205,32 +234,34 @@ class HeyGenClient:
         url: str,
         body_factory: Callable[[], Any],
         headers: Mapping[str, str],
-    ) -> requests.Response:
+    ) -> Answer:
         """One PUT of a body to a presigned URL (no retries: the caller owns the slot logic).
 
-        ``body_factory`` returns a fresh body whose length is known, so requests sends an
+        ``body_factory`` returns a fresh body whose length is known, so it is sent with an
         exact ``Content-Length`` instead of chunked encoding, which storage refuses.
         """
         self.throttle.before_request()
+        body = body_factory()
+        if isinstance(body, FileBody):
+            body = body.whole() or body
         try:
-            response = self._storage_session.put(
+            response = self._storage_transport.send(
+                "PUT",
                 url,
-                data=body_factory(),
-                headers=dict(headers),
-                timeout=self.timeout,
-                allow_redirects=False,
+                headers={**BASE_HEADERS, **headers},
+                body=body,
+                timeout=self._timeout,
             )
-        except requests.RequestException as error:
-            failure = _network_error(error, "upload to storage", replay_safe=True)
+        except TransportError as error:
+            failure = _transport_failure(error, "upload to storage", replay_safe=True)
             failure.storage_url = url
             raise failure from None
-        with response:
-            try:
-                raise_for_storage(response)
-            except ApiError as refused:
-                refused.storage_url = url
-                raise
-            return response
+        try:
+            raise_for_storage(response)
+        except ApiError as refused:
+            refused.storage_url = url
+            raise
+        return response
 
     # -- reachability ------------------------------------------------------------------------
     def probe(self, storage_url: str | None = None) -> str | None:
@@ -240,29 +271,34 @@ class HeyGenClient:
             min(MAX_CONNECT_TIMEOUT_SECONDS, self.api.timeout_seconds),
             min(PROBE_TIMEOUT_SECONDS, self.api.timeout_seconds),
         )
-        checks: list[tuple[str, requests.Session, str, dict[str, str]]] = [
-            ("API", self._api_session, self.url_for(PROBE_PATH), {"X-Api-Key": self._key.value})
+        probe_timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        query = urlencode(PROBE_PARAMS)
+        checks: list[tuple[str, Transport, str, str, dict[str, str]]] = [
+            (
+                "API",
+                self._api_transport,
+                "GET",
+                f"{self.url_for(PROBE_PATH)}?{query}",
+                {"X-Api-Key": self._key.value},
+            )
         ]
         if storage_url is not None:
             # The storage host's root: it answers (a 4xx) whenever it is up; no key goes there.
             parts = urllib3.util.parse_url(storage_url)
             origin = f"{parts.scheme}://{parts.netloc}/"
-            checks.append(("storage", self._storage_session, origin, {}))
-        for name, session, url, headers in checks:
+            checks.append(("storage", self._storage_transport, "HEAD", origin, {}))
+        for name, transport, method, url, headers in checks:
             try:
-                response = session.request(
-                    "GET" if name == "API" else "HEAD",
+                response = transport.send(
+                    method,
                     url,
-                    params=PROBE_PARAMS if name == "API" else None,
-                    headers={"Accept": "application/json", **headers},
-                    timeout=timeout,
-                    allow_redirects=False,
+                    headers={**BASE_HEADERS, "Accept": "application/json", **headers},
+                    timeout=probe_timeout,
                 )
-            except requests.RequestException as error:
-                return _network_error(error, f"{name} probe", replay_safe=True).message
-            with response:
-                if response.status_code >= 500 or response.status_code == 408:
-                    return f"{name} probe: HTTP {response.status_code}"
+            except TransportError as error:
+                return _transport_failure(error, f"{name} probe", replay_safe=True).message
+            if response.status_code >= 500 or response.status_code == 408:
+                return f"{name} probe: HTTP {response.status_code}"
         return None
 
     def open_download(self, url: str) -> requests.Response:

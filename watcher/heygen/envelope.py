@@ -11,9 +11,8 @@ import email.utils
 import json
 import re
 import time
-from typing import Any
-
-import requests
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from watcher.heygen.errors import (
     ApiError,
@@ -25,6 +24,22 @@ from watcher.heygen.errors import (
     SlotExpired,
     TransientError,
 )
+
+
+class HttpAnswer(Protocol):
+    """What the parsers read of an answer: a `watcher.heygen.transport.Answer`, or a
+    `requests.Response` (downloads)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
 
 _LEGACY_SUCCESS_CODE = 100
 _MAX_MESSAGE_CHARS = 300
@@ -52,7 +67,7 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def _json_or_none(response: HttpAnswer) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -109,7 +124,7 @@ def _by_retry_class(
     return PermanentError(message, status=status, code=code)
 
 
-def parse_api_response(response: requests.Response) -> Any:
+def parse_api_response(response: HttpAnswer) -> Any:
     """The ``data`` of a successful API answer, or raise the matching `ApiError`."""
     body = _json_or_none(response)
     code, message = _error_from_body(body)
@@ -135,7 +150,7 @@ _S3_CODE = re.compile(r"<Code>([^<]*)</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
 
-def raise_for_storage(response: requests.Response) -> None:
+def raise_for_storage(response: HttpAnswer) -> None:
     """Raise the matching error for a failed PUT/GET to a presigned storage URL."""
     status = response.status_code
     if 200 <= status < 300:
@@ -150,6 +165,11 @@ def raise_for_storage(response: requests.Response) -> None:
         # Presigned URLs answer 403 once they have expired; only a fresh slot helps.
         raise SlotExpired(message, status=status, code=code)
     raise _by_retry_class(status, message, code, response.headers.get("Retry-After"))
+
+
+def dumps_json(body: Any) -> bytes:
+    """A JSON request body, byte for byte as requests' ``json=`` made it."""
+    return json.dumps(body, allow_nan=False).encode("utf-8")
 
 
 def dumps(body: Any) -> bytes:

@@ -107,10 +107,14 @@ class Throttle:
             while True:
                 left, _ = self.paused()
                 if left <= 0:
-                    # A pause another daemon of the fleet started counts as ours.
+                    # A pause another daemon of the fleet started counts as ours. Whether
+                    # or not this thread's extension wins (another worker may have made the
+                    # same one a moment ago), the local pause is looked at again: a worker
+                    # that found no pause a moment ago must not send now.
                     shared_left, reason = self._shared_pause()
-                    if shared_left <= 0 or not self._extend(shared_left, reason):
+                    if shared_left <= 0:
                         break
+                    self._extend(shared_left, reason)
                     continue
                 self.sleep(left)
             with self._lock:
@@ -124,7 +128,7 @@ class Throttle:
                 slot = max(now, self._next_slot)
                 self._next_slot = slot + interval
             self.sleep(slot - now)
-            if self.paused()[0] <= 0:
+            if self.paused()[0] <= 0 and self._shared_pause()[0] <= 0:
                 return
 
     # -- feedback from keyed requests --------------------------------------------------------

@@ -264,6 +264,8 @@ class PresignedProtocol(UploadProtocol):
             self.client.throttle,
             what=f"upload of {file.filename}",
             retryable=lambda error: is_retryable(error) and not isinstance(error, SlotExpired),
+            # A storage known to be down holds the file instead of spending its quick retries.
+            reachability=self.client.reachability,
         )
 
     def _put(self, file: LocalFile, slot: UploadSlot) -> str:

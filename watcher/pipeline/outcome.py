@@ -40,25 +40,68 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 class AuthPause:
     """Shared by all workers: set on a 401, cleared when the key changes. (A 403 refuses one
-    request, not the key: that file fails with the reason and the others go on.)"""
+    request, not the key: that file fails with the reason and the others go on.)
 
-    def __init__(self) -> None:
+    A fleet sharing a journal pauses as one: this daemon's 401 is told to ``on_set`` (the
+    service records it in the journal), a pause another daemon recorded is asked of
+    ``shared`` (its reason, or None) whenever `active` is looked at, and `clear` (this
+    daemon reloaded its key) is told to ``on_clear``, which ends the pause for the whole
+    fleet. Once the fleet's pause has been seen, its end (a reload on any daemon) ends this
+    daemon's too: the fleet shares one account, and a key still wrong somewhere meets a
+    401 again and pauses the fleet again.
+    """
+
+    def __init__(
+        self,
+        shared: Callable[[], str | None] = lambda: None,
+        on_set: Callable[[str], None] = lambda reason: None,
+        on_clear: Callable[[], None] = lambda: None,
+    ) -> None:
         self._lock = threading.Lock()
-        self.reason: str | None = None
+        self._shared = shared
+        self._on_set = on_set
+        self._on_clear = on_clear
+        self._own: str | None = None  # this daemon's key was refused
+        self._fleet: str | None = None  # another daemon's was
+
+    @property
+    def reason(self) -> str | None:
+        return self._own or self._fleet
 
     def set(self, reason: str) -> bool:
+        """This daemon's key was refused; True the first time (this daemon was not paused)."""
         with self._lock:
-            first = self.reason is None
-            self.reason = reason
-            return first
+            first = self._own is None and self._fleet is None
+            tell = self._own is None
+            self._own = reason
+        if tell:
+            self._on_set(reason)
+        return first
 
     def clear(self) -> None:
         with self._lock:
-            self.reason = None
+            self._own = self._fleet = None
+        self._on_clear()
 
     @property
     def active(self) -> bool:
-        return self.reason is not None
+        fleet = self._shared()
+        with self._lock:
+            if fleet is not None:
+                if self._own is None and self._fleet is None:
+                    log.error(
+                        "another daemon of the fleet had its API key refused (%s): uploads "
+                        "are paused until a daemon reloads its key",
+                        fleet,
+                    )
+                self._fleet = fleet
+                return True
+            if self._fleet is not None:
+                # Seen, and gone: a daemon reloaded its key. (A 401 not yet recorded in the
+                # journal was never seen there: it holds until it is.)
+                self._own = self._fleet = None
+                return False
+            return self._own is not None
 
 
 def retry_delay_seconds(attempt: int, max_attempts: int, window_seconds: float) -> float:

@@ -57,10 +57,12 @@ def build_pipeline(
     on_event: EventSink = lambda kind, details: None,
     on_retry_scheduled: Callable[[], None] = lambda: None,
     progress: WorkerProgress | None = None,
+    auth_pause: AuthPause | None = None,
 ) -> Pipeline:
-    """Every stage, built once with its collaborators handed in."""
+    """Every stage, built once with its collaborators handed in. ``auth_pause``: the 401's
+    pause, connected to the fleet's by the service (else this process's own)."""
     config = live.current
-    auth_pause = AuthPause()
+    auth_pause = auth_pause or AuthPause()
 
     # The pool and the stages need each other; these two are bound to stages built below and
     # only called once the pool has started.

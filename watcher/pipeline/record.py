@@ -27,7 +27,7 @@ from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
 from watcher.state.placement import move_file, moved_path, sidecar_for
 from watcher.state.sidecar import iso_from_epoch
-from watcher.state.states import FileState
+from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,13 @@ class Sidecars:
         """Write the sidecar of an uploaded file again from the journal (a video moved on)."""
         return self.rewrite_or_reason(key) is None
 
-    def rewrite_or_reason(self, key: str, *, defer: bool = True) -> str | None:
-        """`rewrite`, returning None on success or why it failed."""
-        row = self.journal.get(key)
+    def rewrite_or_reason(
+        self, key: str, *, defer: bool = True, row: FileRow | None = None
+    ) -> str | None:
+        """`rewrite`, returning None on success or why it failed. ``row``: the caller's fresh
+        copy of the row for ``key``, spared a second read."""
+        if row is None:
+            row = self.journal.get(key)
         document = self.uploaded_document(row) if row is not None else None
         if row is None or document is None:
             return "the journal knows no asset for it"
@@ -167,6 +171,18 @@ class Recorder:
 
         ``asset_usable=False``: the completion said HeyGen is still ingesting the asset, so
         its video waits for it (see `VideoStage.begin`)."""
+        # The move and the sidecar are on the shared folder, where no fence reaches: the
+        # claim is renewed (and found still this daemon's) just before them, so they come a
+        # whole lease before any other daemon could take the file over.
+        if not self.journal.claim(row.path):
+            found = self.journal.get(row.path)
+            if found is not None and found.state not in FINAL:
+                log.warning(
+                    "another daemon took the file over (this one stalled past its lease); "
+                    "not recording it here",
+                    extra={"file": row.path},
+                )
+            return
         config = self.live.current
         folder = config.folder_of(row.folder)
         template = config.template_for(folder)
@@ -174,6 +190,7 @@ class Recorder:
             # Before the move: the companion script is looked for beside the original file.
             self.videos.begin(row, folder, template, asset_usable=asset_usable)
         path = Path(row.path)
+        current: FileRow | None = row  # the row as read just before: still true unless moved
         target = moved_path(path, folder)
         if target is not None and path.exists():
             try:
@@ -184,10 +201,13 @@ class Recorder:
                 self.retry_recording(row, reason)
                 return
             self.journal.move(row.path, str(target), inode=_inode_of(target))
+            current = None
             log.info("moved to %s", target, extra={"file": row.path})
             path = target
         key = str(path)
-        failure = self.sidecars.rewrite_or_reason(key, defer=False)
+        if template is not None:
+            current = None  # the video step may have changed what the sidecar shows
+        failure = self.sidecars.rewrite_or_reason(key, defer=False, row=current)
         if failure is not None:
             moved = self.journal.get(key)
             if moved is not None and moved.state is FileState.RECORDING:

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 SCRIPT_CHECK_SECONDS = 0.25
 DOWNLOAD_ATTEMPTS = 6
 DOWNLOAD_FIRST_DELAY_SECONDS = 2.0
+# How long a daemon downloading a video keeps the others of a fleet from starting the same
+# download (a daemon that dies mid-download leaves it to another after this long).
+DOWNLOAD_HOLD_SECONDS = 600.0
 SUBMIT_RETRY_SECONDS = 30.0
 AUTH_RETRY_SECONDS = 60.0
 # Waiting for an asset HeyGen is still ingesting: the first look again after this long.
@@ -184,7 +187,9 @@ class VideoStage:
             template.endpoint,
             state,
             script_path=str(script_path) if script_path else None,
-            next_at=now,
+            # Not due until its file is recorded: the recorder takes the first step then, so
+            # no step (of any daemon) runs while the file's sidecar is still being written.
+            next_at=None,
             deadline=deadline,
         )
 
@@ -219,8 +224,22 @@ class VideoStage:
         }.get(row.state)
         if row.state in _CALLS_THE_API and self.client.reachability.down:
             return  # left due: the probe that finds the API back hands it on at once
-        if handler is not None:
-            handler(row, template)
+        if handler is None:
+            return
+        # One daemon of a fleet takes each step (one status poll per interval, not one per
+        # daemon): the next look moves a hold ahead (a download may take long: held longer).
+        now = time.time()
+        hold = self.live.current.lease_seconds
+        if row.state == "downloading":
+            hold = max(hold, DOWNLOAD_HOLD_SECONDS)
+        if not self.journal.claim_video_step(path, now, hold):
+            return
+        handler(row, template)
+        # A step that set no next look of its own leaves the video due as it found it. (One
+        # that dies mid-way leaves the hold: another daemon takes the step after it.)
+        after = self.journal.video(path)
+        if after is not None and after.next_at == now + hold:
+            self.journal.update_video(path, next_at=row.next_at if row.next_at is not None else now)
 
     # -- steps -------------------------------------------------------------------------------
     def _wait_for_asset(self, row: VideoRow, template: Template) -> None:
@@ -320,9 +339,12 @@ class VideoStage:
         except RenderError as error:
             self._finish(row, "failed", error=str(error))
             return
-        self.journal.update_video(
-            row.path, state="ready", body=json.dumps(body), next_at=time.time()
-        )
+        # Only from the state this step read: a video another daemon has meanwhile sent is
+        # not put back to `ready` (and sent again).
+        if not self.journal.claim_video(
+            row.path, row.state, "ready", body=json.dumps(body), next_at=time.time()
+        ):
+            return
         refreshed = self.journal.video(row.path)
         if refreshed is not None:
             self._submit(refreshed, template)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from watcher.config import FolderConfig
 from watcher.heygen.throttle import Interrupted
-from watcher.state.journal import FileRow
+from watcher.state.journal import ClaimLost, FileRow
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,9 @@ class WorkPool:
                 self.process(item)
         except Interrupted:
             log.info("stopped while working on %s; it resumes at the next start", item.path)
+        except ClaimLost as error:
+            # Another daemon of the fleet carries the file on; nothing here is a failure.
+            log.warning("%s; dropping the work in hand", error, extra={"file": str(item.path)})
         except Exception as error:
             log.exception("unexpected error while processing %s", item.path)
             try:
@@ -212,6 +215,8 @@ class WorkPool:
             task.run()
         except Interrupted:
             log.info("stopped during %s; it resumes at the next start", task.what)
+        except ClaimLost as error:
+            log.warning("%s; dropping the work in hand", error)
         except Exception:
             log.exception("unexpected error during %s", task.what)
         finally:

@@ -58,10 +58,16 @@ from watcher.intake import admission
 from watcher.intake.settle import Settler
 from watcher.intake.sources import FolderWatch, Observers
 from watcher.pipeline.handpicked import folder_for_file
+from watcher.pipeline.outcome import AuthPause
 from watcher.pipeline.pipeline import Pipeline, build_pipeline
 from watcher.pipeline.videos import VideoStage
 from watcher.service.claims import ClaimKeeper
-from watcher.service.fleetpause import FleetPause
+from watcher.service.fleetpause import (
+    AUTH,
+    RATE_LIMIT,
+    UNTIL_KEY_RELOADED_SECONDS,
+    FleetPause,
+)
 from watcher.service.heartbeat import Heartbeat
 from watcher.state import stampfile
 from watcher.state.claim import FolderClaims, FolderTaken
@@ -90,6 +96,8 @@ ROOT_CHECK_SECONDS = 2.0
 TREE_SCAN_WORKERS = 2
 ABORT_GRACE_SECONDS = 1.0
 AUTH_REMINDER_SECONDS = 300.0
+# While a 401 pauses uploads, how often the fleet's pause is looked at for its end.
+FLEET_AUTH_CHECK_SECONDS = 1.0
 # While the API is unreachable, the log says so again every this many failed probes.
 UNREACHABLE_REMINDER_PROBES = 30
 # Adopted rows written to the journal per transaction while a scan walks a large tree.
@@ -167,6 +175,7 @@ class Daemon:
     _wake: threading.Event = field(default_factory=threading.Event)  # a retry was scheduled
     _housekeeper: threading.Thread | None = None
     _key_stamp: tuple[float, int] | None = None
+    _auth_paused: bool = False  # as the housekeeper last saw it
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     live: LiveConfig = field(init=False)
 
@@ -207,8 +216,17 @@ class Daemon:
         key = self.key or load_api_key(self.config.api)
         self._key_stamp = self._key_file_stamp()
         self.key_origin = key.origin
-        # A 429 seen by any daemon sharing the journal pauses them all.
-        fleet_pause = FleetPause(self.journal)
+        # A 429 or a 401 seen by any daemon sharing the journal pauses them all. This daemon
+        # has just read its key: a 401's pause recorded before (by it, or by another daemon
+        # of the fleet) ends, as a reload of the key ends it.
+        fleet_pause = FleetPause(self.journal, RATE_LIMIT)
+        fleet_auth = FleetPause(self.journal, AUTH)
+        fleet_auth.end()
+        auth_pause = AuthPause(
+            shared=fleet_auth.reason,
+            on_set=lambda reason: fleet_auth.publish(UNTIL_KEY_RELOADED_SECONDS, reason),
+            on_clear=fleet_auth.end,
+        )
         throttle = Throttle(
             self.config.api.requests_per_second,
             on_wait=self.heartbeat.beat,
@@ -230,6 +248,7 @@ class Daemon:
             on_event=self.on_event,
             on_retry_scheduled=self._wake.set,
             progress=self.heartbeat,
+            auth_pause=auth_pause,
         )
         self.videos = self.pipeline.videos
         self.leases = ClaimKeeper(self.journal, self.pipeline.pool, self.live)
@@ -739,6 +758,9 @@ class Daemon:
             wake = min(next_rescan, next_root_check)
             if any(w.polled for w in self.watches):  # else no wake-up a second for nothing
                 wake = min(wake, next_poll)
+            if self._auth_paused:
+                # The fleet's 401 pause may end at another daemon's reload: looked at often.
+                wake = min(wake, now + FLEET_AUTH_CHECK_SECONDS)
             if self.client.reachability.down:
                 if next_probe is None:
                     next_probe = now + self._probe_delay()
@@ -784,6 +806,7 @@ class Daemon:
                 elif now >= next_rescan:
                     self.scan_all()
                     next_rescan = time.monotonic() + self._rescan_interval()
+                self._resume_if_fleet_key_reloaded()
             except Exception:
                 # One bad round (a folder that cannot be read, a bug) must not end the thread
                 # that retries, rescans and re-arms everything else.
@@ -823,8 +846,9 @@ class Daemon:
         failed = outage.probes if outage is not None else 1
         return probe_delay_seconds(failed, api.probe_base_seconds, api.probe_max_seconds)
 
-    def _probe(self) -> bool:
-        """One probe while the API is unreachable; True once it answers (uploads resume)."""
+    def _probe(self, only: Collection[str] | None = None) -> bool:
+        """One probe while the API is unreachable; True once it answers (uploads resume:
+        every held file, or those of ``only``)."""
         outage = self.client.reachability.outage
         if outage is None:
             return True
@@ -843,7 +867,11 @@ class Daemon:
         self.journal.set_meta("api_unreachable", None)
         if not self.pipeline.auth_pause.active:
             self.journal.set_meta("uploads_paused", None)
-        held = self.journal.rows_in((FileState.HELD,))
+        held = [
+            row
+            for row in self.journal.rows_in((FileState.HELD,))
+            if only is None or row.path in only
+        ]
         log.info(
             "the API answers again after %.0fs; resuming %d held file(s)",
             time.time() - outage.since,
@@ -857,16 +885,17 @@ class Daemon:
                 )
         return True
 
-    def wait_for_api(self, seconds: float) -> bool:
-        """Without a housekeeper (`scan`): while the API is unreachable, probe it as the
-        housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
-        True once it answers (the held files are resumed), False when it did not in time."""
+    def wait_for_api(self, seconds: float, only: Collection[str] | None = None) -> bool:
+        """Without a housekeeper (`scan`, `retry`): while the API is unreachable, probe it as
+        the housekeeper does (backed off up to `probe_max_seconds`), for at most ``seconds``.
+        True once it answers (the held files, or those of ``only``, are resumed), False when
+        it did not in time."""
         deadline = time.monotonic() + seconds
         while self.client.reachability.down:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.wait(min(self._probe_delay(), remaining)):
                 return False
-            self._probe()
+            self._probe(only)
         return True
 
     def _open_watch(self, folder_watch: FolderWatch) -> bool:
@@ -1051,9 +1080,20 @@ class Daemon:
         self.client.set_key(key)
         if self.pipeline.auth_pause.active:
             log.info("API key reloaded from %s; resuming uploads", key.origin)
-            self.pipeline.auth_pause.clear()
-            self.journal.set_meta("uploads_paused", None)
-            for row in self.journal.rows_in((FileState.HELD,)):
-                self.pipeline.pool.submit(
-                    Path(row.path), self.config.folder_of(row.folder), row=row
-                )
+            self.pipeline.auth_pause.clear()  # for the whole fleet
+            self._resume_held()
+
+    def _resume_if_fleet_key_reloaded(self) -> None:
+        """A 401 pause taken from the fleet ended (another daemon reloaded its key): resume
+        too. Every daemon resubmits the held files; each is claimed by one of them."""
+        active = self.pipeline.auth_pause.active
+        if self._auth_paused and not active:
+            log.info("the fleet's API key was reloaded by another daemon; resuming uploads")
+            self._resume_held()
+        self._auth_paused = active
+
+    def _resume_held(self) -> None:
+        self._auth_paused = False
+        self.journal.set_meta("uploads_paused", None)
+        for row in self.journal.rows_in((FileState.HELD,)):
+            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)

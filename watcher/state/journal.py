@@ -148,6 +148,11 @@ class JournalError(Exception):
     """The journal cannot be opened or read: corrupt, unreadable, or from a newer version."""
 
 
+class ClaimLost(JournalError):
+    """A shared journal refused a write for a file this daemon no longer holds: it stalled
+    past its lease and another daemon took the file over. The work in hand is dropped."""
+
+
 @dataclass(frozen=True)
 class FileRow:
     path: str
@@ -492,6 +497,16 @@ class SqliteJournal(_SharedOperations):
             )
             return cursor.rowcount == 1
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE videos SET next_at = ? WHERE path = ? AND state IN ({marks}) "
+                "AND (next_at IS NULL OR next_at <= ?)",
+                (now + hold_seconds, path, *VIDEO_ACTIVE_STATES, now),
+            )
+            return cursor.rowcount == 1
+
     def due_videos(self, now: float) -> list[str]:
         marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
         with self._lock:
@@ -643,8 +658,15 @@ class SqliteJournal(_SharedOperations):
 
     def sidecar_written(self, location: str) -> None:
         """A write at ``location`` succeeded: whatever waited for it is superseded."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
+        with self._lock:
+            # Nearly always nothing waited: a read is much cheaper than a write transaction.
+            waiting = self._db.execute(
+                "SELECT 1 FROM pending_sidecars WHERE location = ?", (location,)
+            ).fetchone()
+            if waiting is None:
+                return
+            with self._transaction() as db:
+                db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
 
     def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
         query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
@@ -784,8 +806,9 @@ class SqliteJournal(_SharedOperations):
     # hold a claim: every row that exists and is not final may be worked on, and nothing is
     # ever left behind by another daemon (this process's own leftovers resume at start).
     def claim(self, path: str) -> bool:
-        row = self.get(path)
-        return row is not None and row.state not in FINAL
+        with self._lock:
+            found = self._db.execute("SELECT state FROM files WHERE path = ?", (path,)).fetchone()
+        return found is not None and found[0] not in FINAL
 
     def renew_claims(self) -> int:
         return 0
@@ -843,3 +866,7 @@ class SqliteJournal(_SharedOperations):
         pause = self.get_meta(f"pause:{kind}")
         left = pause["until"] - time.time() if pause else 0.0
         return (left, pause["reason"]) if pause and left > 0 else (0.0, "")
+
+    def resume_fleet(self, kind: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"pause:{kind}",))

@@ -11,9 +11,10 @@ A daemon claims a file's row before it requests an upload slot (`claim`), renews
 of everything it holds while it works (`renew_claims`), and lets go when its work on the
 file ends (`release`). A row whose lease ran out (its daemon was killed or cut off) is
 handed out by `orphaned` to the daemon that asks, which claims it and resumes it from its
-recorded slot exactly as a restart would. The SQLite backend has one process by
-construction (the state-directory lock), so its claims always succeed and nothing is ever
-orphaned.
+recorded slot exactly as a restart would. A daemon that stalled past its lease and was taken
+over gets `ClaimLost` from its next write to that row (the work in hand is dropped). The
+SQLite backend has one process by construction (the state-directory lock), so its claims
+always succeed and nothing is ever orphaned.
 """
 
 from __future__ import annotations
@@ -165,6 +166,14 @@ class Journal(Protocol):
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool: ...
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        """True when this daemon takes the video's next step (a poll, a download, a look for
+        its script): it is in a state that moves on and due at ``now``. Its next look moves
+        ``hold_seconds`` ahead, so no other daemon of the fleet takes the same step, and one
+        that dies mid-step leaves it to another once that time has passed; the step then
+        sets its own next look."""
+        ...
+
     def due_videos(self, now: float) -> list[str]: ...
 
     def next_video_at(self) -> float | None: ...
@@ -201,4 +210,9 @@ class Journal(Protocol):
 
     def fleet_pause(self, kind: str) -> tuple[float, str]:
         """(seconds left, reason) of the shared pause of ``kind``; (0, "") when none."""
+        ...
+
+    def resume_fleet(self, kind: str) -> None:
+        """End the shared pause of ``kind`` now, for every daemon (a 401's pause lasts until
+        a daemon reloads its key)."""
         ...

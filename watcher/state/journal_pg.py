@@ -7,7 +7,9 @@ fleet of daemons (on one host or many) uses at once (see `watcher.state.journal_
 two daemons asking at once, exactly one gets the row. Admitting a queued file claims it in
 the same statement. The owner renews all its leases in one statement every third of the lease;
 a daemon killed with `kill -9` stops renewing, and once its leases lapse `orphaned` hands its
-rows to whoever asks; they resume from their recorded slots as after a restart.
+rows to whoever asks; they resume from their recorded slots as after a restart. Writes to a
+row this daemon claimed are fenced: each checks, in its own transaction, that the row is still
+this daemon's, and raises `ClaimLost` if a take-over happened meanwhile (see `_fence`).
 
 **Connection loss** pauses work instead of failing it: every operation is retried, with the
 connection opened again, until the database answers or the journal is closed. Nothing is
@@ -42,6 +44,7 @@ from watcher.state.journal import (
     _VIDEO_UPDATABLE,
     VIDEO_ACTIVE_STATES,
     CachedAsset,
+    ClaimLost,
     DaemonRow,
     FileRow,
     JournalError,
@@ -246,6 +249,9 @@ class PgJournal(_SharedOperations):
         self.on_waiting = on_waiting
         # Told of every change of a file's state this daemon makes (the -v log).
         self.on_transition: TransitionHook | None = None
+        # Rows this daemon claimed and has not let go: their writes are fenced (see `_fence`).
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
         if not wait:
             try:
                 first = self._connect()
@@ -440,7 +446,7 @@ class PgJournal(_SharedOperations):
         _check_admitted(row)
         statement, params = self._put_statement(), _values(self._put_params(row))
 
-        def run(conn: psycopg.Connection[Any]) -> None:
+        def run(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
                 found = conn.execute(
                     "SELECT state FROM files WHERE path = %s FOR UPDATE", (row.path,)
@@ -448,12 +454,21 @@ class PgJournal(_SharedOperations):
                 written = conn.execute(statement, params).rowcount
                 if written and self.on_transition is not None:
                     self.on_transition(row.path, found[0] if found else None, row.state)
+            return int(written)
 
-        self._run(run)
+        if self._run(run):
+            # Admitted queued, the row is claimed by this daemon; otherwise by nobody.
+            if row.state is FileState.QUEUED:
+                with self._held_lock:
+                    self._held.add(row.path)
+            else:
+                self._let_go(row.path)
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
         for row in rows:
             _check_admitted(row)
+            if row.state is not FileState.QUEUED:
+                self._let_go(row.path)  # a row admitted final belongs to nobody
         statement = self._put_statement()
         for start in range(0, len(rows), chunk):
             batch = [_values(self._put_params(row)) for row in rows[start : start + chunk]]
@@ -471,16 +486,20 @@ class PgJournal(_SharedOperations):
 
     def _update_in(self, conn: psycopg.Connection[Any], key: str, changes: dict[str, Any]) -> None:
         assignments = ", ".join(f"{name} = %s" for name in changes)
+        fenced = self._holds(key)
         with conn.transaction():
-            if "state" in changes:
+            if "state" in changes or fenced:
                 found = conn.execute(
-                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                    "SELECT state, owner FROM files WHERE path = %s FOR UPDATE", (key,)
                 ).fetchone()
                 if found is None:
                     return
-                check_transition(key, found[0], changes["state"])
-                if self.on_transition is not None and found[0] != changes["state"]:
-                    self.on_transition(key, found[0], changes["state"])
+                if fenced:
+                    self._fence(key, found[1])
+                if "state" in changes:
+                    check_transition(key, found[0], changes["state"])
+                    if self.on_transition is not None and found[0] != changes["state"]:
+                        self.on_transition(key, found[0], changes["state"])
             conn.execute(
                 f"UPDATE files SET {assignments} WHERE path = %s",
                 _values((*changes.values(), key)),
@@ -489,6 +508,12 @@ class PgJournal(_SharedOperations):
     def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
+                if self._holds(old_path):
+                    found = conn.execute(
+                        "SELECT owner FROM files WHERE path = %s FOR UPDATE", (old_path,)
+                    ).fetchone()
+                    if found is not None:
+                        self._fence(old_path, found[0])
                 for table in ("files", "videos"):
                     conn.execute(f"DELETE FROM {table} WHERE path = %s", (new_path,))
                     conn.execute(
@@ -502,6 +527,10 @@ class PgJournal(_SharedOperations):
                     )
 
         self._run(run)
+        with self._held_lock:
+            if old_path in self._held:
+                self._held.discard(old_path)
+                self._held.add(new_path)
 
     def forget(self, path: str) -> None:
         self._write("DELETE FROM files WHERE path = %s", (path,))
@@ -514,12 +543,14 @@ class PgJournal(_SharedOperations):
         def run(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction():
                 found = conn.execute(
-                    "SELECT state FROM files WHERE path = %s FOR UPDATE", (key,)
+                    "SELECT state, owner FROM files WHERE path = %s FOR UPDATE", (key,)
                 ).fetchone()
                 if found is None:
                     return
                 if found[0] == FileState.UPLOADED:
                     return  # a statement repeated after a lost answer: already done
+                if self._holds(key):
+                    self._fence(key, found[1])
                 check_transition(key, found[0], FileState.UPLOADED)
                 if self.on_transition is not None:
                     self.on_transition(key, found[0], FileState.UPLOADED)
@@ -542,6 +573,7 @@ class PgJournal(_SharedOperations):
                     )
 
         self._run(run)
+        self._let_go(key)
 
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
         rows = self._all("SELECT path, size, mtime_ns, state, updated_at FROM files")
@@ -700,7 +732,33 @@ class PgJournal(_SharedOperations):
             f"AND (owner IS NULL OR owner = %s OR lease_until < {NOW}) RETURNING 1",
             (self.owner, self.lease_seconds, path, [_value(s) for s in FINAL], self.owner),
         )
+        if row is not None:
+            with self._held_lock:
+                self._held.add(path)
         return row is not None
+
+    def _holds(self, path: str) -> bool:
+        with self._held_lock:
+            return path in self._held
+
+    def _let_go(self, path: str) -> None:
+        with self._held_lock:
+            self._held.discard(path)
+
+    def _fence(self, path: str, owner: str | None) -> None:
+        """``owner``: the row's, read `FOR UPDATE` in the transaction of a write to a row this
+        daemon claimed; it must still be this daemon. The owner is this process's own name
+        (host, pid, a random tag), so a daemon that stalled past its lease (frozen, swapped
+        out, cut off) and was taken over finds another name there, or none, and writes
+        nothing: not the asset, not a failure, not `uploaded`. The row stays locked until the
+        write commits, so no take-over slips in between the check and the write."""
+        if owner != self.owner:
+            # Still counted as held: every later write of the work in hand is refused too,
+            # until the work ends (`release`).
+            raise ClaimLost(
+                f"{path}: this daemon's claim lapsed (it stalled past its lease of "
+                f"{self.lease_seconds:g}s) and another daemon took the file over"
+            )
 
     def renew_claims(self) -> int:
         return self._write(
@@ -709,6 +767,7 @@ class PgJournal(_SharedOperations):
         )
 
     def release(self, path: str) -> None:
+        self._let_go(path)
         self._write(
             "UPDATE files SET owner = NULL, lease_until = NULL WHERE path = %s AND owner = %s",
             (path, self.owner),
@@ -796,6 +855,16 @@ class PgJournal(_SharedOperations):
             == 1
         )
 
+    def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
+        return (
+            self._write(
+                "UPDATE videos SET next_at = %s WHERE path = %s AND state = ANY(%s) "
+                "AND (next_at IS NULL OR next_at <= %s)",
+                (now + hold_seconds, path, list(VIDEO_ACTIVE_STATES), now),
+            )
+            == 1
+        )
+
     def due_videos(self, now: float) -> list[str]:
         rows = self._all(
             "SELECT path FROM videos WHERE state = ANY(%s) AND next_at <= %s ORDER BY next_at",
@@ -871,6 +940,9 @@ class PgJournal(_SharedOperations):
     def fleet_pause(self, kind: str) -> tuple[float, str]:
         row = self._one(f"SELECT until - {NOW}, reason FROM pauses WHERE kind = %s", (kind,))
         return (float(row[0]), str(row[1])) if row and row[0] > 0 else (0.0, "")
+
+    def resume_fleet(self, kind: str) -> None:
+        self._write("DELETE FROM pauses WHERE kind = %s", (kind,))
 
 
 def _reason(error: psycopg.Error) -> str:

@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import os
-import tempfile
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,23 +100,50 @@ def write(path: Path, document: dict[str, Any]) -> os.stat_result:
     """Atomically replace ``path`` with ``document`` (UTF-8, indented). Returns the stat of
     what was written (the rename keeps it), so a caller knows its own sidecar later even if
     someone changes the file right after."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    handle, temp_name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=path.parent)
+    fd, temp = _new_temp(path.parent)
     try:
-        # mkstemp makes 0600 files; a sidecar is for the people who drop files: honour the umask.
-        os.fchmod(handle, 0o666 & ~current_umask())
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-            written = os.fstat(out.fileno())
-        os.replace(temp_name, path)
+        # Created 0600 (as mkstemp would); a sidecar is for the people who drop files: the
+        # umask decides, whatever a default ACL of the folder says.
+        os.fchmod(fd, 0o666 & ~current_umask())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        written = os.fstat(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+        Path(temp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return written
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_TEMP_TRIES = 100
+
+
+def _new_temp(folder: Path) -> tuple[int, str]:
+    """A new temp file ``.<8 random characters>.asset.json.tmp`` in ``folder`` (created with
+    its parents when missing), open for writing. What `tempfile.mkstemp` does, without its
+    name generator and its file object, which cost more than the write itself."""
+    created = False
+    for _ in range(_TEMP_TRIES):
+        temp = os.path.join(folder, f".{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(temp, _TEMP_FLAGS, 0o600), temp
+        except FileExistsError:
+            continue  # someone's file has this name: draw another
+        except FileNotFoundError:
+            if created:
+                raise
+            folder.mkdir(parents=True, exist_ok=True)
+            created = True
+    raise FileExistsError(f"no free temp file name in {folder}")
 
 
 @functools.cache
