@@ -915,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     rows: list[Row] = []
+    # Other work on the machine slows every row: the load before and after goes in the report.
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="heygen-watcher-bench-") as scratch:
         work = Path(scratch)
         with sandbox_process(work / "sandbox-data") as (api_url, _):
@@ -930,6 +932,8 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
         "rows": [asdict(row) for row in rows],
     }
     (results / f"{stamp}.json").write_text(json.dumps(report, indent=2))
