@@ -10,6 +10,15 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
+from watchdog.events import (
+    FileAttribEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.inotify import InotifyObserver
 
 from watcher.intake.admission import Outcome, screen_name, screen_stat
 from watcher.intake.settle import Settler
@@ -177,6 +186,44 @@ def test_a_sidecar_is_written_whole_with_the_umask_and_read_back(tmp_path: Path)
     mode = stat.S_IMODE(location.stat().st_mode)
     assert mode == 0o666 & ~sidecar.current_umask()
     assert [p.name for p in tmp_path.iterdir()] == ["a.png.asset.json"]  # no temp file left
+
+
+def test_a_sidecar_write_changes_no_attributes_under_the_folders_watch(tmp_path: Path) -> None:
+    """Every event of a sidecar write costs each watcher of the folder: where the umask
+    already gives the file its mode, no chmod (an attribute event) is added to them."""
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(FileSystemEventHandler):
+        def on_any_event(self, event: object) -> None:
+            assert isinstance(event, FileSystemEvent)
+            seen.append((event.event_type, os.fsdecode(event.src_path)))
+
+    observer = InotifyObserver()
+    observer.schedule(
+        Recorder(),
+        str(tmp_path),
+        event_filter=[FileAttribEvent, FileCreatedEvent, FileModifiedEvent],
+    )
+    observer.start()
+    try:
+        sidecar.write(sidecar.sidecar_path(tmp_path / "a.png"), {"schema": sidecar.SCHEMA})
+        (tmp_path / "sentinel").write_bytes(b"")  # its event comes after every earlier one
+        wait_for(lambda: ("created", str(tmp_path / "sentinel")) in seen, what="the sentinel")
+    finally:
+        observer.stop()
+        observer.join()
+    assert [kind for kind, _ in seen if kind == "attrib"] == []
+    assert [kind for kind, _ in seen].count("created") == 2  # the temp file, the sentinel
+
+
+def test_a_sidecar_created_with_another_mode_is_given_the_umasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a default ACL of the folder would: the file comes out other than the umask says.
+    monkeypatch.setattr(sidecar, "current_umask", lambda: 0o000)
+    location = sidecar.sidecar_path(tmp_path / "a.png")
+    sidecar.write(location, {"schema": sidecar.SCHEMA})
+    assert stat.S_IMODE(location.stat().st_mode) == 0o666
 
 
 def test_a_failed_write_leaves_neither_a_temp_file_nor_half_a_sidecar(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,11 +102,14 @@ def write(path: Path, document: dict[str, Any]) -> os.stat_result:
     what was written (the rename keeps it), so a caller knows its own sidecar later even if
     someone changes the file right after."""
     data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    fd, temp = _new_temp(path.parent)
+    mode = 0o666 & ~current_umask()
+    fd, temp = _new_temp(path.parent, mode)
     try:
-        # Created 0600 (as mkstemp would); a sidecar is for the people who drop files: the
-        # umask decides, whatever a default ACL of the folder says.
-        os.fchmod(fd, 0o666 & ~current_umask())
+        # A sidecar is for the people who drop files: the umask decides, whatever a default
+        # ACL of the folder says. Nearly always the file was created so; a chmod is only for
+        # an ACL, since each chmod is one more event for every watcher of the folder.
+        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -127,15 +131,16 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, 
 _TEMP_TRIES = 100
 
 
-def _new_temp(folder: Path) -> tuple[int, str]:
+def _new_temp(folder: Path, mode: int) -> tuple[int, str]:
     """A new temp file ``.<8 random characters>.asset.json.tmp`` in ``folder`` (created with
-    its parents when missing), open for writing. What `tempfile.mkstemp` does, without its
-    name generator and its file object, which cost more than the write itself."""
+    its parents when missing, with ``mode`` as the umask or a default ACL leaves it), open
+    for writing. What `tempfile.mkstemp` does, without its name generator and its file
+    object, which cost more than the write itself."""
     created = False
     for _ in range(_TEMP_TRIES):
         temp = os.path.join(folder, f".{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
-            return os.open(temp, _TEMP_FLAGS, 0o600), temp
+            return os.open(temp, _TEMP_FLAGS, mode), temp
         except FileExistsError:
             continue  # someone's file has this name: draw another
         except FileNotFoundError:
