@@ -1,6 +1,6 @@
 """heygen-watcher's benchmarks, side by side with their baselines, in one run.
 
-    python bench/run.py                      # every scenario (about 5 minutes)
+    python bench/run.py                      # every scenario (about 10 minutes, 2 cores)
     python bench/run.py --only burst,latency # some of them
 
 The sandbox runs in its own process; the daemon runs as `heygen-watcher run` in another, exactly
@@ -11,7 +11,8 @@ Prints a table and writes bench/results/<time>.json.
             until every sidecar exists, against a watchdog handler calling the seed's
             `get_upload_url`/`upload_file` one file after another (bench/baseline_seed.py).
 2. big      1 GiB renamed into a folder: drop-to-sidecar time against `curl -T` of the same
-            file to the same sandbox plus `openssl dgst -sha256`; the daemon's peak RSS.
+            file to the same sandbox plus `openssl dgst -sha256`; the daemon's peak RSS. Each
+            measurement starts after a sync (no earlier gigabyte still being written back).
 3. latency  200 single files renamed into place one after another: drop-to-sidecar p50/p99.
 4. backlog  100,000 files whose sidecars are already there: time and memory to steady state.
 5. idle     ten folders watched, nothing happening: CPU seconds of the daemon.
