@@ -19,25 +19,37 @@ log = logging.getLogger(__name__)
 
 def walk_files(root: Path, recursive: bool) -> Iterator[os.DirEntry[str]]:
     """Every non-directory entry under ``root`` (symlinks not followed), hidden folders skipped."""
-    stack = [root]
+    stack = [str(root)]
     while stack:
         folder = stack.pop()
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if is_dir:
-                        if recursive and not entry.name.startswith("."):
-                            stack.append(Path(entry.path))
-                    else:
-                        yield entry
+            files, subdirs = list_directory(folder, recursive)
         except FileNotFoundError:
             continue
         except OSError as error:
             log.warning("cannot list %s: %s", folder, error.strerror)
+            continue
+        stack.extend(subdirs)
+        yield from files
+
+
+def list_directory(folder: str, recursive: bool) -> tuple[list[os.DirEntry[str]], list[str]]:
+    """One directory's non-directory entries, and (when ``recursive``) the paths of its
+    subfolders, hidden ones left out. Raises OSError when the directory cannot be listed."""
+    files: list[os.DirEntry[str]] = []
+    subdirs: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            if is_dir:
+                if recursive and not entry.name.startswith("."):
+                    subdirs.append(entry.path)
+            else:
+                files.append(entry)
+    return files, subdirs
 
 
 # A directory changed this recently may change again within the same tick of the file
@@ -110,20 +122,8 @@ def walk_changed(
             stamps.skipped += 1
             stack.extend(old.subdirs)
             continue
-        files: list[os.DirEntry[str]] = []
-        subdirs: list[str] = []
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if is_dir:
-                        if recursive and not entry.name.startswith("."):
-                            subdirs.append(entry.path)
-                    else:
-                        files.append(entry)
+            files, subdirs = list_directory(folder, recursive)
         except FileNotFoundError:
             stamps.dirs.pop(folder, None)
             continue
