@@ -13,6 +13,7 @@ from conftest import SANDBOX_KEY, wait_for
 from daemon_helpers import make_config, read_sidecar, running, wait_sidecar
 from test_videos import BACKGROUND_BODY, wait_video
 
+from watcher.config import Config
 from watcher.sandbox import Fault, Sandbox
 
 # Where the template's (v2) video status is read.
@@ -42,14 +43,16 @@ def the_api_down(sandbox: Sandbox) -> None:
     sandbox.inject(Fault(server="api", status=503, for_seconds=3600))
 
 
-def test_polling_pauses_during_an_outage_and_resumes_when_a_probe_is_answered(
-    tmp_path: Path, drop: Path, slow_videos: Sandbox
-):
-    sandbox = slow_videos
+def templated_folder(
+    sandbox: Sandbox, tmp_path: Path, drop: Path, poll_interval: float, **template: object
+) -> tuple[Config, Path]:
+    """A folder whose files each make a video (the script beside them), and the first file's
+    path (its script already written)."""
     template = {
         "body": BACKGROUND_BODY,
         "initial_delay_seconds": 0.05,
-        "poll_interval_seconds": 0.05,
+        "poll_interval_seconds": poll_interval,
+        **template,
     }
     config = make_config(
         sandbox,
@@ -58,8 +61,16 @@ def test_polling_pauses_during_an_outage_and_resumes_when_a_probe_is_answered(
         templates={"main": template},
         api=PROBE,
     )
-    path = drop / "a.png"
     (drop / "a.txt").write_text("Hello\n", encoding="utf-8")
+    return config, drop / "a.png"
+
+
+def test_polling_pauses_during_an_outage_and_resumes_when_a_probe_is_answered(
+    tmp_path: Path, drop: Path, slow_videos: Sandbox
+):
+    sandbox = slow_videos
+    poll_interval = 0.05
+    config, path = templated_folder(sandbox, tmp_path, drop, poll_interval)
     with running(config) as daemon:
         path.write_bytes(media.png(seed=501))
         wait_video(path, ("processing",))
@@ -68,7 +79,7 @@ def test_polling_pauses_during_an_outage_and_resumes_when_a_probe_is_answered(
         polls = status_polls(sandbox)
         probes_before = daemon.client.reachability.outage.probes  # type: ignore[union-attr]
         # Forty poll intervals: polling on its own interval would ask about forty times.
-        time.sleep(40 * template["poll_interval_seconds"])
+        time.sleep(40 * poll_interval)
         wait_for(
             lambda: daemon.client.reachability.outage.probes > probes_before,  # type: ignore[union-attr]
             what="a probe during the outage",
@@ -87,21 +98,7 @@ def test_a_video_due_during_an_outage_is_polled_as_soon_as_the_api_answers(
     answered, not an interval after the failed poll."""
     sandbox = slow_videos
     out = tmp_path / "videos"
-    template = {
-        "body": BACKGROUND_BODY,
-        "initial_delay_seconds": 0.05,
-        "poll_interval_seconds": 3600,
-        "download_to": str(out),
-    }
-    config = make_config(
-        sandbox,
-        tmp_path,
-        [{"path": str(drop), "settle_seconds": 0.1, "template": "main"}],
-        templates={"main": template},
-        api=PROBE,
-    )
-    path = drop / "a.png"
-    (drop / "a.txt").write_text("Hello\n", encoding="utf-8")
+    config, path = templated_folder(sandbox, tmp_path, drop, 3600, download_to=str(out))
     # The status reads and the probe fail (503) before the first poll; uploads still work.
     sandbox.inject(Fault(server="api", path_prefix=STATUS_PATH, status=503, for_seconds=3600))
     sandbox.inject(
@@ -125,21 +122,7 @@ def test_a_download_during_a_storage_outage_spends_no_attempt_and_is_saved_after
 ):
     sandbox = slow_videos
     out = tmp_path / "videos"
-    template = {
-        "body": BACKGROUND_BODY,
-        "initial_delay_seconds": 0.05,
-        "poll_interval_seconds": 0.05,
-        "download_to": str(out),
-    }
-    config = make_config(
-        sandbox,
-        tmp_path,
-        [{"path": str(drop), "settle_seconds": 0.1, "template": "main"}],
-        templates={"main": template},
-        api=PROBE,
-    )
-    path = drop / "a.png"
-    (drop / "a.txt").write_text("Hello\n", encoding="utf-8")
+    config, path = templated_folder(sandbox, tmp_path, drop, 0.05, download_to=str(out))
     with running(config) as daemon:
         path.write_bytes(media.png(seed=503))
         wait_video(path, ("processing",))
