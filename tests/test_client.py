@@ -720,12 +720,12 @@ def test_a_processing_completion_marks_the_asset_not_usable_yet(tmp_path: Path, 
     assert again.usable is True
 
 
-def test_sessions_read_environment_proxies_once_per_origin(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def count_proxy_reads(monkeypatch: pytest.MonkeyPatch, proxy: str) -> list[str]:
+    """Set a proxy (and NO_PROXY for the sandbox) in the environment; returns the list of
+    URLs the transports look the environment's proxies up for, as they do it."""
     import watcher.heygen.transport as transport
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     reads: list[str] = []
     real = transport.get_environ_proxies
@@ -735,6 +735,15 @@ def test_sessions_read_environment_proxies_once_per_origin(
         return real(url, no_proxy=no_proxy)
 
     monkeypatch.setattr(transport, "get_environ_proxies", counted)
+    return reads
+
+
+def test_sessions_read_environment_proxies_once_per_origin(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watcher.heygen.transport as transport
+
+    reads = count_proxy_reads(monkeypatch, "http://proxy.example:3128")
     session = transport.new_session(2)
     # The environment still decides: a proxy for HeyGen's host, none for an excluded one.
     remote = session.merge_environment_settings(
@@ -816,16 +825,7 @@ def test_the_lean_transport_reads_environment_proxies_once_per_origin(
 
     import watcher.heygen.transport as transport
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    reads: list[str] = []
-    real = transport.get_environ_proxies
-
-    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
-        reads.append(url)
-        return real(url, no_proxy=no_proxy)
-
-    monkeypatch.setattr(transport, "get_environ_proxies", counted)
+    reads = count_proxy_reads(monkeypatch, "http://user:secret@proxy.example:3128")
     lean = transport.Transport(2)
     timeout = urllib3.Timeout(connect=5, read=5)
     for _ in range(3):
