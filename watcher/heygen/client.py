@@ -22,7 +22,12 @@ import urllib3.exceptions
 from watcher.config import ApiConfig
 from watcher.config.apikey import ApiKey
 from watcher.heygen.body import FileBody
-from watcher.heygen.envelope import dumps_json, parse_api_response, raise_for_storage
+from watcher.heygen.envelope import (
+    HttpAnswer,
+    dumps_json,
+    parse_api_response,
+    raise_for_storage,
+)
 from watcher.heygen.errors import ApiError, ResponseLost, TransientError
 from watcher.heygen.reachability import Reachability
 from watcher.heygen.retry import RetryPolicy, with_retries
@@ -256,11 +261,7 @@ class HeyGenClient:
             failure = _transport_failure(error, "upload to storage", replay_safe=True)
             failure.storage_url = url
             raise failure from None
-        try:
-            raise_for_storage(response)
-        except ApiError as refused:
-            refused.storage_url = url
-            raise
+        _raise_for_storage_at(response, url)
         return response
 
     # -- reachability ------------------------------------------------------------------------
@@ -314,9 +315,15 @@ class HeyGenClient:
             raise failure from None
         if not 200 <= response.status_code < 300:
             with response:
-                try:
-                    raise_for_storage(response)
-                except ApiError as refused:
-                    refused.storage_url = url
-                    raise
+                _raise_for_storage_at(response, url)
         return response
+
+
+def _raise_for_storage_at(response: HttpAnswer, url: str) -> None:
+    """`raise_for_storage`, the refusal tagged with the presigned URL: an outage's probe then
+    asks that storage host too."""
+    try:
+        raise_for_storage(response)
+    except ApiError as refused:
+        refused.storage_url = url
+        raise
