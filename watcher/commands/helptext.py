@@ -25,6 +25,7 @@ class CommandHelp:
 
 
 _BAD_SETUP = "bad config, journal or key, or the state directory or a folder is taken"
+_UNREACHABLE = "the API stayed unreachable for --wait-for-api (files held)"
 
 COMMANDS: dict[str, CommandHelp] = {
     "run": CommandHelp(
@@ -50,7 +51,7 @@ COMMANDS: dict[str, CommandHelp] = {
             (0, "every file done"),
             (1, "some failed or interrupted"),
             (2, _BAD_SETUP),
-            (3, "the API stayed unreachable for --wait-for-api (files held)"),
+            (3, _UNREACHABLE),
         ),
     ),
     "upload": CommandHelp(
@@ -86,7 +87,7 @@ COMMANDS: dict[str, CommandHelp] = {
             (0, "all retried files done"),
             (1, "some still failed"),
             (2, _BAD_SETUP),
-            (3, "the API stayed unreachable for --wait-for-api (files held)"),
+            (3, _UNREACHABLE),
         ),
     ),
     "check-config": CommandHelp(
