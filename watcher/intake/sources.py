@@ -212,11 +212,14 @@ class FolderWatch:
         self._scheduled: tuple[BaseObserver, ObservedWatch] | None = None
         self._identity: tuple[int, int] | None = None
         self.polling = config.polling
-        # Polled by the daemon (no observer): see `Observers`.
-        self.polled = False
         self.missing = False
         # Why the daemon cannot write this folder's results (then it is not watched), or None.
         self.blocked: str | None = None
+
+    @property
+    def polled(self) -> bool:
+        """Started, and polled by the daemon (no observer): see `Observers`."""
+        return self.polling and self._identity is not None
 
     @property
     def alive(self) -> bool:
@@ -235,9 +238,7 @@ class FolderWatch:
         identity = _identity(self.config.path)
         if identity is None:
             return False
-        if self.polling:
-            self.polled = True
-        else:
+        if not self.polling:
             try:
                 self._scheduled = self.observers.schedule(
                     self._handler, self.config.path, self.config.recursive
@@ -251,13 +252,12 @@ class FolderWatch:
                     "%s; falling back to polling for this folder",
                     self.config.path,
                 )
-                self.polling = self.polled = True
+                self.polling = True
         # Taken before the watch began: a folder replaced meanwhile shows as replaced.
         self._identity = identity
         return True
 
     def stop(self) -> None:
-        self.polled = False
         self._identity = None
         if self._scheduled is not None:
             Observers.unschedule(*self._scheduled)
