@@ -40,7 +40,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -670,20 +670,19 @@ class Daemon:
             self.journal.update(
                 row.path, state=FileState.RETRYING, attempts=0, next_attempt_at=time.time()
             )
-        for row in self.journal.rows_in(RESUMED_STATES):
-            folder = self.config.folder_of(row.folder)
-            self.pipeline.pool.submit(Path(row.path), folder, row=row)
+        self._resubmit(self.journal.rows_in(RESUMED_STATES))
         self.submit_due()
+
+    def _resubmit(self, rows: Iterable[FileRow]) -> None:
+        """Hand rows of the journal back to the pool, each with its folder."""
+        for row in rows:
+            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
 
     def submit_due(self, only: Collection[str] | None = None) -> None:
         """Hand due retries (and video steps) to the pool; ``only`` these paths if given
         (`retry PATH` retries what it was asked to and nothing else)."""
         now = time.time()
-        for row in self.journal.due(now):
-            if only is None or row.path in only:
-                self.pipeline.pool.submit(
-                    Path(row.path), self.config.folder_of(row.folder), row=row
-                )
+        self._resubmit(row for row in self.journal.due(now) if only is None or row.path in only)
         # While the API is unreachable, videos wait (due) for the probe that finds it back.
         for key in [] if self.client.reachability.down else self.journal.due_videos(now):
             if only is None or key in only:
@@ -692,9 +691,9 @@ class Daemon:
 
     def take_requests(self) -> None:
         """Files a command (`upload`, `scan`) handed to this daemon through the journal."""
+        configured = {folder.path: folder for folder in self.config.folders}
         for key, _folder in self.journal.take_requests():
             path = Path(key)
-            configured = {folder.path: folder for folder in self.config.folders}
             if path in configured:
                 log.info("scan requested by a command", extra={"folder": key})
                 self.notice_tree(path, configured[path])
@@ -879,10 +878,7 @@ class Daemon:
         )
         self.on_event("api", {"unreachable": False})
         if not self.pipeline.auth_pause.active:
-            for row in held:
-                self.pipeline.pool.submit(
-                    Path(row.path), self.config.folder_of(row.folder), row=row
-                )
+            self._resubmit(held)
         return True
 
     def wait_for_api(self, seconds: float, only: Collection[str] | None = None) -> bool:
@@ -1095,5 +1091,4 @@ class Daemon:
     def _resume_held(self) -> None:
         self._auth_paused = False
         self.journal.set_meta("uploads_paused", None)
-        for row in self.journal.rows_in((FileState.HELD,)):
-            self.pipeline.pool.submit(Path(row.path), self.config.folder_of(row.folder), row=row)
+        self._resubmit(self.journal.rows_in((FileState.HELD,)))
