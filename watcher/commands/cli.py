@@ -245,13 +245,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     already_done = max(0, daemon.scanned - daemon.scan_noticed)
     print(tally.summary(failed, already_done), file=sys.stderr)
     if unreachable is not None and counts.get(FileState.HELD, 0) and not stop.is_set():
-        print(
-            f"the API is still unreachable after waiting {args.wait_for_api:g}s "
-            f"({unreachable.last_error}); held files are uploaded by the next scan or run",
-            file=sys.stderr,
-        )
-        return EXIT_UNREACHABLE
+        return _still_unreachable(args.wait_for_api, unreachable.last_error, "scan or run")
     return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
+
+
+def _add_rebuild_journal(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rebuild-journal",
+        action="store_true",
+        help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
+    )
 
 
 def _add_wait_for_api(parser: argparse.ArgumentParser) -> None:
@@ -356,7 +359,6 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from watcher.service.daemon import Daemon
     from watcher.state.journals import open_journal
     from watcher.state.lock import StateLock
-    from watcher.state.states import UNFINISHED
 
     config = load_config(resolve_config_path(args.config))
     paths = retry.absolute(args.paths)
@@ -365,11 +367,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return EXIT_OK
     journal = open_journal(config)
     try:
-        for path in paths or []:
-            verdict = retry.judge(journal, path)
-            if not verdict.retried:
-                print(f"not retried: {path}: {verdict.reason}", file=sys.stderr)
-        chosen = retry.retried_paths(journal, paths)
+        if paths is None:
+            chosen = retry.retried_paths(journal)
+        else:
+            verdicts = [retry.judge(journal, path) for path in paths]
+            for verdict in verdicts:
+                if not verdict.retried:
+                    print(f"not retried: {verdict.path}: {verdict.reason}", file=sys.stderr)
+            chosen = [verdict.path for verdict in verdicts if verdict.retried]
         if chosen:
             journal.mark_for_retry(chosen)
             journal.mark_videos_for_retry(chosen)
@@ -406,13 +411,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for row in left:
         print(f"still not uploaded: {row.path}", file=sys.stderr)
     if unreachable is not None and any(row.state is FileState.HELD for row in left):
-        print(
-            f"the API is still unreachable after waiting {args.wait_for_api:g}s "
-            f"({unreachable.last_error}); held files are uploaded by the next retry, scan or run",
-            file=sys.stderr,
-        )
-        return EXIT_UNREACHABLE
+        return _still_unreachable(args.wait_for_api, unreachable.last_error, "retry, scan or run")
     return EXIT_FAILED if left else EXIT_OK
+
+
+def _still_unreachable(waited: float, last_error: str, next_chance: str) -> int:
+    print(
+        f"the API is still unreachable after waiting {waited:g}s ({last_error}); held files "
+        f"are uploaded by the next {next_chance}",
+        file=sys.stderr,
+    )
+    return EXIT_UNREACHABLE
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -520,11 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--sandbox", action="store_true", help="the one-minute tour: embedded sandbox, ./drop"
     )
-    run.add_argument(
-        "--rebuild-journal",
-        action="store_true",
-        help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
-    )
+    _add_rebuild_journal(run)
     run.set_defaults(handler=cmd_run)
 
     scan = _command(commands, "scan")
@@ -534,11 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list what would be uploaded or refused and why; touch nothing",
     )
-    scan.add_argument(
-        "--rebuild-journal",
-        action="store_true",
-        help="rebuild a damaged journal from the sidecars (a healthy one is kept)",
-    )
+    _add_rebuild_journal(scan)
     _add_wait_for_api(scan)
     scan.set_defaults(handler=cmd_scan)
 
@@ -609,10 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (JournalError, StateLocked) as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except ApiKeyError as error:
-        print(f"heygen-watcher: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except NoConfig as error:
+    except (ApiKeyError, NoConfig) as error:
         print(f"heygen-watcher: {error}", file=sys.stderr)
         return EXIT_USAGE
     except CommandError as error:

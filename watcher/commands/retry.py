@@ -43,10 +43,8 @@ def judge(journal: Journal, path: str) -> Verdict:
     return Verdict(path, False, f"in progress ({row.state})")
 
 
-def retried_paths(journal: Journal, paths: list[str] | None) -> list[str]:
-    """The files (and videos) this retry takes up: the given ones that qualify, or all."""
-    if paths is not None:
-        return [path for path in paths if judge(journal, path).retried]
+def retried_paths(journal: Journal) -> list[str]:
+    """The files (and videos) a retry with no paths takes up: every one that qualifies."""
     rows = [row.path for row in journal.rows_in(RETRIED_FILE_STATES)]
     videos = [video.path for video in journal.videos_in(RETRIED_VIDEO_STATES)]
     return sorted(set(rows) | set(videos))
