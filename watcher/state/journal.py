@@ -472,7 +472,7 @@ class SqliteJournal(_SharedOperations):
             **values,
         }
         marks = ", ".join("?" for _ in columns)
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(
                 f"INSERT OR REPLACE INTO videos ({', '.join(columns)}) VALUES ({marks})",
                 tuple(columns.values()),
@@ -482,7 +482,7 @@ class SqliteJournal(_SharedOperations):
         _known_columns(changes, _VIDEO_UPDATABLE, "videos")
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(f"UPDATE videos SET {assignments} WHERE path = ?", (*changes.values(), path))
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
@@ -490,7 +490,7 @@ class SqliteJournal(_SharedOperations):
         caller that wins may act (e.g. send the generate request), any other must not."""
         changes.update(state=to_state, updated_at=time.time())
         assignments = ", ".join(f"{name} = ?" for name in changes)
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             cursor = db.execute(
                 f"UPDATE videos SET {assignments} WHERE path = ? AND state = ?",
                 (*changes.values(), path, from_state),
@@ -499,7 +499,7 @@ class SqliteJournal(_SharedOperations):
 
     def claim_video_step(self, path: str, now: float, hold_seconds: float) -> bool:
         marks = ", ".join("?" for _ in VIDEO_ACTIVE_STATES)
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             cursor = db.execute(
                 f"UPDATE videos SET next_at = ? WHERE path = ? AND state IN ({marks}) "
                 "AND (next_at IS NULL OR next_at <= ?)",
@@ -644,7 +644,7 @@ class SqliteJournal(_SharedOperations):
         """Keep ``document`` for a later write at ``next_at_for(failures so far)``; returns
         how many writes of it have failed."""
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             row = db.execute(
                 "SELECT failures, created_at FROM pending_sidecars WHERE location = ?", (location,)
             ).fetchone()
@@ -665,7 +665,7 @@ class SqliteJournal(_SharedOperations):
             ).fetchone()
             if waiting is None:
                 return
-            with self._transaction() as db:
+            with self._transaction(files=False) as db:
                 db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
 
     def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
@@ -704,7 +704,7 @@ class SqliteJournal(_SharedOperations):
 
     # -- process-wide facts (for `status`) ---------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
             )
@@ -728,7 +728,7 @@ class SqliteJournal(_SharedOperations):
     def request(self, path: str, folder: str) -> float:
         """Ask the daemon that owns this journal to look at ``path``; returns the time asked."""
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(
                 "INSERT OR REPLACE INTO requests (path, folder, requested_at) VALUES (?, ?, ?)",
                 (path, folder, now),
@@ -741,7 +741,7 @@ class SqliteJournal(_SharedOperations):
             # A read first: an idle daemon asks every few seconds and should write nothing.
             if self._db.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is None:
                 return []
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             rows = db.execute("SELECT path, folder FROM requests ORDER BY requested_at").fetchall()
             db.execute("DELETE FROM requests")
         return [(path, folder) for path, folder in rows]
@@ -769,7 +769,7 @@ class SqliteJournal(_SharedOperations):
 
     def cache_recorded_assets(self) -> int:
         """Fill the asset cache from uploaded rows (after a rebuild from sidecars)."""
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             return db.execute(
                 "INSERT OR IGNORE INTO assets "
                 "(sha256, content_type, size, asset_id, url, protocol, uploaded_at) "
@@ -822,7 +822,7 @@ class SqliteJournal(_SharedOperations):
     # -- the daemons using the journal (for `status`) -----------------------------------------
     def register_daemon(self, version: str) -> None:
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute(
                 "INSERT OR REPLACE INTO daemons "
                 "(owner, host, pid, version, started_at, heartbeat_at, in_flight) "
@@ -838,7 +838,7 @@ class SqliteJournal(_SharedOperations):
             )
 
     def unregister_daemon(self) -> None:
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute("DELETE FROM daemons WHERE owner = ?", (self.owner,))
 
     def daemons(self) -> list[DaemonRow]:
@@ -852,7 +852,7 @@ class SqliteJournal(_SharedOperations):
 
     # -- pauses shared by every daemon using the journal -------------------------------------
     def pause_fleet(self, kind: str, seconds: float, reason: str) -> None:
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             key = f"pause:{kind}"
             row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             until = time.time() + seconds
@@ -868,5 +868,5 @@ class SqliteJournal(_SharedOperations):
         return (left, pause["reason"]) if pause and left > 0 else (0.0, "")
 
     def resume_fleet(self, kind: str) -> None:
-        with self._transaction() as db:
+        with self._transaction(files=False) as db:
             db.execute("DELETE FROM meta WHERE key = ?", (f"pause:{kind}",))
