@@ -217,6 +217,25 @@ def safe_url(url: str) -> str:
     return f"{scheme}://{userinfo.split(':')[0]}@{host}"
 
 
+def _put_statement() -> str:
+    columns = [*_COLUMNS, "owner", "lease_until"]
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name != "path")
+    return (
+        f"INSERT INTO files ({', '.join(columns)}) "
+        f"VALUES ({_marks(len(_COLUMNS) + 1)}, {NOW} + %s) "
+        f"ON CONFLICT (path) DO UPDATE SET {updates} "
+        # Not over a row another daemon is working on, nor over this very version once
+        # it is past `queued`: another daemon admitted it first.
+        f"WHERE (files.owner IS NULL OR files.owner = %s OR files.lease_until < {NOW}) "
+        "AND NOT (files.size = EXCLUDED.size AND files.mtime_ns = EXCLUDED.mtime_ns "
+        "AND files.inode = EXCLUDED.inode AND files.state <> 'queued')"
+    )
+
+
+# Built once: every admitted file is put with it.
+_PUT_STATEMENT = _put_statement()
+
+
 class PgJournal(_SharedOperations):
     """The journal in PostgreSQL (see the module docstring)."""
 
@@ -418,20 +437,6 @@ class PgJournal(_SharedOperations):
         row = self._one(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = %s", (path,))
         return _file_row(row) if row else None
 
-    def _put_statement(self) -> str:
-        columns = [*_COLUMNS, "owner", "lease_until"]
-        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name != "path")
-        return (
-            f"INSERT INTO files ({', '.join(columns)}) "
-            f"VALUES ({_marks(len(_COLUMNS) + 1)}, {NOW} + %s) "
-            f"ON CONFLICT (path) DO UPDATE SET {updates} "
-            # Not over a row another daemon is working on, nor over this very version once
-            # it is past `queued`: another daemon admitted it first.
-            f"WHERE (files.owner IS NULL OR files.owner = %s OR files.lease_until < {NOW}) "
-            "AND NOT (files.size = EXCLUDED.size AND files.mtime_ns = EXCLUDED.mtime_ns "
-            "AND files.inode = EXCLUDED.inode AND files.state <> 'queued')"
-        )
-
     def _put_params(self, row: FileRow) -> tuple[Any, ...]:
         # A queued file is claimed as it is admitted; a final one belongs to nobody.
         owner = self.owner if row.state is FileState.QUEUED else None
@@ -444,7 +449,7 @@ class PgJournal(_SharedOperations):
 
     def put(self, row: FileRow) -> None:
         _check_admitted(row)
-        statement, params = self._put_statement(), _values(self._put_params(row))
+        statement, params = _PUT_STATEMENT, _values(self._put_params(row))
 
         def run(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
@@ -469,7 +474,7 @@ class PgJournal(_SharedOperations):
             _check_admitted(row)
             if row.state is not FileState.QUEUED:
                 self._let_go(row.path)  # a row admitted final belongs to nobody
-        statement = self._put_statement()
+        statement = _PUT_STATEMENT
         for start in range(0, len(rows), chunk):
             batch = [_values(self._put_params(row)) for row in rows[start : start + chunk]]
 
