@@ -138,10 +138,7 @@ def outcome_of(
     (this command did the work), a file left waiting for a later retry is given up on now,
     with a `failed` sidecar: `upload` is one pass; `retry` or the daemon tries it again."""
     path = item.path
-    row = journal.get(str(path))
-    if row is None:
-        target = moved_path(path, item.folder)
-        row = journal.get(str(target)) if target is not None else None
+    row = _current_row(journal, item)
     if row is None:
         document = sidecar.read(sidecar_for(path, item.folder))
         return Report(path, document or records.failed(path, 0, "vanished before its upload"))
@@ -181,11 +178,17 @@ def wait_for_daemon(journal: Journal, items: list[Plan], timeout: float) -> None
             time.sleep(0.1)
 
 
-def _dealt_with(journal: Journal, item: Plan) -> bool:
+def _current_row(journal: Journal, item: Plan) -> FileRow | None:
+    """The file's row where it was dropped, or where its folder moved it once done."""
     row = journal.get(str(item.path))
     if row is None:
         target = moved_path(item.path, item.folder)
         row = journal.get(str(target)) if target is not None else None
+    return row
+
+
+def _dealt_with(journal: Journal, item: Plan) -> bool:
+    row = _current_row(journal, item)
     return row is not None and row.updated_at >= item.asked_at and row.state not in _IN_FLIGHT
 
 
