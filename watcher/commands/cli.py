@@ -30,7 +30,7 @@ from watcher.commands.configpath import (
 )
 from watcher.commands.helptext import COMMANDS
 from watcher.config import Config, ConfigError, load_config
-from watcher.config.apikey import ApiKeyError
+from watcher.config.apikey import ApiKey, ApiKeyError
 from watcher.service.logsetup import setup_logging
 from watcher.state.journal import JournalError
 from watcher.state.lock import StateLocked
@@ -432,8 +432,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"WARNING: {warning}", file=sys.stderr)
     result = preflight(config)
     problems = list(result.problems)
-    if args.online and result.key_origin is not None:
-        problem = _online_check(config)
+    if args.online and result.key is not None:
+        problem = _online_check(config, result.key)
         if problem is not None:
             problems.append(problem)
     for problem in problems:
@@ -450,17 +450,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _online_check(config: Config) -> str | None:
+def _online_check(config: Config, key: ApiKey) -> str | None:
     """One authenticated, read-only call: the status of an asset id that cannot exist.
 
     `GET /v3/assets/statuses` answers 200 with `not_found` for an unknown id when the key is
     good, and 401 when it is not: unlike a 404 from a single-resource read, a 200 also proves
     the base URL is the API's."""
-    from watcher.config.apikey import load_api_key
     from watcher.heygen.client import HeyGenClient
     from watcher.heygen.errors import ApiError, AuthError
 
-    key = load_api_key(config.api)
     client = HeyGenClient(config.api, key)
     try:
         client.request(

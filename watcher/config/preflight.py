@@ -12,7 +12,7 @@ import pwd
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watcher.config.apikey import ApiKeyError, load_api_key
+from watcher.config.apikey import ApiKey, ApiKeyError, load_api_key
 from watcher.config.loader import Config
 from watcher.config.templates import placeholders_in
 
@@ -22,9 +22,13 @@ ENV_PREFIX = "env."
 @dataclass
 class Preflight:
     problems: list[str] = field(default_factory=list)
-    key_origin: str | None = None
+    key: ApiKey | None = None  # as `run` would find it; never printed
     # Every place the daemon writes, for the service's ReadWritePaths=.
     written: list[Path] = field(default_factory=list)
+
+    @property
+    def key_origin(self) -> str | None:
+        return self.key.origin if self.key is not None else None
 
 
 def _user() -> str:
@@ -69,7 +73,7 @@ def preflight(config: Config) -> Preflight:
     result = Preflight()
     where = config.source
     try:
-        result.key_origin = load_api_key(config.api).origin
+        result.key = load_api_key(config.api)
     except ApiKeyError as error:
         result.problems.append(f"{where}: api: {error}")
     for name, template in config.templates.items():
