@@ -269,9 +269,17 @@ class _SharedOperations(ABC):
     (in each backend's parameter style, `_MARK`) and operations built on `update`."""
 
     _MARK = "?"
+    on_transition: TransitionHook | None
 
     @abstractmethod
     def update(self, key: str, **changes: Any) -> None: ...
+
+    def _change_state(self, key: str, old: str, new: str) -> None:
+        """Inside the transaction that moves a row from ``old`` to ``new``: refuse a move the
+        transition table does not allow, and tell the hook of a real change."""
+        check_transition(key, old, new)
+        if self.on_transition is not None and old != new:
+            self.on_transition(key, old, new)
 
     @abstractmethod
     def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
@@ -430,9 +438,7 @@ class SqliteJournal(_SharedOperations):
                 found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
                 if found is None:
                     return
-                check_transition(key, found[0], changes["state"])
-                if self.on_transition is not None and found[0] != changes["state"]:
-                    self.on_transition(key, found[0], changes["state"])
+                self._change_state(key, found[0], changes["state"])
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
@@ -788,9 +794,7 @@ class SqliteJournal(_SharedOperations):
             found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
             if found is None:
                 return
-            check_transition(key, found[0], FileState.UPLOADED)
-            if self.on_transition is not None and found[0] != FileState.UPLOADED:
-                self.on_transition(key, found[0], FileState.UPLOADED)
+            self._change_state(key, found[0], FileState.UPLOADED)
             db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
             if cache:
                 db.execute(

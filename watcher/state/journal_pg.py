@@ -56,7 +56,7 @@ from watcher.state.journal import (
     _known_columns,
     _SharedOperations,
 )
-from watcher.state.states import DUE, FINAL, WAITING, FileState, check_transition
+from watcher.state.states import DUE, FINAL, WAITING, FileState
 
 log = logging.getLogger(__name__)
 
@@ -502,9 +502,7 @@ class PgJournal(_SharedOperations):
                 if fenced:
                     self._fence(key, found[1])
                 if "state" in changes:
-                    check_transition(key, found[0], changes["state"])
-                    if self.on_transition is not None and found[0] != changes["state"]:
-                        self.on_transition(key, found[0], changes["state"])
+                    self._change_state(key, found[0], changes["state"])
             conn.execute(
                 f"UPDATE files SET {assignments} WHERE path = %s",
                 _values((*changes.values(), key)),
@@ -556,9 +554,7 @@ class PgJournal(_SharedOperations):
                     return  # a statement repeated after a lost answer: already done
                 if self._holds(key):
                     self._fence(key, found[1])
-                check_transition(key, found[0], FileState.UPLOADED)
-                if self.on_transition is not None:
-                    self.on_transition(key, found[0], FileState.UPLOADED)
+                self._change_state(key, found[0], FileState.UPLOADED)
                 conn.execute(
                     f"UPDATE files SET {assignments}, owner = NULL, lease_until = NULL "
                     "WHERE path = %s",
