@@ -285,6 +285,72 @@ class _SharedOperations(ABC):
     def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
         """Run an UPDATE taking (now, now), for every row it matches or only for ``paths``."""
 
+    @abstractmethod
+    def _one(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
+        """One row of a read (in the backend's parameter style, `_MARK`), or None."""
+
+    @abstractmethod
+    def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Every row of a read."""
+
+    # -- reads both backends make alike ------------------------------------------------------
+    def get(self, path: str) -> FileRow | None:
+        row = self._one(
+            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = {self._MARK}", (path,)
+        )
+        return _file_row(row) if row else None
+
+    def video(self, path: str) -> VideoRow | None:
+        row = self._one(
+            f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = {self._MARK}", (path,)
+        )
+        return VideoRow(*row) if row else None
+
+    def video_counts(self) -> dict[str, int]:
+        rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def get_meta(self, key: str) -> Any:
+        row = self._one(f"SELECT value FROM meta WHERE key = {self._MARK}", (key,))
+        return json.loads(row[0]) if row else None
+
+    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
+        mark = self._MARK
+        row = self._one(
+            "SELECT asset_id, url, protocol, uploaded_at FROM assets "
+            f"WHERE sha256 = {mark} AND content_type = {mark} AND uploaded_at >= {mark}",
+            (sha256, content_type, newer_than),
+        )
+        return CachedAsset(*row) if row else None
+
+    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
+        """Could the cache hold these bytes? Identical bytes have identical sizes, so when no
+        cached asset has this size the file need not be hashed before its upload."""
+        mark = self._MARK
+        row = self._one(
+            f"SELECT 1 FROM assets WHERE size = {mark} AND content_type = {mark} "
+            f"AND uploaded_at >= {mark} LIMIT 1",
+            (size, content_type, newer_than),
+        )
+        return row is not None
+
+    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
+        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
+        query += "pending_sidecars"
+        arguments: tuple[float, ...] = ()
+        if due_before is not None:
+            query += f" WHERE next_at <= {self._MARK}"
+            arguments = (due_before,)
+        rows = self._all(query + " ORDER BY next_at", arguments)
+        return [
+            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+            for row in rows
+        ]
+
+    def next_sidecar_at(self) -> float | None:
+        row = self._one("SELECT MIN(next_at) FROM pending_sidecars")
+        return row[0] if row else None
+
     def record_slot(
         self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
     ) -> None:
@@ -378,6 +444,15 @@ class SqliteJournal(_SharedOperations):
         with self._lock:
             self._db.close()
 
+    def _one(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(query, params).fetchone()
+        return row
+
+    def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(query, params).fetchall()
+
     @contextmanager
     def _transaction(self, *, files: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; ``files=False`` when it leaves the files table alone (the
@@ -394,13 +469,6 @@ class SqliteJournal(_SharedOperations):
                 self._commits += 1
 
     # -- files -------------------------------------------------------------------------------
-    def get(self, path: str) -> FileRow | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = ?", (path,)
-            ).fetchone()
-        return _file_row(row) if row else None
-
     def put(self, row: FileRow) -> None:
         """Insert or replace a whole row: a file (or a new version of it) is admitted."""
         _check_admitted(row)
@@ -459,13 +527,6 @@ class SqliteJournal(_SharedOperations):
                 )
 
     # -- videos ------------------------------------------------------------------------------
-    def video(self, path: str) -> VideoRow | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = ?", (path,)
-            ).fetchone()
-        return VideoRow(*row) if row else None
-
     def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
         now = time.time()
         columns = {
@@ -538,11 +599,6 @@ class SqliteJournal(_SharedOperations):
                 f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE state IN ({marks})", states
             ).fetchall()
         return [VideoRow(*row) for row in rows]
-
-    def video_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM videos GROUP BY state").fetchall()
-        return {state: count for state, count in rows}
 
     def forget(self, path: str) -> None:
         with self._transaction() as db:
@@ -674,20 +730,6 @@ class SqliteJournal(_SharedOperations):
             with self._transaction(files=False) as db:
                 db.execute("DELETE FROM pending_sidecars WHERE location = ?", (location,))
 
-    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
-        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
-        query += "pending_sidecars"
-        arguments: tuple[float, ...] = ()
-        if due_before is not None:
-            query += " WHERE next_at <= ?"
-            arguments = (due_before,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY next_at", arguments).fetchall()
-        return [
-            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
-            for row in rows
-        ]
-
     def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
         """(file, sidecar) of uploaded files whose sidecar has a shortened name (the name was
         too long for ``<name>.asset.json``: see `watcher.state.names`)."""
@@ -703,22 +745,12 @@ class SqliteJournal(_SharedOperations):
         ]
         return found[:limit]
 
-    def next_sidecar_at(self) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT MIN(next_at) FROM pending_sidecars").fetchone()
-        return row[0] if row else None
-
     # -- process-wide facts (for `status`) ---------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction(files=False) as db:
             db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
             )
-
-    def get_meta(self, key: str) -> Any:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
 
     def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
         """Run an UPDATE taking (now, now) for every row it matches, or only for ``paths``."""
@@ -753,26 +785,6 @@ class SqliteJournal(_SharedOperations):
         return [(path, folder) for path, folder in rows]
 
     # -- asset cache -------------------------------------------------------------------------
-    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT asset_id, url, protocol, uploaded_at FROM assets "
-                "WHERE sha256 = ? AND content_type = ? AND uploaded_at >= ?",
-                (sha256, content_type, newer_than),
-            ).fetchone()
-        return CachedAsset(*row) if row else None
-
-    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
-        """Could the cache hold these bytes? Identical bytes have identical sizes, so when no
-        cached asset has this size the file need not be hashed before its upload."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM assets WHERE size = ? AND content_type = ? AND uploaded_at >= ? "
-                "LIMIT 1",
-                (size, content_type, newer_than),
-            ).fetchone()
-        return row is not None
-
     def cache_recorded_assets(self) -> int:
         """Fill the asset cache from uploaded rows (after a rebuild from sidecars)."""
         with self._transaction(files=False) as db:

@@ -43,12 +43,10 @@ from watcher.state.journal import (
     _VIDEO_COLUMNS,
     _VIDEO_UPDATABLE,
     VIDEO_ACTIVE_STATES,
-    CachedAsset,
     ClaimLost,
     DaemonRow,
     FileRow,
     JournalError,
-    PendingSidecar,
     TransitionHook,
     VideoRow,
     _check_admitted,
@@ -433,10 +431,6 @@ class PgJournal(_SharedOperations):
         return self._run(run)
 
     # -- files -------------------------------------------------------------------------------
-    def get(self, path: str) -> FileRow | None:
-        row = self._one(f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = %s", (path,))
-        return _file_row(row) if row else None
-
     def _put_params(self, row: FileRow) -> tuple[Any, ...]:
         # A queued file is claimed as it is admitted; a final one belongs to nobody.
         owner = self.owner if row.state is FileState.QUEUED else None
@@ -675,19 +669,6 @@ class PgJournal(_SharedOperations):
     def sidecar_written(self, location: str) -> None:
         self._write("DELETE FROM pending_sidecars WHERE location = %s", (location,))
 
-    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
-        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
-        query += "pending_sidecars"
-        arguments: tuple[float, ...] = ()
-        if due_before is not None:
-            query += " WHERE next_at <= %s"
-            arguments = (due_before,)
-        rows = self._all(query + " ORDER BY next_at", arguments)
-        return [
-            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
-            for row in rows
-        ]
-
     def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
         rows = self._all(
             "SELECT path, sidecar FROM files WHERE sidecar LIKE '%%~%%.asset.json' "
@@ -699,10 +680,6 @@ class PgJournal(_SharedOperations):
             if Path(side).name != Path(path).name + ".asset.json"
         ]
         return found[:limit]
-
-    def next_sidecar_at(self) -> float | None:
-        row = self._one("SELECT MIN(next_at) FROM pending_sidecars")
-        return row[0] if row else None
 
     # -- work handed to a running daemon by a command ----------------------------------------
     def request(self, path: str, folder: str) -> float:
@@ -784,22 +761,6 @@ class PgJournal(_SharedOperations):
         return [_file_row(row) for row in rows]
 
     # -- asset cache -------------------------------------------------------------------------
-    def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
-        row = self._one(
-            "SELECT asset_id, url, protocol, uploaded_at FROM assets "
-            "WHERE sha256 = %s AND content_type = %s AND uploaded_at >= %s",
-            (sha256, content_type, newer_than),
-        )
-        return CachedAsset(*row) if row else None
-
-    def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool:
-        row = self._one(
-            "SELECT 1 FROM assets WHERE size = %s AND content_type = %s AND uploaded_at >= %s "
-            "LIMIT 1",
-            (size, content_type, newer_than),
-        )
-        return row is not None
-
     def cache_recorded_assets(self) -> int:
         return self._write(
             "INSERT INTO assets "
@@ -812,10 +773,6 @@ class PgJournal(_SharedOperations):
         )
 
     # -- videos ------------------------------------------------------------------------------
-    def video(self, path: str) -> VideoRow | None:
-        row = self._one(f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = %s", (path,))
-        return VideoRow(*row) if row else None
-
     def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
         now = time.time()
         columns = {
@@ -886,10 +843,6 @@ class PgJournal(_SharedOperations):
         )
         return [VideoRow(*row) for row in rows]
 
-    def video_counts(self) -> dict[str, int]:
-        rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
-        return {state: count for state, count in rows}
-
     # -- process-wide facts ------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         self._write(
@@ -897,10 +850,6 @@ class PgJournal(_SharedOperations):
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             (key, json.dumps(value)),
         )
-
-    def get_meta(self, key: str) -> Any:
-        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
-        return json.loads(row[0]) if row else None
 
     # -- the daemons using the journal (for `status`) -----------------------------------------
     def register_daemon(self, version: str) -> None:
