@@ -264,6 +264,22 @@ class PendingSidecar:
     next_at: float
 
 
+def _new_video(
+    path: str, template: str, endpoint: str, state: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """A new video row's columns, by name."""
+    now = time.time()
+    return {
+        "path": path,
+        "template": template,
+        "endpoint": endpoint,
+        "state": state,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+
+
 class _SharedOperations(ABC):
     """What both journal backends do the same way, written once: the retry policy's queries
     (in each backend's parameter style, `_MARK`) and operations built on `update`."""
@@ -292,6 +308,22 @@ class _SharedOperations(ABC):
     @abstractmethod
     def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Every row of a read."""
+
+    def _move_rows(self, db: Any, old_path: str, new_path: str, inode: int | None) -> None:
+        """Inside `move`'s transaction (``db``: the backend's connection): the file's rows
+        follow it, with its new inode and no retry pending."""
+        mark = self._MARK
+        for table in ("files", "videos"):
+            db.execute(f"DELETE FROM {table} WHERE path = {mark}", (new_path,))
+            db.execute(
+                f"UPDATE {table} SET path = {mark}, updated_at = {mark} WHERE path = {mark}",
+                (new_path, time.time(), old_path),
+            )
+        if inode is not None:
+            db.execute(
+                f"UPDATE files SET inode = {mark}, next_attempt_at = NULL WHERE path = {mark}",
+                (inode, new_path),
+            )
 
     # -- reads both backends make alike ------------------------------------------------------
     def get(self, path: str) -> FileRow | None:
@@ -514,30 +546,11 @@ class SqliteJournal(_SharedOperations):
         with its new inode (a move across filesystems is a copy) and no retry pending (the
         retry that moved it is the one under way)."""
         with self._transaction() as db:
-            for table in ("files", "videos"):
-                db.execute(f"DELETE FROM {table} WHERE path = ?", (new_path,))
-                db.execute(
-                    f"UPDATE {table} SET path = ?, updated_at = ? WHERE path = ?",
-                    (new_path, time.time(), old_path),
-                )
-            if inode is not None:
-                db.execute(
-                    "UPDATE files SET inode = ?, next_attempt_at = NULL WHERE path = ?",
-                    (inode, new_path),
-                )
+            self._move_rows(db, old_path, new_path, inode)
 
     # -- videos ------------------------------------------------------------------------------
     def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
-        now = time.time()
-        columns = {
-            "path": path,
-            "template": template,
-            "endpoint": endpoint,
-            "state": state,
-            "created_at": now,
-            "updated_at": now,
-            **values,
-        }
+        columns = _new_video(path, template, endpoint, state, values)
         marks = ", ".join("?" for _ in columns)
         with self._transaction(files=False) as db:
             db.execute(

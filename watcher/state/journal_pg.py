@@ -52,6 +52,7 @@ from watcher.state.journal import (
     _check_admitted,
     _file_row,
     _known_columns,
+    _new_video,
     _SharedOperations,
 )
 from watcher.state.states import DUE, FINAL, WAITING, FileState
@@ -511,17 +512,7 @@ class PgJournal(_SharedOperations):
                     ).fetchone()
                     if found is not None:
                         self._fence(old_path, found[0])
-                for table in ("files", "videos"):
-                    conn.execute(f"DELETE FROM {table} WHERE path = %s", (new_path,))
-                    conn.execute(
-                        f"UPDATE {table} SET path = %s, updated_at = %s WHERE path = %s",
-                        (new_path, time.time(), old_path),
-                    )
-                if inode is not None:
-                    conn.execute(
-                        "UPDATE files SET inode = %s, next_attempt_at = NULL WHERE path = %s",
-                        (inode, new_path),
-                    )
+                self._move_rows(conn, old_path, new_path, inode)
 
         self._run(run)
         with self._held_lock:
@@ -774,16 +765,7 @@ class PgJournal(_SharedOperations):
 
     # -- videos ------------------------------------------------------------------------------
     def add_video(self, path: str, template: str, endpoint: str, state: str, **values: Any) -> None:
-        now = time.time()
-        columns = {
-            "path": path,
-            "template": template,
-            "endpoint": endpoint,
-            "state": state,
-            "created_at": now,
-            "updated_at": now,
-            **values,
-        }
+        columns = _new_video(path, template, endpoint, state, values)
 
         def run(conn: psycopg.Connection[Any]) -> None:
             # The whole row is replaced (columns not given go back to their defaults).
