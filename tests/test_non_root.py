@@ -32,13 +32,18 @@ UPLOAD_RETRY_WINDOW = 3600
 
 
 @pytest.fixture(scope="session")
-def other_user() -> OtherUser:
-    user, why = find_other_user()
-    if user is None:
-        if os.geteuid() == 0 or os.environ.get("CI") == "true":
-            pytest.fail(f"cannot run commands as a non-root user: {why}")
-        pytest.skip(f"non-root tests need root to switch users: {why}")
-    return user
+def other_user() -> Iterator[OtherUser]:
+    packages = Path(tempfile.mkdtemp(prefix="heygen-watcher-packages-", dir="/tmp"))
+    packages.chmod(0o755)
+    try:
+        user, why = find_other_user(packages)
+        if user is None:
+            if os.geteuid() == 0 or os.environ.get("CI") == "true":
+                pytest.fail(f"cannot run commands as a non-root user: {why}")
+            pytest.skip(f"non-root tests need root to switch users: {why}")
+        yield user
+    finally:
+        shutil.rmtree(packages, ignore_errors=True)
 
 
 @pytest.fixture
