@@ -37,6 +37,7 @@ from urllib3.exceptions import (
 )
 
 from watcher import __version__
+from watcher.heygen import headers
 
 USER_AGENT = f"heygen-watcher/{__version__}"
 # urllib3 sends file bodies in 16 KiB blocks by default; 1 MiB blocks cut the number of
@@ -241,6 +242,7 @@ class Transport:
     """
 
     def __init__(self, pool_size: int) -> None:
+        headers.install()
         self._pool_size = max(pool_size, 1)
         self._ca_bundle = (
             os.environ.get("REQUESTS_CA_BUNDLE")
