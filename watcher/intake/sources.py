@@ -118,6 +118,10 @@ class _Handler(FileSystemEventHandler):
             target = os.fsdecode(target)
         if not target:
             return  # moved out of the folder
+        if not event.is_directory and target.rpartition("/")[2].startswith("."):
+            # A hidden name is never looked at (`admission.screen_name`): among them the temp
+            # files of our own sidecar writes, three events each, so they stop here.
+            return
         if event.is_directory:
             if event.event_type in ("created", "moved"):
                 # A folder moved in arrives with its files already inside: no event for them.
