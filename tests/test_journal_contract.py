@@ -345,6 +345,21 @@ def test_a_daemon_claims_what_it_works_on(journal: Journal) -> None:
     assert journal.where
 
 
+def test_claiming_a_row_returns_it_as_it_is_now(journal: Journal) -> None:
+    assert journal.claim_row("/drop/none.png") is None  # no row
+    journal.put(a_row("/drop/a.png", attempts=2))
+    journal.record_slot("/drop/a.png", slot="{}", asset_id="a1", expires_at=None)
+    claimed = journal.claim_row("/drop/a.png")
+    assert claimed == journal.get("/drop/a.png")
+    assert claimed is not None and (claimed.state, claimed.asset_id, claimed.attempts) == (
+        FileState.UPLOADING,
+        "a1",
+        2,
+    )
+    _uploaded(journal, "/drop/b.png", "b1")
+    assert journal.claim_row("/drop/b.png") is None  # final: nothing left to do
+
+
 # -- the shared journal: several daemons at once ----------------------------------------------
 @pytest.fixture
 def shared_url(server: pgcluster.Cluster) -> str:
@@ -362,9 +377,12 @@ def test_of_two_daemons_claiming_one_file_exactly_one_wins(shared_url: str) -> N
         two.put(a_row("/drop/a.png", size=9, mtime_ns=9))
         row = one.get("/drop/a.png")
         assert row is not None and row.size == 3
+        assert two.claim_row("/drop/a.png") is None
         one.release("/drop/a.png")
-        assert two.claim("/drop/a.png")
+        taken = two.claim_row("/drop/a.png")
+        assert taken is not None and taken.size == 3
         assert not one.claim("/drop/a.png")
+        assert one.claim_row("/drop/a.png") is None
     finally:
         one.close()
         two.close()

@@ -21,7 +21,7 @@ from watcher.pipeline.record import Recorder
 from watcher.pipeline.slots import recorded_slot, remember_slot
 from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
-from watcher.state.states import FINAL, FileState
+from watcher.state.states import FileState
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,9 @@ class Uploader:
 
     def upload(self, key: str) -> None:
         """Carry a journal row from `queued`/`uploading`/`recording` to `uploaded`."""
-        if not self.journal.claim(key):
+        row = self.journal.claim_row(key)
+        if row is None:
             return  # gone, final, or another daemon of the fleet is working on it
-        row = self.journal.get(key)
-        if row is None or row.state in FINAL:
-            return
         asset_usable = True
         if row.state is not FileState.RECORDING:
             if self.auth_pause.active or self.outcome.reachability.down:

@@ -839,6 +839,10 @@ class SqliteJournal(_SharedOperations):
             found = self._db.execute("SELECT state FROM files WHERE path = ?", (path,)).fetchone()
         return found is not None and found[0] not in FINAL
 
+    def claim_row(self, path: str) -> FileRow | None:
+        row = self.get(path)
+        return row if row is not None and row.state not in FINAL else None
+
     def renew_claims(self) -> int:
         return 0
 

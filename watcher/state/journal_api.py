@@ -134,6 +134,11 @@ class Journal(Protocol):
         other daemon holds a live claim on it); the claim then holds for the lease."""
         ...
 
+    def claim_row(self, path: str) -> FileRow | None:
+        """`claim`, returning the claimed row as it is now (None when not claimed): one
+        round trip where `claim` and `get` would take two."""
+        ...
+
     def renew_claims(self) -> int:
         """Extend the lease of every row this daemon holds; how many."""
         ...

@@ -695,16 +695,23 @@ class PgJournal(_SharedOperations):
 
     # -- claims ------------------------------------------------------------------------------
     def claim(self, path: str) -> bool:
+        return self._claim(path, "1") is not None
+
+    def claim_row(self, path: str) -> FileRow | None:
+        row = self._claim(path, ", ".join(_COLUMNS))
+        return _file_row(row) if row is not None else None
+
+    def _claim(self, path: str, returning: str) -> tuple[Any, ...] | None:
         row = self._one(
             f"UPDATE files SET owner = %s, lease_until = {NOW} + %s "
             "WHERE path = %s AND state <> ALL(%s) "
-            f"AND (owner IS NULL OR owner = %s OR lease_until < {NOW}) RETURNING 1",
+            f"AND (owner IS NULL OR owner = %s OR lease_until < {NOW}) RETURNING {returning}",
             (self.owner, self.lease_seconds, path, [_value(s) for s in FINAL], self.owner),
         )
         if row is not None:
             with self._held_lock:
                 self._held.add(path)
-        return row is not None
+        return row
 
     def _holds(self, path: str) -> bool:
         with self._held_lock:
