@@ -197,7 +197,7 @@ class WorkPool:
             log.info("stopped while working on %s; it resumes at the next start", item.path)
         except ClaimLost as error:
             # Another daemon of the fleet carries the file on; nothing here is a failure.
-            log.warning("%s; dropping the work in hand", error, extra={"file": str(item.path)})
+            log.warning("%s; dropping the work in hand", error, extra={"file": error.path})
         except Exception as error:
             log.exception("unexpected error while processing %s", item.path)
             try:
@@ -216,7 +216,8 @@ class WorkPool:
         except Interrupted:
             log.info("stopped during %s; it resumes at the next start", task.what)
         except ClaimLost as error:
-            log.warning("%s; dropping the work in hand", error)
+            # The error names the file whose claim was lost.
+            log.warning("%s; dropping the work in hand", error, extra={"file": error.path})
         except Exception:
             log.exception("unexpected error during %s", task.what)
         finally:

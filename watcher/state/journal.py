@@ -152,6 +152,10 @@ class ClaimLost(JournalError):
     """A shared journal refused a write for a file this daemon no longer holds: it stalled
     past its lease and another daemon took the file over. The work in hand is dropped."""
 
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+
 
 @dataclass(frozen=True)
 class FileRow:

@@ -732,8 +732,9 @@ class PgJournal(_SharedOperations):
             # Still counted as held: every later write of the work in hand is refused too,
             # until the work ends (`release`).
             raise ClaimLost(
-                f"{path}: this daemon's claim lapsed (it stalled past its lease of "
-                f"{self.lease_seconds:g}s) and another daemon took the file over"
+                path,
+                f"this daemon's claim lapsed (it stalled past its lease of "
+                f"{self.lease_seconds:g}s) and another daemon took the file over",
             )
 
     def renew_claims(self) -> int:
