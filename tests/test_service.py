@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import signal
 import socket
@@ -229,6 +230,46 @@ def test_a_bad_config_on_reload_keeps_the_old_one(
     refusals = [json.loads(line) for line in err.splitlines() if "reload refused" in line]
     assert any("folders[0].path" in r["message"] for r in refusals)
     assert any("api.colour" in r["message"] for r in refusals)
+
+
+# -- which CPUs ---------------------------------------------------------------------------------
+def cpus_of_threads(pid: int) -> set[str]:
+    """Each thread's allowed CPUs, as the kernel lists them (``0-1``, ``1``)."""
+    found = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except FileNotFoundError:
+            continue  # a thread that ended
+        found.add(re.search(r"^Cpus_allowed_list:\s*(\S+)$", status, re.M).group(1))  # type: ignore[union-attr]
+    return found
+
+
+def test_the_threads_stay_on_one_cpu_until_a_reload_spreads_them(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, listener: NotifyListener
+):
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("one CPU here: there is nothing to keep the threads on")
+    everywhere = Path("/proc/self/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
+    config = service_config(tmp_path, sandbox, [drop])
+    process = run_service(config, listener.address)
+    try:
+        wait_for(lambda: listener.having("READY", "1"), timeout=20)
+        (drop / "a.png").write_bytes(media.png(seed=21))
+        wait_sidecar(drop / "a.png", timeout=20)  # the workers it started are placed too
+        placed = cpus_of_threads(process.pid)
+        assert len(placed) == 1 and int(placed.pop()) in allowed
+        service_config(tmp_path, sandbox, [drop], single_cpu=False)
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: cpus_of_threads(process.pid) == {everywhere}, 20, "threads on every CPU")
+        code, _, err = stop_cli(process)
+    finally:
+        process.kill()
+    assert code == 0
+    messages = [json.loads(line)["message"] for line in err.splitlines()]
+    assert any(m.startswith("threads kept on CPU") for m in messages)
+    assert f"threads spread over CPUs {everywhere}" in messages
 
 
 # -- metrics and health -------------------------------------------------------------------------

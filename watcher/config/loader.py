@@ -121,6 +121,8 @@ class Config:
     journal_url: str | None = None
     # How long a claim on a file outlives its daemon's last renewal (shared journal only).
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Keep the daemon's threads on one CPU (see `watcher.service.cpus`).
+    single_cpu: bool = True
     # Not errors, but worth saying: check-config prints them, the daemon logs them at start.
     warnings: tuple[str, ...] = ()
 
@@ -543,6 +545,7 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     )
     journal_url = read_journal(check, top)
     lease_seconds = read_lease_seconds(check, top)
+    single_cpu = check.boolean(top, "", "single_cpu", _DEFAULTS.single_cpu)
     check.raise_if_any()
     return Config(
         source=source,
@@ -560,6 +563,7 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         stall_seconds=stall_seconds,
         journal_url=journal_url,
         lease_seconds=lease_seconds,
+        single_cpu=single_cpu,
         warnings=_protocol_type_warnings(source, top, api.upload_protocol, defaults, folders),
     )
 

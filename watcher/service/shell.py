@@ -19,6 +19,7 @@ from typing import Any
 
 from watcher.config import Config, ConfigError, load_config
 from watcher.config.apikey import ApiKey
+from watcher.service import cpus
 from watcher.service.daemon import Daemon
 from watcher.service.metrics import Metrics, MetricsServer
 from watcher.service.sdnotify import Notifier, WatchdogPinger, watchdog_interval_seconds
@@ -100,6 +101,8 @@ class Service:
     def run(self) -> int:
         daemon = self.daemon
         daemon.start()
+        # Every thread now running is placed; any started later inherits its starter's place.
+        self._place_threads(daemon.config.single_cpu)
         server = self._start_metrics()
         pinger = self._start_pinger()
         self.on_started(daemon)
@@ -134,10 +137,25 @@ class Service:
                 for problem in error.problems:
                     log.error("reload refused, keeping the running configuration: %s", problem)
             else:
+                single_cpu_before = self.daemon.config.single_cpu
                 self.daemon.apply_config(new)
                 log.info("configuration reloaded", extra={"config": str(self.config_path)})
+                if new.single_cpu != single_cpu_before:
+                    self._place_threads(new.single_cpu)
         self.daemon.reload_key()
         self.notifier.ready(status=self._refresh_status())
+
+    @staticmethod
+    def _place_threads(single_cpu: bool) -> None:
+        try:
+            log.info("%s", cpus.apply(single_cpu))
+        except OSError as error:
+            # Not fatal: the daemon works the same, at more CPU per file.
+            log.warning(
+                "cannot change which CPUs the daemon runs on (%s); a unit's SystemCallFilter "
+                "must allow sched_setaffinity, or set single_cpu: false",
+                error.strerror or error,
+            )
 
     def _refresh_status(self) -> str:
         counts = self.daemon.journal.counts()
