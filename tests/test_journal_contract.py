@@ -54,11 +54,19 @@ def server() -> Iterator[pgcluster.Cluster]:
     yield from pgcluster.cluster()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def _ignore_transition(path: str, old: str | None, new: str) -> None:
+    return None
+
+
+# SQLite writes on two paths: one statement each when nothing listens for transitions, or a
+# read of the old state first when something does (the daemon's -v log). Both keep the contract.
+@pytest.fixture(params=["sqlite", "sqlite, heard", "postgresql"])
 def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
     opened: Journal
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         opened = SqliteJournal(tmp_path / "journal.sqlite3")
+        if request.param == "sqlite, heard":
+            opened.on_transition = _ignore_transition
     else:
         server = request.getfixturevalue("server")
         opened = PgJournal(server.new_database(), owner="me", lease_seconds=30)
@@ -75,6 +83,19 @@ def test_a_file_goes_the_whole_way(journal: Journal) -> None:
     journal.finish_upload("/drop/a.png", cache=True)
     row = journal.get("/drop/a.png")
     assert row is not None and row.state is FileState.UPLOADED
+
+
+def test_a_listener_hears_every_change_of_state_with_the_state_before(journal: Journal) -> None:
+    heard: list[tuple[str, str | None, str]] = []
+    journal.on_transition = lambda path, old, new: heard.append((path, old, new))
+    test_a_file_goes_the_whole_way(journal)
+    journal.update("/drop/a.png", sidecar="/drop/a.png.asset.json")  # no change of state
+    assert heard == [
+        ("/drop/a.png", None, "queued"),
+        ("/drop/a.png", "queued", "uploading"),
+        ("/drop/a.png", "uploading", "recording"),
+        ("/drop/a.png", "recording", "uploaded"),
+    ]
 
 
 def test_an_illegal_move_names_the_file_and_both_states(journal: Journal) -> None:

@@ -208,7 +208,9 @@ class Daemon:
         # A shared database that does not answer yet is waited for, loudly: never a crash loop.
         self.journal = open_journal(self.config, wait=True, on_waiting=self.on_journal_wait)
         self.journal.on_waiting = self.heartbeat.beat
-        self.journal.on_transition = _log_transition
+        if log.isEnabledFor(logging.DEBUG):
+            # Only at -v: without a listener the journal spares the read of each old state.
+            self.journal.on_transition = _log_transition
         self.journal.set_meta("uploads_paused", None)
         self.journal.set_meta("videos_paused", None)
         self.journal.set_meta("api_unreachable", None)

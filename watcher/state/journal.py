@@ -29,7 +29,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from watcher.state.states import ADMITTED, DUE, FINAL, WAITING, FileState, check_transition
+from watcher.state.states import (
+    ADMITTED,
+    DUE,
+    ENTERED_FROM,
+    FINAL,
+    WAITING,
+    FileState,
+    check_transition,
+)
 
 SCHEMA_VERSION = 1
 _DUE_MARKS = ", ".join("?" for _ in DUE)
@@ -199,7 +207,34 @@ def _file_row(values: tuple[Any, ...]) -> FileRow:
     return FileRow(*listed)
 
 
+_PUT = (
+    f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+
+
+# For an UPDATE to each state: the WHERE clause that lets it match only a row the transition
+# table allows into that state, and the clause's values.
+_ENTRY_CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    state.value: (f" AND state IN ({', '.join('?' * len(allowed))})", allowed)
+    for state, allowed in ENTERED_FROM.items()
+}
+
+
+def _entered_from(state: str | None) -> tuple[str, tuple[str, ...]]:
+    """`_ENTRY_CONDITIONS` for ``state``; no condition for an update that leaves the state
+    alone. A name that is no state is a ValueError, as in `check_transition`."""
+    if state is None:
+        return "", ()
+    condition = _ENTRY_CONDITIONS.get(state)
+    if condition is None:
+        raise ValueError(f"{state!r} is not a file state")
+    return condition
+
+
 def _known_columns(changes: dict[str, Any], allowed: frozenset[str], table: str) -> None:
+    if allowed.issuperset(changes):
+        return  # the usual case, answered without building sets
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise ValueError(f"not columns of {table} that can be changed: {', '.join(unknown)}")
@@ -505,28 +540,32 @@ class SqliteJournal(_SharedOperations):
                 self._commits += 1
 
     # -- files -------------------------------------------------------------------------------
+    # Writes that need no look at the row first run as one statement, committed on its own
+    # (SQLite's autocommit): a third of the statements, each of which hands the interpreter
+    # lock to another thread and back. Only the transition hook (the -v log) needs the old
+    # state read first, and only a write whose move the WHERE clause refused needs the full
+    # transaction, which tells a vanished row from an illegal move.
     def put(self, row: FileRow) -> None:
         """Insert or replace a whole row: a file (or a new version of it) is admitted."""
         _check_admitted(row)
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        values = _ROW_VALUES(row)
+        if self.on_transition is None:
+            with self._lock:
+                self._db.execute(_PUT, values)
+                self._commits += 1
+            return
         with self._transaction() as db:
-            if self.on_transition is not None:
-                found = db.execute("SELECT state FROM files WHERE path = ?", (row.path,)).fetchone()
-                self.on_transition(row.path, found[0] if found else None, row.state)
-            db.execute(
-                f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                tuple(getattr(row, name) for name in _COLUMNS),
-            )
+            found = db.execute("SELECT state FROM files WHERE path = ?", (row.path,)).fetchone()
+            self.on_transition(row.path, found[0] if found else None, row.state)
+            db.execute(_PUT, values)
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
         """Insert many rows in a few transactions (adopting a backlog at start-up)."""
         for row in rows:
             _check_admitted(row)
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        statement = f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
         for start in range(0, len(rows), chunk):
             with self._transaction() as db:
-                db.executemany(statement, map(_ROW_VALUES, rows[start : start + chunk]))
+                db.executemany(_PUT, map(_ROW_VALUES, rows[start : start + chunk]))
 
     def update(self, key: str, **changes: Any) -> None:
         """Change some columns of the row for path ``key``, committed before returning.
@@ -537,13 +576,21 @@ class SqliteJournal(_SharedOperations):
         _known_columns(changes, _UPDATABLE, "files")
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
+        statement = f"UPDATE files SET {assignments} WHERE path = ?"
+        if "state" not in changes or self.on_transition is None:
+            condition, allowed = _entered_from(changes.get("state"))
+            with self._lock:
+                moved = self._db.execute(statement + condition, (*changes.values(), key, *allowed))
+                self._commits += 1
+            if moved.rowcount or "state" not in changes:
+                return
         with self._transaction() as db:
             if "state" in changes:
                 found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
                 if found is None:
                     return
                 self._change_state(key, found[0], changes["state"])
-            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
+            db.execute(statement, (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
         """The file was moved (``after_upload: move``): its row follows it, in one commit,
@@ -819,12 +866,20 @@ class SqliteJournal(_SharedOperations):
         _known_columns(changes, _UPDATABLE, "files")
         changes.update(state=FileState.UPLOADED, updated_at=time.time())
         assignments = ", ".join(f"{name} = ?" for name in changes)
+        statement = f"UPDATE files SET {assignments} WHERE path = ?"
         with self._transaction() as db:
-            found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
-            if found is None:
-                return
-            self._change_state(key, found[0], FileState.UPLOADED)
-            db.execute(f"UPDATE files SET {assignments} WHERE path = ?", (*changes.values(), key))
+            moved = False
+            if self.on_transition is None:
+                condition, allowed = _entered_from(FileState.UPLOADED)
+                moved = bool(
+                    db.execute(statement + condition, (*changes.values(), key, *allowed)).rowcount
+                )
+            if not moved:
+                found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
+                if found is None:
+                    return
+                self._change_state(key, found[0], FileState.UPLOADED)
+                db.execute(statement, (*changes.values(), key))
             if cache:
                 db.execute(
                     "INSERT OR REPLACE INTO assets "

@@ -56,6 +56,13 @@ TRANSITIONS: dict[FileState, frozenset[FileState]] = {
 }
 
 
+# The states each state may be entered from: a write can check a move in its own WHERE clause.
+ENTERED_FROM: dict[FileState, tuple[str, ...]] = {
+    new: tuple(old.value for old, allowed in TRANSITIONS.items() if new in allowed)
+    for new in FileState
+}
+
+
 class IllegalTransition(Exception):
     """A change of state the table does not allow: a bug, never an expected condition."""
 
