@@ -696,12 +696,18 @@ def test_sqlite_counts_follow_another_processs_commits(tmp_path: Path) -> None:
         daemons.close()
 
 
-def test_sqlite_counts_again_only_after_a_commit(tmp_path: Path) -> None:
-    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+def counting_queries(journal: SqliteJournal) -> list[str]:
+    """The statements that count the rows by state, as the journal runs them from now on."""
     counted: list[str] = []
     journal._db.set_trace_callback(
         lambda statement: counted.append(statement) if "GROUP BY" in statement else None
     )
+    return counted
+
+
+def test_sqlite_counts_again_only_after_a_commit(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    counted = counting_queries(journal)
     try:
         journal.put_many([a_row(f"/drop/{n}.png", FileState.UPLOADED) for n in range(3)])
         for _ in range(5):
@@ -717,10 +723,7 @@ def test_sqlite_counts_again_only_after_a_commit(tmp_path: Path) -> None:
 def test_sqlite_counts_are_not_counted_again_for_a_heartbeat(tmp_path: Path) -> None:
     """The daemon's heartbeat commits every few seconds without touching a file's row."""
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
-    counted: list[str] = []
-    journal._db.set_trace_callback(
-        lambda statement: counted.append(statement) if "GROUP BY" in statement else None
-    )
+    counted = counting_queries(journal)
     try:
         journal.register_daemon("test")
         journal.put(a_row("/drop/a.png"))

@@ -78,6 +78,22 @@ def settled_pass(daemon: Daemon) -> None:
     assert daemon.scanned == 0
 
 
+def rewrite_in_place(target: Path, seed: int) -> None:
+    """New bytes in the same inode and directory entry: the directory's stamp does not move."""
+    with open(target, "r+b") as out:
+        out.truncate(0)
+        out.write(media.png(width=8, seed=seed))
+
+
+def wait_for_resent(target: Path) -> None:
+    """Until the sidecar describes the file's new bytes."""
+    wait_for(
+        lambda: read_sidecar(target)["size"] == target.stat().st_size,
+        10,
+        "the rewritten file's sidecar",
+    )
+
+
 def test_a_periodic_pass_stats_no_file_of_unchanged_directories_yet_finds_a_new_one(
     tmp_path: Path, drop: Path, sandbox: Sandbox
 ):
@@ -128,17 +144,11 @@ def test_a_full_pass_finds_a_file_rewritten_in_place(tmp_path: Path, drop: Path,
         settled_pass(daemon)
         target = files[2]
         folder_stamp = target.parent.stat().st_mtime_ns
-        with open(target, "r+b") as out:  # same inode, same directory entry
-            out.truncate(0)
-            out.write(media.png(width=8, seed=555))
+        rewrite_in_place(target, seed=555)
         assert target.parent.stat().st_mtime_ns == folder_stamp
         assert daemon.scan_all() == 0
         assert daemon.scan_all(full=True) == 1
-        wait_for(
-            lambda: read_sidecar(target)["size"] == target.stat().st_size,
-            10,
-            "the rewritten file's sidecar",
-        )
+        wait_for_resent(target)
     finally:
         daemon.stop()
 
@@ -227,15 +237,9 @@ def test_a_polled_folder_is_polled_by_directory_and_still_finds_every_change(
         late.write_bytes(media.png(seed=1234))
         assert wait_sidecar(late)["status"] == "uploaded"
         target = files[4]
-        with open(target, "r+b") as out:
-            out.truncate(0)
-            out.write(media.png(width=8, seed=4321))
+        rewrite_in_place(target, seed=4321)
         assert daemon.scan_all() == 1
-        wait_for(
-            lambda: read_sidecar(target)["size"] == target.stat().st_size,
-            10,
-            "the rewritten file's sidecar",
-        )
+        wait_for_resent(target)
 
 
 def test_a_restart_lists_only_directories_changed_while_stopped_then_walks_the_rest(
@@ -253,18 +257,12 @@ def test_a_restart_lists_only_directories_changed_while_stopped_then_walks_the_r
     late = drop / "batch-1" / "late.png"
     late.write_bytes(media.png(seed=2024))
     target = files[3]
-    with open(target, "r+b") as out:  # batch-0: its directory's stamp does not move
-        out.truncate(0)
-        out.write(media.png(width=8, seed=2025))
+    rewrite_in_place(target, seed=2025)  # batch-0: its directory's stamp does not move
     with running(config) as daemon:
         assert daemon.start_scanned == 11  # batch-1 only: its 10 files and the new one
         assert wait_sidecar(late)["status"] == "uploaded"
         wait_for(lambda: daemon.full_scans == 1, 20, "the walk after the start")
-        wait_for(
-            lambda: read_sidecar(target)["size"] == target.stat().st_size,
-            10,
-            "the rewritten file's sidecar",
-        )
+        wait_for_resent(target)
 
 
 def test_stamps_left_for_another_journal_are_not_trusted(
