@@ -577,19 +577,21 @@ class SqliteJournal(_SharedOperations):
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         statement = f"UPDATE files SET {assignments} WHERE path = ?"
-        if "state" not in changes or self.on_transition is None:
-            condition, allowed = _entered_from(changes.get("state"))
+        state = changes.get("state")
+        if state is None or self.on_transition is None:
+            condition, allowed = _entered_from(state)
             with self._lock:
                 moved = self._db.execute(statement + condition, (*changes.values(), key, *allowed))
                 self._commits += 1
-            if moved.rowcount or "state" not in changes:
+            if state is None or moved.rowcount:
                 return
+        # A change of state that a hook hears, or one the WHERE clause refused: the row gone,
+        # or a move the table does not allow (`IllegalTransition`).
         with self._transaction() as db:
-            if "state" in changes:
-                found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
-                if found is None:
-                    return
-                self._change_state(key, found[0], changes["state"])
+            found = db.execute("SELECT state FROM files WHERE path = ?", (key,)).fetchone()
+            if found is None:
+                return
+            self._change_state(key, found[0], state)
             db.execute(statement, (*changes.values(), key))
 
     def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
@@ -870,7 +872,7 @@ class SqliteJournal(_SharedOperations):
         with self._transaction() as db:
             moved = False
             if self.on_transition is None:
-                condition, allowed = _entered_from(FileState.UPLOADED)
+                condition, allowed = _ENTRY_CONDITIONS[FileState.UPLOADED]
                 moved = bool(
                     db.execute(statement + condition, (*changes.values(), key, *allowed)).rowcount
                 )
