@@ -26,6 +26,8 @@ USER = "nobody"
 CHECKOUT = Path(__file__).resolve().parent.parent
 PROJECT = "heygen-watcher"
 IMPORTS = "import watcher.service.daemon, magic, yaml, watchdog.observers"
+# Compiled caches stay behind: the copy is compiled again as it is imported.
+_CACHES = shutil.ignore_patterns("__pycache__")
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,6 @@ def _copy_installed(shared: Path) -> None:
             shutil.copy2(Path(str(dist.locate_file(file))), target)
     for path in [shared, *shared.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-
-
-_CACHES = shutil.ignore_patterns("__pycache__")
 
 
 def _runtime_closure() -> list[metadata.Distribution]:
