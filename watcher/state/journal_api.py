@@ -1,7 +1,7 @@
 """The journal's one interface: every operation the pipeline, the daemon and the commands use.
 
 Two backends implement it and pass the same contract tests (tests/test_journal_contract.py):
-`watcher.state.journal.SqliteJournal`, the embedded default (one daemon, one state
+`watcher.state.journal_sqlite.SqliteJournal`, the embedded default (one daemon, one state
 directory), and `watcher.state.journal_pg.PgJournal`, a PostgreSQL database shared by a
 fleet of daemons watching the same folders. Both enforce the file states' transition table
 (`watcher.state.states`).

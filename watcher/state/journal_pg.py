@@ -38,10 +38,6 @@ from typing import Any, TypeVar
 import psycopg
 
 from watcher.state.journal import (
-    _COLUMNS,
-    _UPDATABLE,
-    _VIDEO_COLUMNS,
-    _VIDEO_UPDATABLE,
     VIDEO_ACTIVE_STATES,
     ClaimLost,
     DaemonRow,
@@ -49,11 +45,17 @@ from watcher.state.journal import (
     JournalError,
     TransitionHook,
     VideoRow,
+)
+from watcher.state.journal_core import (
+    _COLUMNS,
+    _UPDATABLE,
+    _VIDEO_COLUMNS,
+    _VIDEO_UPDATABLE,
+    JournalCore,
     _check_admitted,
     _file_row,
     _known_columns,
     _new_video,
-    _SharedOperations,
 )
 from watcher.state.states import DUE, FINAL, WAITING, FileState
 
@@ -235,7 +237,7 @@ def _put_statement() -> str:
 _PUT_STATEMENT = _put_statement()
 
 
-class PgJournal(_SharedOperations):
+class PgJournal(JournalCore):
     """The journal in PostgreSQL (see the module docstring)."""
 
     _MARK = "%s"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from watcher.config import Config
-from watcher.state.journal import JournalError, SqliteJournal
+from watcher.state.journal import JournalError
 from watcher.state.journal_api import Journal
+from watcher.state.journal_sqlite import SqliteJournal
 
 
 def open_journal(

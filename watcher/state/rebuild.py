@@ -15,7 +15,8 @@ from pathlib import Path
 
 from watcher.config import Config, FolderConfig
 from watcher.state import sidecar
-from watcher.state.journal import FileRow, JournalError, SqliteJournal
+from watcher.state.journal import FileRow, JournalError
+from watcher.state.journal_sqlite import SqliteJournal
 from watcher.state.rows import adoptable_row
 from watcher.state.tree import walk_files
 
