@@ -11,11 +11,9 @@ rows to whoever asks; they resume from their recorded slots as after a restart. 
 row this daemon claimed are fenced: each checks, in its own transaction, that the row is still
 this daemon's, and raises `ClaimLost` if a take-over happened meanwhile (see `_fence`).
 
-**Connection loss** pauses work instead of failing it: every operation is retried, with the
-connection opened again, until the database answers or the journal is closed. Nothing is
-marked failed meanwhile (the caller simply waits), the outage is logged loudly when it starts
-and every minute while it lasts, and once more when it ends. Each statement can safely run
-twice (a commit whose answer was lost is repeated): writes set values, they do not add.
+**Connection loss** pauses work instead of failing it (see `watcher.state.journal_pg_pool`):
+each statement is retried until the database answers, so each can safely run twice (a commit
+whose answer was lost is repeated): writes set values, they do not add.
 
 **Credentials** never come from the config (it refuses a URL with a password): libpq reads
 `PGPASSFILE` or `~/.pgpass`, or `PGPASSWORD`; the systemd credential `pgpass` is used as the
@@ -25,7 +23,6 @@ passfile when `PGPASSFILE` is not set.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import threading
@@ -57,9 +54,8 @@ from watcher.state.journal_core import (
     _known_columns,
     _new_video,
 )
+from watcher.state.journal_pg_pool import ConnectionPool
 from watcher.state.states import DUE, FINAL, WAITING, FileState
-
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -67,10 +63,6 @@ T = TypeVar("T")
 NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 # Rows left mid-way that another daemon may take over once their claim has lapsed.
 _RESUMABLE = (FileState.QUEUED, FileState.UPLOADING, FileState.RECORDING)
-_OUTAGE_REMINDER_SECONDS = 60.0
-_RETRY_MAX_SECONDS = 5.0
-# Connections per daemon, at most: the server needs max_connections ≥ this × the fleet's size.
-POOL_SIZE = 8
 # Serialises schema creation between daemons starting at the same moment.
 _SCHEMA_LOCK = 0x68657967  # "heyg"
 
@@ -168,10 +160,6 @@ CREATE TABLE IF NOT EXISTS daemons (
 """
 
 
-class JournalUnavailable(JournalError):
-    """The journal was closed while waiting for its database to come back."""
-
-
 def default_owner() -> str:
     """This daemon's name in the claims: host, pid and a random tag (a pid is reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -254,16 +242,6 @@ class PgJournal(JournalCore):
         self.url = url
         self.owner = owner or default_owner()
         self.lease_seconds = lease_seconds
-        self._closing = threading.Event()
-        # A few connections shared by the daemon's threads: statements of different workers
-        # run side by side instead of queueing behind one connection.
-        self._pool = threading.Condition()
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._opened = 0
-        self._state = threading.Lock()  # the outage's bookkeeping
-        self._outage_since: float | None = None
-        self._outage_logged = 0.0
-        self._outage_reason: str | None = None
         # Called about every second by each thread waiting for the database: a daemon's
         # watchdog must not take a paused journal for a wedged worker.
         self.on_waiting = on_waiting
@@ -272,15 +250,9 @@ class PgJournal(JournalCore):
         # Rows this daemon claimed and has not let go: their writes are fenced (see `_fence`).
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        self._pool = ConnectionPool(self._connect, safe_url(url), lambda: self.on_waiting())
         if not wait:
-            try:
-                first = self._connect()
-            except psycopg.Error as error:
-                raise JournalError(
-                    f"journal database {safe_url(url)} cannot be reached: {_reason(error)}"
-                ) from None
-            self._opened = 1
-            self._idle.append(first)
+            self._pool.open_first()
         # With ``wait``, this waits (loudly) for the database to answer.
         self._run(self._ensure_schema)
 
@@ -290,7 +262,7 @@ class PgJournal(JournalCore):
 
     @property
     def outage(self) -> str | None:
-        return self._outage_reason
+        return self._pool.outage
 
     # -- the connections ---------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -314,111 +286,11 @@ class PgJournal(JournalCore):
                     (str(SCHEMA_VERSION),),
                 )
 
-    def _acquire(self) -> psycopg.Connection[Any]:
-        with self._pool:
-            while True:
-                if self._closing.is_set():
-                    raise JournalUnavailable(f"journal database {self.where} is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._opened < POOL_SIZE:
-                    self._opened += 1
-                    break
-                if not self._pool.wait(1.0):
-                    self.on_waiting()  # every connection is busy, maybe waiting for the server
-        try:
-            return self._connect()
-        except BaseException:
-            self._discard(None)
-            raise
-
-    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.broken or conn.closed or self._closing.is_set():
-            self._discard(conn)
-            return
-        with self._pool:
-            self._idle.append(conn)
-            self._pool.notify()
-
-    def _discard(self, conn: psycopg.Connection[Any] | None) -> None:
-        if conn is not None:
-            conn.close()
-        with self._pool:
-            self._opened -= 1
-            self._pool.notify()
-
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a connection; on a lost connection, wait for the database (loudly)
-        and run it again: work pauses, nothing fails."""
-        delay = 0.2
-        while True:
-            conn: psycopg.Connection[Any] | None = None
-            try:
-                conn = self._acquire()
-                result = work(conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-                # A broken connection is opened again; a live one (a deadlock, a cancelled
-                # statement) had its transaction rolled back, and the statement runs again.
-                if conn is not None:
-                    self._give_back(conn)
-                if self._closing.is_set():
-                    raise JournalUnavailable(f"journal database {self.where} is closed") from None
-                self._lost(error)
-                self.on_waiting()
-                self._closing.wait(delay)
-                delay = min(_RETRY_MAX_SECONDS, delay * 2)
-                continue
-            except BaseException:
-                if conn is not None:
-                    self._give_back(conn)
-                raise
-            self._give_back(conn)
-            if self._outage_since is not None:
-                self._recovered()
-            return result
-
-    def _recovered(self) -> None:
-        with self._state:
-            if self._outage_since is None:
-                return
-            log.warning(
-                "journal database %s is back after %.0fs; resuming work",
-                self.where,
-                time.monotonic() - self._outage_since,
-            )
-            self._outage_since = None
-            self._outage_reason = None
-
-    def _lost(self, error: psycopg.Error) -> None:
-        now = time.monotonic()
-        with self._state:
-            self._outage_reason = f"journal database {self.where} unreachable: {_reason(error)}"
-            if self._outage_since is None:
-                self._outage_since = now
-                self._outage_logged = now
-                log.error(
-                    "journal database %s unreachable (%s): work paused, nothing is marked "
-                    "failed; resuming when it answers again",
-                    self.where,
-                    _reason(error),
-                )
-            elif now - self._outage_logged >= _OUTAGE_REMINDER_SECONDS:
-                self._outage_logged = now
-                log.error(
-                    "journal database %s still unreachable after %.0fs (%s); work paused",
-                    self.where,
-                    now - self._outage_since,
-                    _reason(error),
-                )
+        return self._pool.run(work)
 
     def close(self) -> None:
-        self._closing.set()
-        with self._pool:
-            idle, self._idle = self._idle, []
-            self._opened -= len(idle)
-            self._pool.notify_all()
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
     def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
         return self._run(lambda conn: conn.execute(query, _values(params)).fetchall())
@@ -885,9 +757,3 @@ class PgJournal(JournalCore):
 
     def resume_fleet(self, kind: str) -> None:
         self._write("DELETE FROM pauses WHERE kind = %s", (kind,))
-
-
-def _reason(error: psycopg.Error) -> str:
-    """The first line of libpq's message (the rest repeats the host and port)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
