@@ -1,23 +1,52 @@
-"""What both journal backends do the same way, written once (`JournalCore`): the statements'
-logic, in each backend's parameter style, and the transition rules of a file's states."""
+"""The journal's operations on files, written once for both backends (`JournalCore`): every
+statement in the backend's parameter style, and the one place the file states' transition
+table (`watcher.state.states`) is enforced.
+
+**A change of state** is checked in the UPDATE's own WHERE clause: it matches only a row in
+one of the states the new one may be entered from (`ENTERED_FROM`), so the usual write is one
+statement, committed on its own. Only a write that clause refused (the row gone, or a move
+the table does not allow: `IllegalTransition`), a write a transition hook listens to (the
+daemon's -v log, which needs the old state), or one to a row this daemon claimed on a shared
+journal (fenced: see `watcher.state.journal_pg`) reads the row first, in one transaction.
+"""
 
 from __future__ import annotations
 
-import json
 import operator
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import fields
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from watcher.state.journal import (
-    CachedAsset,
-    FileRow,
-    PendingSidecar,
-    TransitionHook,
-    VideoRow,
+from watcher.state.journal import CachedAsset, FileRow
+from watcher.state.journal_backend import Statements
+from watcher.state.journal_side import SideRecords, known_columns
+from watcher.state.states import (
+    ADMITTED,
+    DUE,
+    ENTERED_FROM,
+    WAITING,
+    FileState,
+    check_transition,
 )
-from watcher.state.states import ADMITTED, FileState, check_transition
+
+FILE_COLUMNS = [f.name for f in fields(FileRow)]
+_STATE_COLUMN = FILE_COLUMNS.index("state")
+# A row's values in column order, in one call (a million rows are adopted at start).
+ROW_VALUES = operator.attrgetter(*FILE_COLUMNS)
+# What `update` may change: everything but the key and the creation time.
+_UPDATABLE = frozenset(FILE_COLUMNS) - {"path", "created_at"}
+_ASSET_COLUMNS = ("sha256", "content_type", "size", "asset_id", "url", "protocol", "uploaded_at")
+_FROM_UPLOADED_ROWS = "SELECT sha256, content_type, size, asset_id, asset_url, protocol, "
+
+
+def file_row(values: Sequence[Any]) -> FileRow:
+    listed = list(values)
+    listed[_STATE_COLUMN] = FileState(listed[_STATE_COLUMN])
+    return FileRow(*listed)
 
 
 def _check_admitted(row: FileRow) -> None:
@@ -27,57 +56,44 @@ def _check_admitted(row: FileRow) -> None:
         )
 
 
-_COLUMNS = [f.name for f in fields(FileRow)]
-_STATE_COLUMN = _COLUMNS.index("state")
-# A row's values in column order, in one call (a million rows are adopted at start).
-_ROW_VALUES = operator.attrgetter(*_COLUMNS)
-# What `update` may change: everything but the key and the creation time.
-_UPDATABLE = frozenset(_COLUMNS) - {"path", "created_at"}
+class JournalCore(SideRecords):
+    """Files and their asset cache, on any backend (see the module docstring)."""
 
-
-def _file_row(values: tuple[Any, ...]) -> FileRow:
-    listed = list(values)
-    listed[_STATE_COLUMN] = FileState(listed[_STATE_COLUMN])
-    return FileRow(*listed)
-
-
-def _known_columns(changes: dict[str, Any], allowed: frozenset[str], table: str) -> None:
-    if allowed.issuperset(changes):
-        return  # the usual case, answered without building sets
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise ValueError(f"not columns of {table} that can be changed: {', '.join(unknown)}")
-
-
-_VIDEO_COLUMNS = [f.name for f in fields(VideoRow)]
-_VIDEO_UPDATABLE = frozenset(_VIDEO_COLUMNS) - {"path", "created_at"}
-
-
-def _new_video(
-    path: str, template: str, endpoint: str, state: str, values: dict[str, Any]
-) -> dict[str, Any]:
-    """A new video row's columns, by name."""
-    now = time.time()
-    return {
-        "path": path,
-        "template": template,
-        "endpoint": endpoint,
-        "state": state,
-        "created_at": now,
-        "updated_at": now,
-        **values,
-    }
-
-
-class JournalCore(ABC):
-    """What both journal backends do the same way, written once: the retry policy's queries
-    (in each backend's parameter style, `_MARK`) and operations built on `update`."""
-
-    _MARK = "?"
-    on_transition: TransitionHook | None
+    # The backend's statement admitting a whole row (`put`), which `_put_params` fills.
+    _PUT: str
+    # The row's state and owner (NULL where rows have none), taken under `_FOR_UPDATE`.
+    _HELD_ROW: str
+    # What finishing an upload sets besides the caller's columns (a shared journal's claim
+    # ends with it).
+    _FINISHED = ""
+    # Statements may run twice (a commit whose answer was lost is repeated): finishing an
+    # upload that is finished already is then done, not an illegal move.
+    _REPEATS_STATEMENTS = False
 
     @abstractmethod
-    def update(self, key: str, **changes: Any) -> None: ...
+    def _put_params(self, row: FileRow) -> Sequence[Any]:
+        """`_PUT`'s parameters for admitting ``row``."""
+
+    @cached_property
+    def _entry_conditions(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """For an UPDATE to each state: the WHERE clause that lets it match only a row the
+        transition table allows into that state, and the clause's values."""
+        return {state.value: self._state_in(allowed) for state, allowed in ENTERED_FROM.items()}
+
+    def _state_in(self, allowed: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        if not allowed:
+            return " AND 1 = 0", ()  # entered from no state (`IN ()` is not SQL everywhere)
+        return f" AND state IN ({', '.join([self._MARK] * len(allowed))})", allowed
+
+    def _entered_from(self, state: str | None) -> tuple[str, tuple[str, ...]]:
+        """`_entry_conditions` for ``state``; no condition for an update that leaves the
+        state alone. A name that is no state is a ValueError, as in `check_transition`."""
+        if state is None:
+            return "", ()
+        condition = self._entry_conditions.get(state)
+        if condition is None:
+            raise ValueError(f"{state!r} is not a file state")
+        return condition
 
     def _change_state(self, key: str, old: str, new: str) -> None:
         """Inside the transaction that moves a row from ``old`` to ``new``: refuse a move the
@@ -86,55 +102,250 @@ class JournalCore(ABC):
         if self.on_transition is not None and old != new:
             self.on_transition(key, old, new)
 
-    @abstractmethod
-    def _update_for_paths(self, query: str, paths: list[str] | None) -> int:
-        """Run an UPDATE taking (now, now), for every row it matches or only for ``paths``."""
+    # -- files: writes -----------------------------------------------------------------------
+    def put(self, row: FileRow) -> None:
+        """Insert or replace a whole row: a file (or a new version of it) is admitted."""
+        _check_admitted(row)
+        params = self._put_params(row)
+        if self.on_transition is None:
+            written = self._write(self._PUT, params, files=True)
+        else:
+            written = self._atomically(lambda db: self._put_heard(db, row, params), files=True)
+        if written:
+            self._admitted(row)
 
-    @abstractmethod
-    def _one(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
-        """One row of a read (in the backend's parameter style, `_MARK`), or None."""
+    def _put_heard(self, db: Statements, row: FileRow, params: Sequence[Any]) -> int:
+        found = db.execute(self._HELD_ROW, (row.path,)).fetchone()
+        written = db.execute(self._PUT, params).rowcount
+        if written and self.on_transition is not None:
+            self.on_transition(row.path, found[0] if found else None, row.state)
+        return written
 
-    @abstractmethod
-    def _all(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        """Every row of a read."""
+    def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
+        """Insert many rows in a few transactions (adopting a backlog at start-up)."""
+        for row in rows:
+            _check_admitted(row)
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
 
-    def _move_rows(self, db: Any, old_path: str, new_path: str, inode: int | None) -> None:
-        """Inside `move`'s transaction (``db``: the backend's connection): the file's rows
-        follow it, with its new inode and no retry pending."""
+            def admit(db: Statements, part: list[FileRow] = part) -> None:
+                db.executemany(self._PUT, map(self._put_params, part))
+
+            self._atomically(admit, files=True)
+
+    def update(self, key: str, **changes: Any) -> None:
+        """Change some columns of the row for path ``key``, committed before returning.
+
+        Only known columns; a change of state must be one the transition table allows
+        (`IllegalTransition` names the file and both states). A row that is gone (the file
+        vanished meanwhile) is left alone."""
+        known_columns(changes, _UPDATABLE, "files")
+        changes["updated_at"] = time.time()
         mark = self._MARK
-        for table in ("files", "videos"):
-            db.execute(f"DELETE FROM {table} WHERE path = {mark}", (new_path,))
-            db.execute(
-                f"UPDATE {table} SET path = {mark}, updated_at = {mark} WHERE path = {mark}",
-                (new_path, time.time(), old_path),
-            )
-        if inode is not None:
-            db.execute(
-                f"UPDATE files SET inode = {mark}, next_attempt_at = NULL WHERE path = {mark}",
-                (inode, new_path),
-            )
+        assignments = ", ".join(f"{name} = {mark}" for name in changes)
+        statement = f"UPDATE files SET {assignments} WHERE path = {mark}"
+        values = (*changes.values(), key)
+        state = changes.get("state")
+        fenced = self._holds(key)
+        if not fenced and (state is None or self.on_transition is None):
+            condition, allowed = self._entered_from(state)
+            moved = self._write(statement + condition, (*values, *allowed), files=True)
+            if moved or state is None:
+                return
 
-    # -- reads both backends make alike ------------------------------------------------------
+        # Fenced, heard, or refused by the WHERE clause: the row gone, or a move the table
+        # does not allow (`IllegalTransition`).
+        def checked(db: Statements) -> None:
+            found = db.execute(self._HELD_ROW, (key,)).fetchone()
+            if found is None:
+                return
+            if fenced:
+                self._fence(key, found[1])
+            if state is not None:
+                self._change_state(key, found[0], state)
+            db.execute(statement, values)
+
+        self._atomically(checked, files=True)
+
+    def record_slot(
+        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
+    ) -> None:
+        """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
+        self.update(
+            path,
+            state=FileState.UPLOADING,
+            slot=slot,
+            slot_expires_at=expires_at,
+            asset_id=asset_id,
+            **changes,
+        )
+
+    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
+        """Mark a file `uploaded` and (unless its asset was reused) remember its asset for the
+        cache, in one transaction."""
+        known_columns(changes, _UPDATABLE, "files")
+        changes.update(state=FileState.UPLOADED, updated_at=time.time())
+        mark = self._MARK
+        assignments = ", ".join(f"{name} = {mark}" for name in changes)
+        statement = f"UPDATE files SET {assignments}{self._FINISHED} WHERE path = {mark}"
+        values = (*changes.values(), key)
+        fenced = self._holds(key)
+
+        def finish(db: Statements) -> None:
+            moved = False
+            if not fenced and self.on_transition is None:
+                condition, allowed = self._entry_conditions[FileState.UPLOADED]
+                moved = bool(db.execute(statement + condition, (*values, *allowed)).rowcount)
+            if not moved:
+                found = db.execute(self._HELD_ROW, (key,)).fetchone()
+                if found is None:
+                    return
+                if self._REPEATS_STATEMENTS and found[0] == FileState.UPLOADED:
+                    return  # a statement repeated after a lost answer: already done
+                if fenced:
+                    self._fence(key, found[1])
+                self._change_state(key, found[0], FileState.UPLOADED)
+                db.execute(statement, values)
+            if cache:
+                db.execute(self._cache_asset, (time.time(), key))
+
+        self._atomically(finish, files=True)
+        self._let_go(key)
+
+    @cached_property
+    def _cache_asset(self) -> str:
+        mark = self._MARK
+        rows = (
+            f"{_FROM_UPLOADED_ROWS}{mark} FROM files "
+            f"WHERE path = {mark} AND sha256 IS NOT NULL AND asset_id IS NOT NULL"
+        )
+        return self._upsert("assets", _ASSET_COLUMNS, ("sha256", "content_type"), rows)
+
+    def move(self, old_path: str, new_path: str, inode: int | None = None) -> None:
+        """The file was moved (``after_upload: move``): its row follows it, in one commit,
+        with its new inode (a move across filesystems is a copy) and no retry pending (the
+        retry that moved it is the one under way)."""
+        fenced = self._holds(old_path)
+        mark = self._MARK
+
+        def follow(db: Statements) -> None:
+            if fenced:
+                found = db.execute(self._HELD_ROW, (old_path,)).fetchone()
+                if found is not None:
+                    self._fence(old_path, found[1])
+            for table in ("files", "videos"):
+                db.execute(f"DELETE FROM {table} WHERE path = {mark}", (new_path,))
+                db.execute(
+                    f"UPDATE {table} SET path = {mark}, updated_at = {mark} WHERE path = {mark}",
+                    (new_path, time.time(), old_path),
+                )
+            if inode is not None:
+                db.execute(
+                    f"UPDATE files SET inode = {mark}, next_attempt_at = NULL WHERE path = {mark}",
+                    (inode, new_path),
+                )
+
+        self._atomically(follow, files=True)
+        self._moved(old_path, new_path)
+
+    def forget(self, path: str) -> None:
+        self._write(f"DELETE FROM files WHERE path = {self._MARK}", (path,), files=True)
+
+    def mark_for_retry(self, paths: list[str] | None = None) -> int:
+        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
+        count."""
+        mark = self._MARK
+        query = (
+            f"UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = {mark}, "
+            f"updated_at = {mark} WHERE state IN ('failed', 'retrying', 'held')"
+        )
+        return self._update_for_paths(query, paths)
+
+    # -- files: reads ------------------------------------------------------------------------
     def get(self, path: str) -> FileRow | None:
         row = self._one(
-            f"SELECT {', '.join(_COLUMNS)} FROM files WHERE path = {self._MARK}", (path,)
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE path = {self._MARK}", (path,)
         )
-        return _file_row(row) if row else None
+        return file_row(row) if row else None
 
-    def video(self, path: str) -> VideoRow | None:
-        row = self._one(
-            f"SELECT {', '.join(_VIDEO_COLUMNS)} FROM videos WHERE path = {self._MARK}", (path,)
+    def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
+        """path → (size, mtime_ns, state, updated_at) for every row: what a scan compares
+        against (and, for uploaded files, whether their sidecar changed since)."""
+        rows = self._all("SELECT path, size, mtime_ns, state, updated_at FROM files")
+        return {path: (size, mtime_ns, state, at) for path, size, mtime_ns, state, at in rows}
+
+    def fingerprints_of(self, paths: Sequence[str]) -> dict[str, tuple[int, int, str, float]]:
+        """`fingerprints` of these paths only (those with a row): what a scan of one folder
+        compares against, so that a pass costs what it lists, not the whole journal."""
+        found: dict[str, tuple[int, int, str, float]] = {}
+        for chunk in self._chunks(paths):
+            among, values = self._in("path", chunk)
+            rows = self._all(
+                f"SELECT path, size, mtime_ns, state, updated_at FROM files WHERE {among}", values
+            )
+            for path, size, mtime_ns, state, updated_at in rows:
+                found[path] = (size, mtime_ns, state, updated_at)
+        return found
+
+    def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
+        among, values = self._in("state", states)
+        rows = self._all(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {among} ORDER BY created_at",
+            values,
         )
-        return VideoRow(*row) if row else None
+        return [file_row(row) for row in rows]
 
-    def video_counts(self) -> dict[str, int]:
-        rows = self._all("SELECT state, COUNT(*) FROM videos GROUP BY state")
+    def due(self, now: float) -> list[FileRow]:
+        """Rows waiting for a retry whose time has come."""
+        among, values = self._in("state", DUE)
+        rows = self._all(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files "
+            f"WHERE {among} AND next_attempt_at <= {self._MARK} ORDER BY next_attempt_at",
+            (*values, now),
+        )
+        return [file_row(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        among, values = self._in("state", DUE)
+        row = self._one(f"SELECT MIN(next_attempt_at) FROM files WHERE {among}", values)
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, int]:
+        """Rows per state."""
+        rows = self._all("SELECT state, COUNT(*) FROM files GROUP BY state")
         return {state: count for state, count in rows}
 
-    def get_meta(self, key: str) -> Any:
-        row = self._one(f"SELECT value FROM meta WHERE key = {self._MARK}", (key,))
-        return json.loads(row[0]) if row else None
+    def oldest_waiting(self) -> float | None:
+        among, values = self._in("state", WAITING)
+        row = self._one(f"SELECT MIN(created_at) FROM files WHERE {among}", values)
+        return row[0] if row else None
 
+    def recent_failures(self, limit: int = 10) -> list[FileRow]:
+        rows = self._all(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+            # An upload whose record (move, sidecar) cannot be written yet says why too.
+            "OR (state = 'recording' AND last_error IS NOT NULL) "
+            f"ORDER BY updated_at DESC LIMIT {self._MARK}",
+            (limit,),
+        )
+        return [file_row(row) for row in rows]
+
+    def shortened_sidecars(self, limit: int = 10) -> list[tuple[str, str]]:
+        """(file, sidecar) of uploaded files whose sidecar has a shortened name (the name was
+        too long for ``<name>.asset.json``: see `watcher.state.names`)."""
+        rows = self._all(
+            f"SELECT path, sidecar FROM files WHERE sidecar LIKE {self._MARK} "
+            "ORDER BY updated_at DESC",
+            ("%~%.asset.json",),
+        )
+        found = [
+            (path, side)
+            for path, side in rows
+            if Path(side).name != Path(path).name + ".asset.json"
+        ]
+        return found[:limit]
+
+    # -- asset cache -------------------------------------------------------------------------
     def cached_asset(self, sha256: str, content_type: str, newer_than: float) -> CachedAsset | None:
         mark = self._MARK
         row = self._one(
@@ -155,55 +366,10 @@ class JournalCore(ABC):
         )
         return row is not None
 
-    def pending_sidecars(self, due_before: float | None = None) -> list[PendingSidecar]:
-        query = "SELECT location, file, folder, document, reason, failures, next_at FROM "
-        query += "pending_sidecars"
-        arguments: tuple[float, ...] = ()
-        if due_before is not None:
-            query += f" WHERE next_at <= {self._MARK}"
-            arguments = (due_before,)
-        rows = self._all(query + " ORDER BY next_at", arguments)
-        return [
-            PendingSidecar(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
-            for row in rows
-        ]
-
-    def next_sidecar_at(self) -> float | None:
-        row = self._one("SELECT MIN(next_at) FROM pending_sidecars")
-        return row[0] if row else None
-
-    def record_slot(
-        self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
-    ) -> None:
-        """Where the bytes go (opaque JSON to the journal), committed before they are sent."""
-        self.update(
-            path,
-            state=FileState.UPLOADING,
-            slot=slot,
-            slot_expires_at=expires_at,
-            asset_id=asset_id,
-            **changes,
+    def cache_recorded_assets(self) -> int:
+        """Fill the asset cache from uploaded rows (after a rebuild from sidecars)."""
+        rows = (
+            f"{_FROM_UPLOADED_ROWS}created_at FROM files WHERE state = 'uploaded' AND reused = 0 "
+            "AND sha256 IS NOT NULL AND asset_id IS NOT NULL AND asset_url IS NOT NULL"
         )
-
-    def mark_videos_for_retry(self, paths: list[str] | None = None) -> int:
-        """Videos that did not complete (lost answer, failed, timed out) start over: a rendered
-        body is sent again; one that never got that far looks for its script again."""
-        mark = self._MARK
-        query = (
-            "UPDATE videos SET state = CASE WHEN body IS NULL THEN 'waiting_script' "
-            f"ELSE 'ready' END, video_id = NULL, error = NULL, attempts = 0, next_at = {mark}, "
-            "deadline = NULL, video_url = NULL, thumbnail_url = NULL, duration = NULL, "
-            f"submitted_at = NULL, completed_at = NULL, updated_at = {mark} "
-            "WHERE state IN ('unknown', 'failed', 'timed_out')"
-        )
-        return self._update_for_paths(query, paths)
-
-    def mark_for_retry(self, paths: list[str] | None = None) -> int:
-        """Failed (or waiting, or held for the key) rows become due now with a fresh attempt
-        count."""
-        mark = self._MARK
-        query = (
-            f"UPDATE files SET state = 'retrying', attempts = 0, next_attempt_at = {mark}, "
-            f"updated_at = {mark} WHERE state IN ('failed', 'retrying', 'held')"
-        )
-        return self._update_for_paths(query, paths)
+        return self._write(self._insert_new("assets", _ASSET_COLUMNS, rows))
