@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from watcher.state.journal import FileRow
-from watcher.state.journal import SqliteJournal as Journal
 from watcher.state.journal_api import Journal as AnyJournal
+from watcher.state.journal_sqlite import SqliteJournal as Journal
 
 
 def row(index: int, state: str, now: float) -> FileRow:

@@ -29,7 +29,7 @@ from daemon_helpers import (
 )
 
 from watcher.sandbox import Fault, Sandbox
-from watcher.state.journal import SqliteJournal as Journal
+from watcher.state.journal_sqlite import SqliteJournal as Journal
 
 
 def journal_state(tmp_path: Path, path: Path) -> str | None:

@@ -229,7 +229,7 @@ PROBE = textwrap.dedent(
 
     from watcher.intake.sniff import sniff_file
     from watcher.intake.settle import held_open_for_writing
-    from watcher.state.journal import SqliteJournal as Journal
+    from watcher.state.journal_sqlite import SqliteJournal as Journal
     from watchdog.observers.inotify import InotifyObserver
     from watchdog.events import FileSystemEventHandler
 

@@ -22,7 +22,7 @@ from watcher.pipeline.outcome import AuthPause, retry_delay_seconds
 from watcher.pipeline.pipeline import build_pipeline
 from watcher.pipeline.workpool import Work, WorkPool
 from watcher.sandbox import Sandbox
-from watcher.state.journal import SqliteJournal as Journal
+from watcher.state.journal_sqlite import SqliteJournal as Journal
 from watcher.state.placement import move_file
 from watcher.state.states import FileState
 

@@ -85,7 +85,7 @@ class JournalBackend(ABC):
 
     # -- claims ------------------------------------------------------------------------------
     # A journal that no other process writes holds no claims: nothing is fenced. The shared
-    # journal overrides these (see `watcher.state.journal_pg`).
+    # journal overrides these (see `watcher.state.journal_pg_claims`).
     def _holds(self, path: str) -> bool:
         """Has this daemon claimed the row (so each write must check it still has)?"""
         return False

@@ -7,7 +7,7 @@ one of the states the new one may be entered from (`ENTERED_FROM`), so the usual
 statement, committed on its own. Only a write that clause refused (the row gone, or a move
 the table does not allow: `IllegalTransition`), a write a transition hook listens to (the
 daemon's -v log, which needs the old state), or one to a row this daemon claimed on a shared
-journal (fenced: see `watcher.state.journal_pg`) reads the row first, in one transaction.
+journal (fenced: see `watcher.state.journal_pg_claims`) reads the row first, in one transaction.
 """
 
 from __future__ import annotations
