@@ -39,8 +39,8 @@ class JournalBackend(ABC):
     _MARK: str
     # At most this many values in one `_in` (SQLite's oldest limit on bound parameters is 999).
     _LOOKUP_CHUNK: int
-    # `_held_row` takes the row's lock for the rest of the transaction in these words (a
-    # SQLite write transaction holds the whole database already).
+    # What a read in a transaction adds to keep its rows locked until the commit (nothing on
+    # SQLite, whose write transaction holds the whole database already).
     _FOR_UPDATE: str
     # Told of every change of a file's state (the daemon's -v log).
     on_transition: TransitionHook | None
@@ -92,7 +92,7 @@ class JournalBackend(ABC):
 
     def _fence(self, path: str, owner: str | None) -> None:
         """Refuse a write to a held row whose ``owner`` (read in the write's transaction,
-        under `_FOR_UPDATE`) is no longer this daemon: `ClaimLost`."""
+        locked until the commit) is no longer this daemon: `ClaimLost`."""
         return None
 
     def _admitted(self, row: FileRow) -> None:

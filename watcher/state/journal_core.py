@@ -61,7 +61,7 @@ class JournalCore(SideRecords):
 
     # The backend's statement admitting a whole row (`put`), which `_put_params` fills.
     _PUT: str
-    # The row's state and owner (NULL where rows have none), taken under `_FOR_UPDATE`.
+    # The row's state and owner (NULL where rows have none), locked until the commit.
     _HELD_ROW: str
     # What finishing an upload sets besides the caller's columns (a shared journal's claim
     # ends with it).
