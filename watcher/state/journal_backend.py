@@ -79,6 +79,10 @@ class JournalBackend(ABC):
     def _insert_new(self, table: str, columns: Sequence[str], rows: str) -> str:
         """An INSERT of the ``rows`` of a SELECT that keeps any row already there."""
 
+    def _assignments(self, columns: Iterable[str]) -> str:
+        """The SET list of an UPDATE of ``columns``, each from its own parameter."""
+        return ", ".join(f"{name} = {self._MARK}" for name in columns)
+
     def _chunks(self, values: Sequence[T]) -> Iterator[Sequence[T]]:
         for start in range(0, len(values), self._LOOKUP_CHUNK):
             yield values[start : start + self._LOOKUP_CHUNK]

@@ -34,6 +34,8 @@ from watcher.state.states import (
 )
 
 FILE_COLUMNS = [f.name for f in fields(FileRow)]
+# Every read of whole rows starts so (a row is read for each file handled).
+SELECT_FILES = f"SELECT {', '.join(FILE_COLUMNS)} FROM files"
 _STATE_COLUMN = FILE_COLUMNS.index("state")
 # A row's values in column order, in one call (a million rows are adopted at start).
 ROW_VALUES = operator.attrgetter(*FILE_COLUMNS)
@@ -142,8 +144,7 @@ class JournalCore(SideRecords):
         known_columns(changes, _UPDATABLE, "files")
         changes["updated_at"] = time.time()
         mark = self._MARK
-        assignments = ", ".join(f"{name} = {mark}" for name in changes)
-        statement = f"UPDATE files SET {assignments} WHERE path = {mark}"
+        statement = f"UPDATE files SET {self._assignments(changes)} WHERE path = {mark}"
         values = (*changes.values(), key)
         state = changes.get("state")
         fenced = self._holds(key)
@@ -186,7 +187,7 @@ class JournalCore(SideRecords):
         known_columns(changes, _UPDATABLE, "files")
         changes.update(state=FileState.UPLOADED, updated_at=time.time())
         mark = self._MARK
-        assignments = ", ".join(f"{name} = {mark}" for name in changes)
+        assignments = self._assignments(changes)
         statement = f"UPDATE files SET {assignments}{self._FINISHED} WHERE path = {mark}"
         values = (*changes.values(), key)
         fenced = self._holds(key)
@@ -263,9 +264,7 @@ class JournalCore(SideRecords):
 
     # -- files: reads ------------------------------------------------------------------------
     def get(self, path: str) -> FileRow | None:
-        row = self._one(
-            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE path = {self._MARK}", (path,)
-        )
+        row = self._one(f"{SELECT_FILES} WHERE path = {self._MARK}", (path,))
         return file_row(row) if row else None
 
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
@@ -290,7 +289,7 @@ class JournalCore(SideRecords):
     def rows_in(self, states: tuple[str, ...]) -> list[FileRow]:
         among, values = self._in("state", states)
         rows = self._all(
-            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {among} ORDER BY created_at",
+            f"{SELECT_FILES} WHERE {among} ORDER BY created_at",
             values,
         )
         return [file_row(row) for row in rows]
@@ -299,8 +298,8 @@ class JournalCore(SideRecords):
         """Rows waiting for a retry whose time has come."""
         among, values = self._in("state", DUE)
         rows = self._all(
-            f"SELECT {', '.join(FILE_COLUMNS)} FROM files "
-            f"WHERE {among} AND next_attempt_at <= {self._MARK} ORDER BY next_attempt_at",
+            f"{SELECT_FILES} WHERE {among} AND next_attempt_at <= {self._MARK} "
+            "ORDER BY next_attempt_at",
             (*values, now),
         )
         return [file_row(row) for row in rows]
@@ -322,7 +321,7 @@ class JournalCore(SideRecords):
 
     def recent_failures(self, limit: int = 10) -> list[FileRow]:
         rows = self._all(
-            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE state IN ('failed', 'retrying') "
+            f"{SELECT_FILES} WHERE state IN ('failed', 'retrying') "
             # An upload whose record (move, sidecar) cannot be written yet says why too.
             "OR (state = 'recording' AND last_error IS NOT NULL) "
             f"ORDER BY updated_at DESC LIMIT {self._MARK}",

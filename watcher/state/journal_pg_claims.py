@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from watcher.state.journal import ClaimLost, FileRow
-from watcher.state.journal_core import FILE_COLUMNS, JournalCore, file_row
+from watcher.state.journal_core import FILE_COLUMNS, SELECT_FILES, JournalCore, file_row
 from watcher.state.states import FINAL, FileState
 
 # The database's clock, in seconds since the epoch: every lease is read and written on it.
@@ -147,7 +147,7 @@ class PgClaims(JournalCore):
     def orphaned(self) -> list[FileRow]:
         resumable, states = self._in("state", _RESUMABLE)
         rows = self._all(
-            f"SELECT {', '.join(FILE_COLUMNS)} FROM files WHERE {resumable} "
+            f"{SELECT_FILES} WHERE {resumable} "
             f"AND (owner IS NULL OR (owner <> %s AND lease_until < {NOW})) "
             "ORDER BY created_at LIMIT 1000",
             (*states, self.owner),

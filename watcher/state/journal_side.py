@@ -71,10 +71,9 @@ class SideRecords(JournalBackend):
     def update_video(self, path: str, **changes: Any) -> None:
         known_columns(changes, VIDEO_UPDATABLE, "videos")
         changes["updated_at"] = time.time()
-        mark = self._MARK
-        assignments = ", ".join(f"{name} = {mark}" for name in changes)
         self._write(
-            f"UPDATE videos SET {assignments} WHERE path = {mark}", (*changes.values(), path)
+            f"UPDATE videos SET {self._assignments(changes)} WHERE path = {self._MARK}",
+            (*changes.values(), path),
         )
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
@@ -82,7 +81,7 @@ class SideRecords(JournalBackend):
         caller that wins may act (e.g. send the generate request), any other must not."""
         changes.update(state=to_state, updated_at=time.time())
         mark = self._MARK
-        assignments = ", ".join(f"{name} = {mark}" for name in changes)
+        assignments = self._assignments(changes)
         moved = self._write(
             f"UPDATE videos SET {assignments} WHERE path = {mark} AND state = {mark}",
             (*changes.values(), path, from_state),
