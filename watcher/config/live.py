@@ -6,7 +6,7 @@ the new one, never a mix. Readers take `current` once per piece of work and use 
 
 from __future__ import annotations
 
-from watcher.config.loader import Config
+from watcher.config.model import Config
 
 
 class LiveConfig:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.config.apikey import ApiKey, ApiKeyError, load_api_key
-from watcher.config.loader import Config
+from watcher.config.model import Config
 from watcher.config.templates import placeholders_in
 
 ENV_PREFIX = "env."
