@@ -164,8 +164,8 @@ def test_example_config_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 # -- types per upload protocol ------------------------------------------------------------------
 def test_every_upload_protocol_has_its_types():
-    from watcher.config.loader import UPLOAD_PROTOCOLS
     from watcher.config.mediatypes import PROTOCOL_TYPES, SUPPORTED_TYPES
+    from watcher.config.model import UPLOAD_PROTOCOLS
 
     assert set(UPLOAD_PROTOCOLS) <= set(PROTOCOL_TYPES)
     assert "audio/wav" not in PROTOCOL_TYPES["v1-upload"]

@@ -1,4 +1,4 @@
-"""Configuration defaults live in one place, the dataclasses of `watcher.config.loader`: the YAML
+"""Configuration defaults live in one place, the dataclasses of `watcher.config.model`: the YAML
 readers and the allowed keys come from them, and config.example.yaml and README.md's reference
 tables are checked against them here."""
 
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from watcher.config import loader
+from watcher.config import model
 from watcher.config.checker import Checker
-from watcher.config.loader import ApiConfig, Config, FolderConfig, parse_config
+from watcher.config.loader import parse_config
+from watcher.config.model import ApiConfig, Config, FolderConfig
 from watcher.config.templates import Template
 
 ROOT = Path(__file__).parent.parent
@@ -54,10 +55,10 @@ def yaml_defaults(cls: type, keys: tuple[str, ...], renamed: dict[str, str]) -> 
 
 
 SECTIONS = {
-    "api": (ApiConfig, loader.API_KEYS, {}),
-    "top": (Config, loader.TOP_KEYS, loader.TOP_YAML_FIELDS),
-    "folder": (FolderConfig, loader.FOLDER_KEYS, loader.FOLDER_YAML_FIELDS),
-    "template": (Template, loader.TEMPLATE_KEYS, {}),
+    "api": (ApiConfig, model.API_KEYS, {}),
+    "top": (Config, model.TOP_KEYS, model.TOP_YAML_FIELDS),
+    "folder": (FolderConfig, model.FOLDER_KEYS, model.FOLDER_YAML_FIELDS),
+    "template": (Template, model.TEMPLATE_KEYS, {}),
 }
 README_TABLES = {
     "api": "### `api`",
@@ -111,11 +112,16 @@ def test_the_readers_take_every_default_from_the_dataclasses(tmp_path: Path):
             assert getattr(config, item.name) == getattr(reference, item.name), item.name
 
 
-def test_no_default_is_written_twice_in_the_loader():
-    source = (ROOT / "watcher" / "config" / "loader.py").read_text(encoding="utf-8")
-    readers = source[source.index("def _read_api(") :]
+# Every module that reads a section of the YAML.
+READERS = ("loader.py", "folderconfig.py", "templateconfig.py", "journalurl.py")
+
+
+@pytest.mark.parametrize("module", READERS)
+def test_no_default_is_written_twice_in_the_readers(module: str):
+    source = (ROOT / "watcher" / "config" / module).read_text(encoding="utf-8")
+    assert "check.number(" in source
     # Numbers handed to the readers as defaults must come from the dataclasses, not literals.
-    literals = re.findall(r'check\.number\([^)]*?"[a-z_]+",\s*(\d+(?:\.\d+)?)\b', readers)
+    literals = re.findall(r'check\.number\([^)]*?"[a-z_]+",\s*(\d+(?:\.\d+)?)\b', source)
     assert literals == []
 
 

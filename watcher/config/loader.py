@@ -23,27 +23,15 @@ from watcher.config.folderconfig import (
     read_folder_settings,
 )
 from watcher.config.journalurl import read_journal, read_lease_seconds
-
-# The sections' shapes and allowed keys live in `model`; they stay importable from here.
 from watcher.config.model import (
     API_DEFAULTS,
     API_KEYS,
-    DEFAULT_ASSET_URL_TEMPLATE,
-    DEFAULT_BASE_URL,
-    DEFAULT_MAX_BYTES,
-    DEFAULT_UPLOAD_BASE_URL,
     DEFAULTS,
-    FOLDER_KEYS,
-    FOLDER_YAML_FIELDS,
-    MB,
-    TEMPLATE_KEYS,
     TOP_KEYS,
-    TOP_YAML_FIELDS,
     UPLOAD_PROTOCOLS,
     ApiConfig,
     Config,
     FolderConfig,
-    yaml_keys,
 )
 from watcher.config.templateconfig import read_templates
 from watcher.config.yamlread import MAX_CONFIG_BYTES, YamlRefused, load_yaml
@@ -52,25 +40,12 @@ from watcher.config.yamlread import MAX_CONFIG_BYTES, YamlRefused, load_yaml
 _MIN_RATE = 0.01
 
 __all__ = [
-    "API_KEYS",
-    "DEFAULT_ASSET_URL_TEMPLATE",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MAX_BYTES",
-    "DEFAULT_UPLOAD_BASE_URL",
-    "FOLDER_KEYS",
-    "FOLDER_YAML_FIELDS",
-    "MB",
-    "TEMPLATE_KEYS",
-    "TOP_KEYS",
-    "TOP_YAML_FIELDS",
-    "UPLOAD_PROTOCOLS",
     "ApiConfig",
     "Config",
     "ConfigError",
     "FolderConfig",
     "load_config",
     "parse_config",
-    "yaml_keys",
 ]
 
 
