@@ -367,7 +367,7 @@ def test_after_upload_move_takes_the_sidecar_along(tmp_path: Path, drop: Path, s
 def test_the_periodic_rescan_catches_missed_events(tmp_path: Path, drop: Path, sandbox: Sandbox):
     config = make_config(sandbox, tmp_path, [folder(drop)], rescan_seconds=0.2)
     with running(config, root_check_seconds=3600) as daemon:
-        daemon.watches[0].stop()  # as if inotify had overflowed and dropped every event
+        daemon.folders.watches[0].stop()  # as if inotify had overflowed and dropped every event
         (drop / "missed.png").write_bytes(media.png(seed=96))
         wait_sidecar(drop / "missed.png")
 
@@ -378,10 +378,10 @@ def test_a_folder_that_disappears_is_watched_again_when_it_returns(
     config = make_config(sandbox, tmp_path, [folder(drop)])
     with running(config, root_check_seconds=0.1) as daemon:
         shutil.rmtree(drop)
-        wait_for(lambda: daemon.watches[0].missing, what="the folder to be seen missing")
+        wait_for(lambda: daemon.folders.watches[0].missing, what="the folder to be seen missing")
         drop.mkdir()
         wait_for(
-            lambda: not daemon.watches[0].missing and daemon.watches[0].alive,
+            lambda: not daemon.folders.watches[0].missing and daemon.folders.watches[0].alive,
             what="the watch to come back",
         )
         (drop / "back.png").write_bytes(media.png(seed=97))

@@ -194,12 +194,12 @@ def test_a_401_seen_by_one_daemon_pauses_the_whole_fleet_until_a_key_is_reloaded
         wait_for(
             lambda: all(daemon.pipeline.auth_pause.active for daemon in fleet), 10, "both paused"
         )
-        assert all(not daemon.health()[0] for daemon in fleet)
+        assert all(not daemon.health.check()[0] for daemon in fleet)
         files.update(write_burst(drop, 8, offset=1))
         wait_for(lambda: first.journal.counts() == {"held": 9}, 30, "every file held")
         reloaded = time.time()
         # The key is fixed on one host (SIGHUP, or its key file changed): the fleet resumes.
-        second.reload_key()
+        second.keys.reload()
         wait_for(lambda: all(uploaded(path) for path in files), 60, "every sidecar")
         wait_for(
             lambda: not any(daemon.pipeline.auth_pause.active for daemon in fleet),

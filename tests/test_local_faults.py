@@ -102,7 +102,7 @@ def test_a_full_disk_holds_the_sidecar_until_space_is_freed(
         wait_for(lambda: daemon.journal.pending_sidecars(), what="the rejection kept for later")
         row = daemon.journal.get(key)
         assert row is not None and "No space left on device (ENOSPC)" in (row.last_error or "")
-        ok, reason = daemon.health()
+        ok, reason = daemon.health.check()
         assert not ok and "ENOSPC" in reason
         status = status_of(tmp_path, sandbox, drop, small_disk.path)
         shown = [f for f in status["recent_failures"] if f["path"] == key]
@@ -114,7 +114,7 @@ def test_a_full_disk_holds_the_sidecar_until_space_is_freed(
         rejected = small_disk.path / "notes.txt.asset.json"
         wait_for(uploaded.exists, timeout=15, what="the sidecar, once there is room")
         wait_for(rejected.exists, timeout=15, what="the rejection's sidecar, once there is room")
-        wait_for(lambda: daemon.health()[0], what="healthy again")
+        wait_for(lambda: daemon.health.check()[0], what="healthy again")
     assert json.loads(uploaded.read_text())["status"] == "uploaded"
     assert json.loads(rejected.read_text())["status"] == "rejected"
     assert len(sandbox.assets) == 1
@@ -179,7 +179,7 @@ def test_a_full_disk_during_a_video_download_saves_the_video_once_space_is_freed
         )
         video = daemon.journal.video(key)
         assert video is not None and "No space left on device (ENOSPC)" in (video.error or "")
-        ok, reason = daemon.health()
+        ok, reason = daemon.health.check()
         assert not ok and "ENOSPC" in reason
         status = cli("status", "-c", str(config_path), "--json")
         (unsaved,) = json.loads(status.stdout)["unsaved_videos"]
@@ -192,7 +192,7 @@ def test_a_full_disk_during_a_video_download_saves_the_video_once_space_is_freed
             timeout=30,
             what="the video saved once there is room",
         )
-        wait_for(lambda: daemon.health()[0], what="healthy again")
+        wait_for(lambda: daemon.health.check()[0], what="healthy again")
     (saved,) = out.iterdir()
     assert read_sidecar(drop / "a.png")["video"]["downloaded_to"] == str(saved)
     assert sniff_file(saved) == "video/mp4"

@@ -71,11 +71,11 @@ def settled_pass(daemon: Daemon) -> None:
     Not "until one stats no file": the folder's root holds no file to stat, yet the daemon's
     claim file moved its mtime at start, so it may still be listed after its subfolders."""
     wait_for(
-        lambda: daemon.scan_all() == 0 and daemon.stamps.listed == 0,
+        lambda: daemon.scanner.scan_all() == 0 and daemon.scanner.stamps.listed == 0,
         20,
         "a periodic pass that lists no directory",
     )
-    assert daemon.scanned == 0
+    assert daemon.scanner.scanned == 0
 
 
 def rewrite_in_place(target: Path, seed: int) -> None:
@@ -102,13 +102,16 @@ def test_a_periodic_pass_stats_no_file_of_unchanged_directories_yet_finds_a_new_
     try:
         assert daemon.journal.counts() == {"uploaded": 60}
         settled_pass(daemon)
-        assert (daemon.stamps.skipped, daemon.stamps.listed) == (4, 0)  # the root and 3 below
+        assert (daemon.scanner.stamps.skipped, daemon.scanner.stamps.listed) == (
+            4,
+            0,
+        )  # the root and 3 below
         late = drop / "batch-1" / "late.png"
         late.write_bytes(media.png(seed=999))
-        assert daemon.scan_all() == 1
+        assert daemon.scanner.scan_all() == 1
         # Only the directory whose entries changed was listed, and only its files stat'ed.
-        assert daemon.scanned == 21
-        assert daemon.stamps.listed == 1
+        assert daemon.scanner.scanned == 21
+        assert daemon.scanner.stamps.listed == 1
         assert wait_sidecar(late)["status"] == "uploaded"
     finally:
         daemon.stop()
@@ -124,7 +127,7 @@ def test_a_file_deleted_and_made_again_behind_the_daemons_back_is_found(
         target = files[7]
         target.unlink()
         target.write_bytes(media.png(seed=777))  # a new inode and new bytes, same name
-        assert daemon.scan_all() == 1
+        assert daemon.scanner.scan_all() == 1
         document = wait_for(
             lambda: (d := read_sidecar(target))["sha256"] != f"{7:064x}" and d,
             10,
@@ -146,8 +149,8 @@ def test_a_full_pass_finds_a_file_rewritten_in_place(tmp_path: Path, drop: Path,
         folder_stamp = target.parent.stat().st_mtime_ns
         rewrite_in_place(target, seed=555)
         assert target.parent.stat().st_mtime_ns == folder_stamp
-        assert daemon.scan_all() == 0
-        assert daemon.scan_all(full=True) == 1
+        assert daemon.scanner.scan_all() == 0
+        assert daemon.scanner.scan_all(full=True) == 1
         wait_for_resent(target)
     finally:
         daemon.stop()
@@ -161,8 +164,8 @@ def test_a_rescan_leaves_files_waiting_to_settle_alone(
     with running(config) as daemon:
         (drop / "slow.png").write_bytes(media.png(seed=3))
         wait_for(lambda: daemon.settler.pending_count() == 1, 10, "the file to wait")
-        assert daemon.scan_all() == 0
-        assert daemon.scanned == 0
+        assert daemon.scanner.scan_all() == 0
+        assert daemon.scanner.scanned == 0
 
 
 def test_watchdogs_overflow_warning_makes_a_full_scan_at_once(
@@ -173,13 +176,13 @@ def test_watchdogs_overflow_warning_makes_a_full_scan_at_once(
     folder = {"path": str(drop), "settle_seconds": SETTLE}
     config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
     with running(config) as daemon:
-        assert daemon.full_scans == 0
+        assert daemon.scanner.full_scans == 0
         # watchdog's own logger (its inotify_c module), as watchdog 7.1 names it.
         logging.getLogger("watchdog.observers.inotify_c").warning(
             "Inotify queue overflowed; filesystem events were lost"
         )
-        wait_for(lambda: daemon.full_scans == 1, 10, "a full scan")
-        wait_for(lambda: daemon.scanned == 10, 10, "the full scan to stat every file")
+        wait_for(lambda: daemon.scanner.full_scans == 1, 10, "a full scan")
+        wait_for(lambda: daemon.scanner.scanned == 10, 10, "the full scan to stat every file")
 
 
 def test_a_real_inotify_overflow_makes_a_full_scan(tmp_path: Path, drop: Path, sandbox: Sandbox):
@@ -207,7 +210,7 @@ def test_a_real_inotify_overflow_makes_a_full_scan(tmp_path: Path, drop: Path, s
             ]
         )
         try:
-            wait_for(lambda: daemon.full_scans >= 1, 60, "the overflow to be heard")
+            wait_for(lambda: daemon.scanner.full_scans >= 1, 60, "the overflow to be heard")
         finally:
             stop_flag.touch()
             flood.wait(timeout=30)
@@ -229,7 +232,9 @@ def test_a_polled_folder_is_polled_by_directory_and_still_finds_every_change(
     with running(config) as daemon:
         assert not [t for t in threading.enumerate() if t.name.startswith("watch")]
         wait_for(
-            lambda: daemon.poll_stamps.skipped == 4 and daemon.poll_stamps.listed == 0,
+            lambda: (
+                daemon.scanner.poll_stamps.skipped == 4 and daemon.scanner.poll_stamps.listed == 0
+            ),
             20,
             "a poll that lists no directory",
         )
@@ -238,7 +243,7 @@ def test_a_polled_folder_is_polled_by_directory_and_still_finds_every_change(
         assert wait_sidecar(late)["status"] == "uploaded"
         target = files[4]
         rewrite_in_place(target, seed=4321)
-        assert daemon.scan_all() == 1
+        assert daemon.scanner.scan_all() == 1
         wait_for_resent(target)
 
 
@@ -252,16 +257,16 @@ def test_a_restart_lists_only_directories_changed_while_stopped_then_walks_the_r
     folder = {"path": str(drop), "settle_seconds": SETTLE}
     config = make_config(sandbox, tmp_path, [folder], rescan_seconds=3600)
     with running(config) as daemon:
-        assert daemon.start_scanned == 30
+        assert daemon.scanner.start_scanned == 30
         settled_pass(daemon)
     late = drop / "batch-1" / "late.png"
     late.write_bytes(media.png(seed=2024))
     target = files[3]
     rewrite_in_place(target, seed=2025)  # batch-0: its directory's stamp does not move
     with running(config) as daemon:
-        assert daemon.start_scanned == 11  # batch-1 only: its 10 files and the new one
+        assert daemon.scanner.start_scanned == 11  # batch-1 only: its 10 files and the new one
         assert wait_sidecar(late)["status"] == "uploaded"
-        wait_for(lambda: daemon.full_scans == 1, 20, "the walk after the start")
+        wait_for(lambda: daemon.scanner.full_scans == 1, 20, "the walk after the start")
         wait_for_resent(target)
 
 
@@ -278,7 +283,7 @@ def test_stamps_left_for_another_journal_are_not_trusted(
         if name.startswith("journal.sqlite3"):
             os.unlink(tmp_path / "state" / name)
     with running(config) as daemon:
-        assert daemon.start_scanned == 10
+        assert daemon.scanner.start_scanned == 10
         assert daemon.journal.counts() == {"uploaded": 10}
 
 
@@ -294,7 +299,7 @@ def test_a_directory_with_a_file_still_waiting_is_not_trusted_across_a_restart(
         wait_for(lambda: daemon.settler.pending_count() == 1, 10, "the file to wait")
         # Old enough to be trusted, were it not for the file waiting there.
         wait_for(lambda: time.time() - drop.stat().st_ctime > 2.5, 10, "the folder to age")
-        daemon.scan_all()
+        daemon.scanner.scan_all()
     with running(config) as daemon:
-        assert daemon.start_scanned == 1
+        assert daemon.scanner.start_scanned == 1
         assert daemon.settler.pending_count() == 1

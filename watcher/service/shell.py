@@ -142,7 +142,7 @@ class Service:
                 log.info("configuration reloaded", extra={"config": str(self.config_path)})
                 if new.single_cpu != single_cpu_before:
                     self._place_threads(new.single_cpu)
-        self.daemon.reload_key()
+        self.daemon.keys.reload()
         self.notifier.ready(status=self._refresh_status())
 
     @staticmethod
@@ -162,7 +162,7 @@ class Service:
         if self.metrics is not None:
             self.metrics.set_queue_depth(counts)
         line = status_line(counts)
-        ok, reason = self.daemon.health()
+        ok, reason = self.daemon.health.check()
         if not ok:
             line = f"{line}; {reason}"
         if line != self._last_status:
@@ -173,7 +173,9 @@ class Service:
     def _start_metrics(self) -> MetricsServer | None:
         if self.metrics is None or self.daemon.config.metrics_listen is None:
             return None
-        server = MetricsServer(self.daemon.config.metrics_listen, self.metrics, self.daemon.health)
+        server = MetricsServer(
+            self.daemon.config.metrics_listen, self.metrics, self.daemon.health.check
+        )
         server.start()
         return server
 
@@ -181,6 +183,6 @@ class Service:
         interval = watchdog_interval_seconds()
         if interval is None or not self.notifier.enabled:
             return None
-        pinger = WatchdogPinger(self.notifier, interval, self.daemon.making_progress)
+        pinger = WatchdogPinger(self.notifier, interval, self.daemon.health.making_progress)
         pinger.start()
         return pinger
