@@ -23,7 +23,7 @@ from daemon_helpers import (
 from watcher.config import ConfigError
 from watcher.config.templates import RenderError, render
 from watcher.intake.sniff import sniff_file
-from watcher.pipeline.videos import download_name
+from watcher.pipeline.video_fetch import download_name
 from watcher.sandbox import Fault, Sandbox
 
 FAST = {"initial_delay_seconds": 0.05, "poll_interval_seconds": 0.05}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
-from watcher.pipeline.videos import UNSAVED_PREFIX
+from watcher.pipeline.video_fetch import UNSAVED_PREFIX
 from watcher.state.journals import journal_label, open_journal
 from watcher.state.lock import StateLock
 from watcher.state.sidecar import iso_from_epoch

@@ -103,7 +103,7 @@ class UploadedAsset:
 # Completion statuses that mean "stored, but not usable yet". HeyGen's schema shows
 # `processing` as the example; the value for "usable" is not documented, so anything else that
 # is not `failed` counts as usable (a video refused later with `asset_not_available` still
-# waits, see `watcher.pipeline.videos`).
+# waits, see `watcher.pipeline.video_submit`).
 NOT_USABLE_YET = ("processing", "pending", "pending_upload", "queued", "uploading")
 
 

@@ -21,7 +21,8 @@ from watcher.heygen.uploads import LocalFile, UploadedAsset
 from watcher.intake import admission
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
-from watcher.pipeline.videos import VideoStage, sidecar_video
+from watcher.pipeline.video_sidecar import sidecar_video
+from watcher.pipeline.videos import VideoStage
 from watcher.state import sidecar
 from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
