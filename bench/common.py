@@ -1,5 +1,6 @@
 """What every benchmark needs: a sandbox in its own process, a notify socket to know when the
-daemon is ready, and the kernel's view of a process's memory and CPU time."""
+daemon is ready, the kernel's view of a process's memory and CPU time, and the row of a results
+table."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+BENCH = Path(__file__).resolve().parent
 API_KEY = "bench"
 MIB = 1 << 20
 
@@ -111,3 +114,18 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    """One line of a results table: a measure, ours against its baseline where there is one."""
+
+    scenario: str
+    measure: str
+    ours: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None  # ours against the baseline, as the "must" and "aim" read it
+    must: str = ""
+    aim: str = ""
+    ok: bool | None = None  # the must; None where there is none

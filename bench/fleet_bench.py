@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import sandbox_process, sandbox_settings, wait_until
+from common import BENCH, Row, sandbox_process, sandbox_settings, wait_until
+from daemon_harness import Daemon, drop_burst, fast_api, settings_text, sidecars_in
 from journal_bench import measure_bookkeeping
-from run import BENCH, Daemon, Row, drop_burst, fast_api, settings_text, sidecars_in
 
 from watcher.state.journal import SqliteJournal
 
