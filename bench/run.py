@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fleet_bench
 import requests
 from common import (
     API_KEY,
@@ -748,12 +749,6 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
-def scenario_fleet(work: Path, api_url: str, args: argparse.Namespace) -> list[Row]:
-    import fleet_bench  # needs PostgreSQL's helper only when this scenario runs
-
-    return fleet_bench.scenario_fleet(work, api_url, args)
-
-
 RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
     "burst": scenario_burst,
     "big": scenario_big,
@@ -763,7 +758,7 @@ RUNNERS: dict[str, Callable[[Path, str, argparse.Namespace], list[Row]]] = {
     "idlefiles": scenario_idlefiles,
     "overflow": scenario_overflow,
     "million": scenario_million,
-    "fleet": scenario_fleet,
+    "fleet": fleet_bench.scenario_fleet,
 }
 
 
