@@ -15,6 +15,7 @@ from daemon_helpers import make_config, running, wait_sidecar
 
 from watcher.config import FolderConfig
 from watcher.config.mediatypes import DEFAULT_TYPES, PROTOCOL_TYPES, SUPPORTED_TYPES
+from watcher.convert.targets import nominal_target
 from watcher.intake import admission as gate
 from watcher.intake.admission import Outcome
 from watcher.intake.boundedread import open_regular
@@ -118,7 +119,11 @@ def assert_decision(decision: gate.Decision, expected: str, accepted: str) -> No
         assert decision.outcome is Outcome.REJECT
         assert decision.content_type is None
         if expected.startswith("unsupported type"):
-            assert decision.reason == f"{expected}; {accepted}"
+            # A type a converting folder would take says so (`watcher.convert.targets`).
+            taken = tuple(accepted.removeprefix("accepted here: ").split(", "))
+            target = nominal_target(decision.detected_type or "", taken)
+            hint = f"; `convert: true` on the folder would convert it to {target}" if target else ""
+            assert decision.reason == f"{expected}; {accepted}{hint}"
         else:
             assert decision.reason == expected
 

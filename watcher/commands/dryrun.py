@@ -17,7 +17,7 @@ from watcher.state.tree import walk_files
 
 @dataclass(frozen=True)
 class Foreseen:
-    action: str  # "upload", "refuse", "skip" or "done"
+    action: str  # "upload", "convert", "refuse", "skip" or "done"
     path: str  # relative to its folder
     folder: Path
     reason: str
@@ -57,7 +57,11 @@ def foresee(config: Config) -> list[Foreseen]:
                 found.append(Foreseen("done", relative, folder.path, "recorded in its sidecar"))
                 continue
             verdict = admission.classify(path, info, folder, protocol)
-            if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
+            if verdict.outcome is Outcome.CONVERT:
+                # The usual target: what the file holds is looked at when it is converted.
+                reason = f"{verdict.detected_type} → {verdict.target_type}"
+                found.append(Foreseen("convert", relative, folder.path, reason))
+            elif verdict.outcome is Outcome.REJECT or verdict.content_type is None:
                 found.append(Foreseen("refuse", relative, folder.path, verdict.reason))
             elif verdict.outcome is Outcome.SKIP:
                 found.append(Foreseen("skip", relative, folder.path, verdict.reason))
@@ -68,7 +72,12 @@ def foresee(config: Config) -> list[Foreseen]:
     return found
 
 
-_VERBS = {"upload": "would upload", "refuse": "would refuse", "skip": "would skip"}
+_VERBS = {
+    "upload": "would upload",
+    "convert": "would convert",
+    "refuse": "would refuse",
+    "skip": "would skip",
+}
 
 
 def render(found: list[Foreseen]) -> tuple[list[str], str]:
@@ -80,8 +89,10 @@ def render(found: list[Foreseen]) -> tuple[list[str], str]:
     ]
     counts = {action: sum(1 for item in found if item.action == action) for action in _VERBS}
     done = sum(1 for item in found if item.action == "done")
+    converted = f" ({counts['convert']} converted first)" if counts["convert"] else ""
     summary = (
-        f"dry run: {counts['upload']} would be uploaded, {counts['refuse']} refused, "
+        f"dry run: {counts['upload'] + counts['convert']} would be uploaded{converted}, "
+        f"{counts['refuse']} refused, "
         f"{counts['skip']} skipped, {done} already done; nothing was touched"
     )
     return lines, summary

@@ -34,6 +34,7 @@ def collect(config: Config) -> dict[str, Any]:
             "unsaved_videos": [],
             "shortened_sidecars": [],
             "daemons": [],
+            "conversions_running": 0,
         }
     journal = open_journal(config)
     try:
@@ -55,9 +56,11 @@ def collect(config: Config) -> dict[str, Any]:
             if video.error and video.error.startswith(UNSAVED_PREFIX)
         ]
         shortened = journal.shortened_sidecars()
+        converting = journal.conversions_running() if running else 0
     finally:
         journal.close()
     return {
+        "conversions_running": converting,
         "journal": label,
         "running": running,
         "counts": {state: counts.get(state, 0) for state in FileState},
@@ -138,6 +141,8 @@ def render(report: dict[str, Any]) -> str:
             f"heartbeat {daemon['heartbeat_seconds_ago']:.0f}s ago, "
             f"{daemon['in_flight']} in flight"
         )
+    if report.get("conversions_running"):
+        lines.append(f"converting now: {report['conversions_running']} file(s)")
     if report["oldest_waiting_seconds"] is not None:
         lines.append(f"oldest waiting: {report['oldest_waiting_seconds']:.0f}s")
     if report["paused"]:

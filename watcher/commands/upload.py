@@ -89,6 +89,10 @@ def plan(config: Config, journal: Journal, sidecars: Sidecars, name: str, *, for
     if row.state is FileState.REJECTED:
         # Judged again: the rules for files named by hand (or the protocol) may take it now.
         verdict = admission.classify(path, info, folder, config.api.upload_protocol)
+        if verdict.outcome is Outcome.CONVERT or verdict.target_type is not None:
+            # The folder converts it now: judged afresh by the pipeline, converter and all.
+            journal.forget(str(path))
+            return Plan(path, folder)
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             return Plan(path, folder, Report(path, _document_of(row, folder)))
         admitted = new_row(

@@ -69,6 +69,7 @@ def read_folder_settings(
         sidecar_dir=sidecar_dir,
         move_to=_read_after_upload(check, section, key, base, inherited.move_to),
         template=check.string(section, key, "template", inherited.template),
+        convert=check.boolean(section, key, "convert", inherited.convert),
     )
 
 

@@ -213,6 +213,17 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
     journal_url = read_journal(check, top)
     lease_seconds = read_lease_seconds(check, top)
     single_cpu = check.boolean(top, "", "single_cpu", DEFAULTS.single_cpu)
+    ffmpeg = check.string(top, "", "ffmpeg", DEFAULTS.ffmpeg)
+    convert_timeout = float(
+        check.number(
+            top, "", "convert_timeout_seconds", DEFAULTS.convert_timeout_seconds, minimum=0.1
+        )
+    )
+    convert_concurrency = int(
+        check.number(
+            top, "", "convert_concurrency", DEFAULTS.convert_concurrency, minimum=1, integer=True
+        )
+    )
     check.raise_if_any()
     return Config(
         source=source,
@@ -231,6 +242,9 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         journal_url=journal_url,
         lease_seconds=lease_seconds,
         single_cpu=single_cpu,
+        ffmpeg=ffmpeg,
+        convert_timeout_seconds=convert_timeout,
+        convert_concurrency=convert_concurrency,
         warnings=protocol_type_warnings(source, top, api.upload_protocol, defaults, folders),
     )
 

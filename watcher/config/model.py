@@ -62,6 +62,8 @@ class FolderConfig:
     sidecar_dir: Path | None = None
     move_to: Path | None = None
     template: str | None = None
+    # Convert what HeyGen refuses (HEIC, MOV, M4A…) into a type it takes (`watcher.convert`).
+    convert: bool = False
 
     def max_bytes_for(self, content_type: str) -> int | None:
         return self.max_bytes.get(content_type.split("/", 1)[0])
@@ -88,6 +90,11 @@ class Config:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # Keep the daemon's threads on one CPU (see `watcher.service.cpus`).
     single_cpu: bool = True
+    # Conversion: the ffmpeg to run (None: the system's on PATH, else the bundled one), how
+    # long one conversion may take, and how many run at once.
+    ffmpeg: str | None = None
+    convert_timeout_seconds: float = 600.0
+    convert_concurrency: int = 1
     # Not errors, but worth saying: check-config prints them, the daemon logs them at start.
     warnings: tuple[str, ...] = ()
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 
 from watcher.config import FolderConfig
 from watcher.config.mediatypes import PROTOCOL_TYPES
+from watcher.convert.targets import MP4, nominal_target
 from watcher.intake.boundedread import NotRegularFile, kind_of
 from watcher.intake.sniff import Sniffed, sniff_path
 from watcher.state.sidecar import is_sidecar_name
@@ -31,6 +32,7 @@ class Outcome(Enum):
     SKIP = "skip"  # not a regular file: logged, never opened, no sidecar
     REJECT = "reject"  # a real file we refuse: the sidecar says why
     ACCEPT = "accept"
+    CONVERT = "convert"  # a type HeyGen refuses that the folder converts to one it takes
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Decision:
     reason: str = ""
     content_type: str | None = None
     detected_type: str | None = None
+    # CONVERT: what the file usually becomes (the converter decides once it looks inside);
+    # ACCEPT of an MP4 in a converting folder: its video codec is still to be looked at.
+    target_type: str | None = None
 
     @property
     def reason_code(self) -> str:
@@ -122,10 +127,15 @@ def judge_type(sniffed: Sniffed, size: int, rules: FolderConfig, protocol: str) 
     content_type = sniffed.content_type
     if sniffed.damage is not None:
         return Decision(Outcome.REJECT, f"damaged: {sniffed.damage}", detected_type=content_type)
-    if content_type not in accepted_types(rules, protocol):
-        return Decision(
-            Outcome.REJECT, _refusal(sniffed, rules, protocol), detected_type=content_type
-        )
+    accepted = accepted_types(rules, protocol)
+    if content_type not in accepted:
+        target = nominal_target(content_type, accepted)
+        if target is not None and rules.convert:
+            return Decision(Outcome.CONVERT, detected_type=content_type, target_type=target)
+        reason = _refusal(sniffed, rules, protocol)
+        if target is not None:
+            reason += f"; `convert: true` on the folder would convert it to {target}"
+        return Decision(Outcome.REJECT, reason, detected_type=content_type)
     limit = rules.max_bytes_for(content_type)
     if limit is not None and size > limit:
         return Decision(
@@ -133,7 +143,11 @@ def judge_type(sniffed: Sniffed, size: int, rules: FolderConfig, protocol: str) 
             f"too large: {size} bytes, the limit for {content_type.split('/')[0]} is {limit}",
             detected_type=content_type,
         )
-    return Decision(Outcome.ACCEPT, content_type=content_type, detected_type=content_type)
+    # An MP4 may hold HEVC, which a converting folder turns into H.264 (`watcher.convert`).
+    maybe = MP4 if rules.convert and content_type == MP4 else None
+    return Decision(
+        Outcome.ACCEPT, content_type=content_type, detected_type=content_type, target_type=maybe
+    )
 
 
 def classify(path: Path, info: os.stat_result, rules: FolderConfig, protocol: str) -> Decision:

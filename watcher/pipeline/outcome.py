@@ -25,6 +25,7 @@ from watcher.config.live import LiveConfig
 from watcher.heygen.body import FileChangedError
 from watcher.heygen.errors import ApiError, AuthError, PermanentError, is_outage
 from watcher.heygen.reachability import Reachability
+from watcher.intake.admission import accepted_types
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_retry_delay_seconds
 from watcher.pipeline.record import Sidecars
@@ -265,6 +266,27 @@ class OutcomePolicy:
         failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
         document = records.failed_from_row(failed)
         self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
+
+    def refuse(self, row: FileRow, reason: str, detected_type: str) -> None:
+        """The file cannot be made into what HeyGen takes (a conversion the tool refused):
+        rejected, with a sidecar saying why, as the sniff's refusals are."""
+        log.info("rejected: %s", reason, extra={"file": row.path})
+        self.on_event("rejected", {"reason": reason.split(":", 1)[0]})
+        self.journal.update(
+            row.path,
+            state=FileState.REJECTED,
+            last_error=reason,
+            content_type=detected_type,
+            next_attempt_at=None,
+        )
+        folder = self.live.current.folder_of(row.folder)
+        if folder.on_reject == "sidecar":
+            rejected = replace(row, state=FileState.REJECTED, last_error=reason)
+            rejected = replace(rejected, content_type=detected_type)
+            accepted = accepted_types(folder, self.live.current.api.upload_protocol)
+            self.sidecars.write(
+                Path(row.path), folder, records.rejected_from_row(rejected, accepted)
+            )
 
     def retry_recording(self, row: FileRow, reason: str) -> None:
         """The asset is known but its record (move, sidecar) could not be written: a local

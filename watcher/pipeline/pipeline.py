@@ -16,10 +16,13 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
+from watcher.convert.converter import Converter
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.retry import requests_for
 from watcher.heygen.uploads import UploadProtocol, V3Direct
 from watcher.pipeline.batching import V3Batcher
+from watcher.pipeline.conversion import WORK_DIR as CONVERT_WORK_DIR
+from watcher.pipeline.conversion import ConvertStep
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder, Sidecars
 from watcher.pipeline.take import Taker
@@ -45,6 +48,7 @@ class Pipeline:
     batcher: V3Batcher | None
     auth_pause: AuthPause
     keeper: SidecarKeeper
+    converting: ConvertStep
 
 
 def build_pipeline(
@@ -101,7 +105,16 @@ def build_pipeline(
     recorder = Recorder(
         journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording
     )
-    uploader = Uploader(journal, live, protocol, auth_pause, outcome, recorder, on_event)
+    converting = ConvertStep(
+        journal,
+        live,
+        Converter(config.ffmpeg, config.convert_timeout_seconds, config.convert_concurrency),
+        config.state_dir / CONVERT_WORK_DIR,
+        on_event,
+    )
+    uploader = Uploader(
+        journal, live, protocol, auth_pause, outcome, recorder, on_event, converting
+    )
     batcher = (
         V3Batcher(journal, pool, protocol, uploader, outcome, auth_pause)
         if isinstance(protocol, V3Direct)
@@ -123,6 +136,7 @@ def build_pipeline(
         hand_to_batcher=hand_to_batcher if batcher is not None else None,
         renotice=renotice,
         on_event=on_event,
+        converting=converting,
     )
     return Pipeline(
         pool=pool,
@@ -136,4 +150,5 @@ def build_pipeline(
         batcher=batcher,
         auth_pause=auth_pause,
         keeper=SidecarKeeper(journal, sidecars),
+        converting=converting,
     )

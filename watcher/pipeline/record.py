@@ -104,6 +104,17 @@ class Sidecars:
         local = LocalFile(Path(row.path), row.size, row.content_type or "", row.sha256 or "")
         asset = UploadedAsset(row.asset_id, row.asset_url, row.protocol or "")
         extra: dict[str, Any] = {"mtime_ns": row.mtime_ns}
+        conversion = (
+            self.journal.conversion(row.sha256, row.content_type)
+            if row.sha256 and row.content_type
+            else None
+        )
+        if conversion is not None and conversion.output_sha256 and conversion.output_size:
+            # What went up is the converted file; the original is named as its source.
+            local = LocalFile(
+                local.path, conversion.output_size, local.content_type, conversion.output_sha256
+            )
+            extra["converted_from"] = records.converted_from(conversion)
         if row.reused:
             extra["reused"] = True
         if row.previous_asset_id and row.previous_asset_id != row.asset_id:

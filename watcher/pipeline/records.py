@@ -9,7 +9,7 @@ from typing import Any
 from watcher.heygen.uploads import LocalFile, UploadedAsset
 from watcher.intake.admission import Decision
 from watcher.state import sidecar
-from watcher.state.journal import FileRow
+from watcher.state.journal import ConversionRow, FileRow
 
 # Where a failed file's sidecar points its reader.
 RETRY_HINT = "at the next start of the daemon, or with `heygen-watcher retry`"
@@ -30,6 +30,18 @@ def uploaded(
         uploaded_at=uploaded_at or sidecar.utc_now_iso(),
         **extra,
     )
+
+
+def converted_from(conversion: ConversionRow) -> dict[str, Any]:
+    """The sidecar's `converted_from`: the original's type, bytes and what was done."""
+    return {
+        "content_type": conversion.source_type,
+        "sha256": conversion.source_sha256,
+        "size": conversion.source_size,
+        "action": conversion.action,
+        "tool": conversion.tool,
+        "tool_version": conversion.tool_version,
+    }
 
 
 def rejected(

@@ -21,6 +21,7 @@ from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.intake import admission
 from watcher.intake.admission import Decision, Outcome
 from watcher.pipeline import records
+from watcher.pipeline.conversion import ConvertStep
 from watcher.pipeline.outcome import OutcomePolicy
 from watcher.pipeline.record import Sidecars
 from watcher.pipeline.upload import Uploader
@@ -54,6 +55,7 @@ class Taker:
         hand_to_batcher: Callable[[Path], None] | None,
         renotice: Callable[[Path, FolderConfig], None],
         on_event: EventSink,
+        converting: ConvertStep,
     ) -> None:
         self.journal = journal
         self.live = live
@@ -66,6 +68,7 @@ class Taker:
         self.hand_to_batcher = hand_to_batcher
         self.renotice = renotice
         self.on_event = on_event
+        self.converting = converting
 
     def process(self, work: Work) -> None:
         folder = work.folder
@@ -103,10 +106,14 @@ class Taker:
             log.info("skipped %s", verdict.reason, extra={"file": str(path)})
             self.on_event("skipped", {"reason": verdict.reason})
             return
+        if verdict.target_type is not None:
+            # A type the folder converts (or an MP4 that may hold HEVC): the converter looks.
+            verdict = self.converting.judge(path, folder, verdict)
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             self._reject(path, folder, info, verdict)
             return
-        self._admit(path, folder, info, verdict.content_type, row, earlier)
+        source_type = verdict.detected_type if verdict.target_type is not None else None
+        self._admit(path, folder, info, verdict.content_type, row, earlier, source_type)
 
     def _adopt(
         self, path: Path, folder: FolderConfig, info: os.stat_result, document: dict[str, Any]
@@ -147,7 +154,11 @@ class Taker:
         content_type: str,
         row: FileRow | None,
         earlier: dict[str, Any] | None,
+        source_type: str | None = None,
     ) -> None:
+        """Queue the file for its upload as ``content_type``; ``source_type``: its own type,
+        when it is converted to ``content_type`` first (hashed first then: the asset cache
+        and the conversion's record key on the original's bytes)."""
         if row is not None and row.state is FileState.UPLOADED:
             previous_sha256, previous_asset = row.sha256, row.asset_id
         elif earlier is not None and earlier.get("status") == "uploaded":
@@ -155,7 +166,8 @@ class Taker:
         else:
             previous_sha256 = previous_asset = None
         digest: str | None = None
-        if self._hash_first(info.st_size, content_type, previous_sha256 is not None):
+        converting = source_type is not None
+        if converting or self._hash_first(info.st_size, content_type, previous_sha256 is not None):
             try:
                 digest = sha256_file(path)
             except FileChangedError as error:
@@ -201,8 +213,10 @@ class Taker:
             # An upload of this path was cut short (its bytes changed under it): PUT into the
             # same slot again, which replaces its bytes instead of leaving a stray asset.
             fresh = replace(fresh, slot=row.slot, slot_expires_at=row.slot_expires_at)
+        if source_type is not None and digest is not None:
+            self.converting.plan(digest, content_type, source_type, info.st_size)
         self.journal.put(fresh)
-        if self.hand_to_batcher is not None and digest is not None:
+        if self.hand_to_batcher is not None and digest is not None and not converting:
             self.hand_to_batcher(path)
             return
         self.uploader.upload(str(path))

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config.live import LiveConfig
+from watcher.convert.ffmpeg import ConversionStopped
 from watcher.heygen.errors import ApiError
 from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
+from watcher.pipeline.conversion import ConversionRefused, ConvertStep
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder
 from watcher.pipeline.slots import recorded_slot, remember_slot
-from watcher.state.journal import FileRow
+from watcher.state.journal import ConversionRow, FileRow
 from watcher.state.journal_api import Journal
 from watcher.state.states import FileState
 
@@ -38,6 +40,7 @@ class Uploader:
         outcome: OutcomePolicy,
         recorder: Recorder,
         on_event: EventSink,
+        converting: ConvertStep,
     ) -> None:
         self.journal = journal
         self.live = live
@@ -46,6 +49,7 @@ class Uploader:
         self.outcome = outcome
         self.recorder = recorder
         self.on_event = on_event
+        self.converting = converting
 
     def upload(self, key: str) -> None:
         """Carry a journal row from `queued`/`uploading`/`recording` to `uploaded`."""
@@ -76,7 +80,13 @@ class Uploader:
         if cached is not None:
             return cached
         local = LocalFile(Path(row.path), row.size, row.content_type, row.sha256)
+        conversion = self.converting.pending(row)
         self.journal.update(row.path, state=FileState.UPLOADING, attempts=row.attempts + 1)
+        if conversion is not None:
+            converted = self._converted(row, conversion)
+            if converted is None:
+                return None
+            local = converted
         started = time.monotonic()
         try:
             asset = self.protocol.upload(
@@ -87,7 +97,23 @@ class Uploader:
         except (ApiError, OSError) as error:
             self.outcome.upload_failed(row, error)
             return None
-        return self.succeeded(row, asset, started)
+        recorded = self.succeeded(row, asset, started)
+        if conversion is not None and recorded is not None:
+            self.converting.discard(row)  # the asset is in the journal: the bytes are done
+        return recorded
+
+    def _converted(self, row: FileRow, conversion: ConversionRow) -> LocalFile | None:
+        """The bytes to send for a file converted first; None when there are none (refused,
+        failed for now, or the daemon is stopping: the row says what comes next)."""
+        try:
+            return self.converting.prepare(row, conversion)
+        except ConversionStopped:
+            return None  # still `uploading`: resumed (converted again) at the next start
+        except ConversionRefused as error:
+            self.outcome.refuse(row, f"cannot convert it: {error}", conversion.source_type)
+        except OSError as error:
+            self.outcome.upload_failed(row, error)
+        return None
 
     def _cached(self, row: FileRow, content_type: str) -> UploadedAsset | None:
         """The same bytes uploaded within ``asset_cache_days``: reuse that asset."""

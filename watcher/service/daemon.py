@@ -260,6 +260,9 @@ class Daemon:
         for warning in self.config.warnings:
             log.warning("configuration: %s", warning)
         self.open()
+        # Converted bytes a killed process left (this one holds the state lock now): their
+        # rows are converted again, unless their upload was recorded.
+        self.pipeline.converting.clean_leftovers()
         self.pipeline.pool.start()
         self.leases.start()
         if self.pipeline.batcher is not None:
@@ -345,6 +348,8 @@ class Daemon:
             self.pipeline.batcher.stop()
         self.pipeline.pool.stop_accepting()
         self.pipeline.pool.drain_queue()
+        # A conversion is local work redone at the next start: not worth waiting for.
+        self.pipeline.converting.stop()
         finished = self.pipeline.pool.join(self.config.shutdown_timeout_seconds)
         if not finished:
             log.warning(

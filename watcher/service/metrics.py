@@ -125,6 +125,22 @@ class Metrics:
             "When the current outage began (Unix time); 0 when the API answers.",
             registry=self.registry,
         )
+        self.conversions = Counter(
+            "heygen_watcher_conversions_total",
+            "Files converted before upload, by result (remux, transcode, image, refused, failed).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.conversion_seconds = Counter(
+            "heygen_watcher_conversion_seconds_total",
+            "Seconds spent converting files (by the converter, whatever the result).",
+            registry=self.registry,
+        )
+        self.conversions_running = Gauge(
+            "heygen_watcher_conversions_in_progress",
+            "Conversions running now.",
+            registry=self.registry,
+        )
         for kind in FAILURE_KINDS:
             self.failures.labels(kind=kind)
         self._states: set[str] = set()
@@ -135,6 +151,8 @@ class Metrics:
             "failure": lambda d: self.failures.labels(kind=_label(d, "kind")).inc(),
             "video": lambda d: self.videos.labels(status=_label(d, "status")).inc(),
             "api": self._reachability,
+            "converted": self._converted,
+            "converting": lambda d: self.conversions_running.set(int(d.get("running", 0))),
         }
 
     def on_event(self, kind: str, details: dict[str, Any]) -> None:
@@ -155,6 +173,10 @@ class Metrics:
         seconds = details.get("seconds")
         if seconds is not None:
             self.upload_seconds.observe(max(0.0, float(seconds)))
+
+    def _converted(self, details: dict[str, Any]) -> None:
+        self.conversions.labels(result=_label(details, "result")).inc()
+        self.conversion_seconds.inc(max(0.0, float(details.get("seconds") or 0.0)))
 
     def _reachability(self, details: dict[str, Any]) -> None:
         down = bool(details.get("unreachable"))

@@ -100,6 +100,25 @@ class VideoRow:
 
 
 @dataclass(frozen=True)
+class ConversionRow:
+    """Original bytes (by sha256) converted to a type HeyGen takes: planned at admission,
+    finished (the output's fields set) once the converter has written it. The files' rows of
+    every copy of those bytes share it: the asset cache keys on the original."""
+
+    source_sha256: str
+    target_type: str
+    source_type: str
+    source_size: int
+    output_sha256: str | None
+    output_size: int | None
+    action: str | None  # "remux", "transcode" or "image"
+    tool: str | None
+    tool_version: str | None
+    started_at: float | None  # a conversion is running (or was, when its process died)
+    converted_at: float | None
+
+
+@dataclass(frozen=True)
 class DaemonRow:
     """A daemon using the journal, as `status` shows it."""
 

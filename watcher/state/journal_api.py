@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from watcher.state.journal import (
     CachedAsset,
+    ConversionRow,
     DaemonRow,
     FileRow,
     PendingSidecar,
@@ -159,6 +160,33 @@ class Journal(Protocol):
     def may_have_asset(self, size: int, content_type: str, newer_than: float) -> bool: ...
 
     def cache_recorded_assets(self) -> int: ...
+
+    # -- conversions (`watcher.state.journal_conversions`) ------------------------------------
+    def plan_conversion(
+        self, source_sha256: str, target_type: str, source_type: str, source_size: int
+    ) -> None: ...
+
+    def conversion(self, source_sha256: str, target_type: str) -> ConversionRow | None: ...
+
+    def start_conversion(self, source_sha256: str, target_type: str) -> None: ...
+
+    def finish_conversion(
+        self,
+        source_sha256: str,
+        target_type: str,
+        *,
+        output_sha256: str,
+        output_size: int,
+        action: str,
+        tool: str,
+        tool_version: str,
+    ) -> None: ...
+
+    def stop_conversion(self, source_sha256: str, target_type: str) -> None: ...
+
+    def conversions_running(self) -> int: ...
+
+    def clear_running_conversions(self) -> None: ...
 
     # -- videos ------------------------------------------------------------------------------
     def video(self, path: str) -> VideoRow | None: ...

@@ -23,6 +23,7 @@ from typing import Any
 
 from watcher.state.journal import CachedAsset, FileRow
 from watcher.state.journal_backend import Statements
+from watcher.state.journal_conversions import ConversionRecords
 from watcher.state.journal_side import SideRecords, known_columns
 from watcher.state.states import (
     ADMITTED,
@@ -58,7 +59,7 @@ def _check_admitted(row: FileRow) -> None:
         )
 
 
-class JournalCore(SideRecords):
+class JournalCore(SideRecords, ConversionRecords):
     """Files and their asset cache, on any backend (see the module docstring)."""
 
     # The backend's statement admitting a whole row (`put`), which `_put_params` fills.

@@ -126,6 +126,20 @@ CREATE TABLE IF NOT EXISTS daemons (
     heartbeat_at DOUBLE PRECISION NOT NULL,
     in_flight    INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS conversions (
+    source_sha256 TEXT NOT NULL,
+    target_type   TEXT NOT NULL,
+    source_type   TEXT NOT NULL,
+    source_size   BIGINT NOT NULL,
+    output_sha256 TEXT,
+    output_size   BIGINT,
+    action        TEXT,
+    tool          TEXT,
+    tool_version  TEXT,
+    started_at    DOUBLE PRECISION,
+    converted_at  DOUBLE PRECISION,
+    PRIMARY KEY (source_sha256, target_type)
+);
 """
 
 

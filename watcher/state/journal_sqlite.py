@@ -119,6 +119,20 @@ CREATE TABLE IF NOT EXISTS daemons (
     heartbeat_at REAL NOT NULL,
     in_flight    INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS conversions (
+    source_sha256 TEXT NOT NULL,
+    target_type   TEXT NOT NULL,
+    source_type   TEXT NOT NULL,
+    source_size   INTEGER NOT NULL,
+    output_sha256 TEXT,
+    output_size   INTEGER,
+    action        TEXT,
+    tool          TEXT,
+    tool_version  TEXT,
+    started_at    REAL,
+    converted_at  REAL,
+    PRIMARY KEY (source_sha256, target_type)
+);
 """
 
 _PUT = (

@@ -40,7 +40,8 @@ KEPT_STATES = (DONE, REJ, FAIL)
 # Left without a final outcome by a pass: `scan` and `retry` exit 1 for these.
 UNFINISHED = (FAIL, RETRY, HELD)
 
-_ON_ITS_WAY = frozenset({UP, REC, RETRY, FAIL, HELD, Q})
+# `rejected` too: a file the converter cannot read is refused after its admission.
+_ON_ITS_WAY = frozenset({UP, REC, RETRY, FAIL, HELD, Q, REJ})
 TRANSITIONS: dict[FileState, frozenset[FileState]] = {
     # Before and during the upload anything may happen: sent, reused from the cache (straight
     # to `recording`), refused, paused for the key, or re-queued because the file changed.

@@ -1,0 +1,242 @@
+"""The conversion stage: what HeyGen refuses is converted before it is sent, the original
+left as it is.
+
+At admission the Taker asks `ConvertStep.judge` what a file becomes (the converter looks
+inside it); the plan is committed to the journal keyed by the original's sha256, so the asset
+cache knows identical bytes were converted (and uploaded) once. The Uploader then asks
+`prepare` for the bytes to send: written under ``state_dir/converting/`` (never in a drop
+folder, where a watch would see them), reused if a previous attempt of this process left
+them complete, and removed by `discard` once the upload is recorded. What a restart finds
+there is a leftover of a process that died: removed at start (`clean_leftovers`), and
+converted again only for a file whose upload was not recorded.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from watcher.config import FolderConfig
+from watcher.config.live import LiveConfig
+from watcher.config.mediatypes import TYPE_NAMES
+from watcher.convert.converter import ConversionFailed, Converter, ConverterMissing
+from watcher.convert.ffmpeg import ConversionStopped
+from watcher.convert.targets import JPEG, MP3, MP4, PNG, WAV
+from watcher.heygen.body import FileChangedError, sha256_file
+from watcher.heygen.uploads import LocalFile
+from watcher.intake.admission import Decision, Outcome, accepted_types
+from watcher.state.journal import ConversionRow, FileRow
+from watcher.state.journal_api import Journal
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, dict[str, Any]], None]
+WORK_DIR = "converting"
+_SUFFIXES = {JPEG: ".jpg", PNG: ".png", MP4: ".mp4", MP3: ".mp3", WAV: ".wav"}
+
+
+class ConversionRefused(Exception):
+    """This file cannot be converted (the tool's reason, or no tool): refuse it."""
+
+
+# What a tool says when the fault is the machine's, not the file's: retried, never refused.
+_LOCAL_FAULTS = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+    "Permission denied": errno.EACCES,
+}
+
+
+def _local_fault(reason: str) -> OSError | None:
+    for words, number in _LOCAL_FAULTS.items():
+        if words in reason:
+            return OSError(number, f"cannot write the converted file: {reason}")
+    return None
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+class ConvertStep:
+    def __init__(
+        self,
+        journal: Journal,
+        live: LiveConfig,
+        converter: Converter,
+        work_dir: Path,
+        on_event: EventSink,
+    ) -> None:
+        self.journal = journal
+        self.live = live
+        self.converter = converter
+        self.work_dir = work_dir
+        self.on_event = on_event
+
+    # -- at start and stop -------------------------------------------------------------------
+    def clean_leftovers(self) -> int:
+        """Converted bytes a previous process left behind (it died before their upload was
+        recorded, or before it removed them); how many were removed."""
+        removed = 0
+        if self.work_dir.is_dir():
+            for entry in self.work_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+        self.journal.clear_running_conversions()
+        if removed:
+            log.info("removed %d converted file(s) left by an earlier run", removed)
+        return removed
+
+    def stop(self) -> None:
+        self.converter.stop()
+
+    # -- admission ---------------------------------------------------------------------------
+    def judge(self, path: Path, folder: FolderConfig, verdict: Decision) -> Decision:
+        """The decision for a file the folder converts: ACCEPT as the target type (its
+        ``detected_type`` the original's), ACCEPT as it is (an MP4 already H.264), or REJECT
+        with the converter's reason."""
+        source_type = verdict.detected_type or ""
+        accepted = accepted_types(folder, self.live.current.api.upload_protocol)
+        try:
+            plan = self.converter.plan(path, source_type, accepted)
+        except (ConversionFailed, ConverterMissing) as error:
+            what = TYPE_NAMES.get(source_type, source_type)
+            return Decision(
+                Outcome.REJECT, f"cannot convert {what}: {error}", detected_type=source_type
+            )
+        if plan is None:
+            return replace(verdict, target_type=None)
+        return Decision(
+            Outcome.ACCEPT,
+            content_type=plan.target_type,
+            detected_type=source_type,
+            target_type=plan.target_type,
+        )
+
+    def plan(self, sha256: str, target_type: str, source_type: str, size: int) -> None:
+        """Commit the plan (before the row that needs it: a row never lacks its plan)."""
+        self.journal.plan_conversion(sha256, target_type, source_type, size)
+
+    # -- the upload's bytes ------------------------------------------------------------------
+    def pending(self, row: FileRow) -> ConversionRow | None:
+        """The conversion a row's bytes need before they are sent; None: sent as they are."""
+        if row.sha256 is None or row.content_type is None:
+            return None
+        return self.journal.conversion(row.sha256, row.content_type)
+
+    def prepare(self, row: FileRow, conversion: ConversionRow) -> LocalFile:
+        """The converted bytes of ``row``'s file, ready to send. `ConversionRefused` when the
+        converter cannot make them, `ConversionStopped` when the daemon stops meanwhile,
+        `FileChangedError` when the original changed; OSError for a local fault (retried)."""
+        target_type = conversion.target_type
+        target = self._output_path(row, target_type)
+        reused = self._complete(target, conversion)
+        if reused is not None:
+            return reused
+        self.on_event("converting", {"running": self.converter.in_progress + 1})
+        try:
+            return self._convert(row, conversion, target)
+        finally:
+            self.on_event("converting", {"running": self.converter.in_progress})
+
+    def _convert(self, row: FileRow, conversion: ConversionRow, target: Path) -> LocalFile:
+        target_type = conversion.target_type
+        original = Path(row.path)
+        key = (conversion.source_sha256, target_type)
+        started = time.monotonic()
+        self.journal.start_conversion(*key)
+        try:
+            # Looked at again: how (remux or transcode) is not kept, only what it becomes.
+            plan = self.converter.plan(original, conversion.source_type, (target_type,))
+            if plan is None:
+                raise ConversionFailed(f"nothing to convert: it is {target_type} already")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            done = self.converter.convert(original, plan, partial)
+            os.replace(partial, target)
+        except ConversionStopped:
+            self.journal.stop_conversion(*key)
+            raise
+        except (ConversionFailed, ConverterMissing) as error:
+            self.journal.stop_conversion(*key)
+            local = _local_fault(str(error))
+            if local is not None:
+                raise local from None
+            self.on_event("converted", {"result": "refused", "seconds": _since(started)})
+            raise ConversionRefused(str(error)) from None
+        except OSError:
+            self.journal.stop_conversion(*key)
+            self.on_event("converted", {"result": "failed", "seconds": _since(started)})
+            raise
+        info = original.lstat()
+        if not row.same_file(info.st_size, info.st_mtime_ns, info.st_ino):
+            self.journal.stop_conversion(*key)
+            raise FileChangedError("the file changed while it was being converted")
+        size = target.stat().st_size
+        digest = sha256_file(target)
+        self.journal.finish_conversion(
+            *key,
+            output_sha256=digest,
+            output_size=size,
+            action=done.action,
+            tool=done.tool,
+            tool_version=done.tool_version,
+        )
+        seconds = _since(started)
+        self.on_event("converted", {"result": done.action, "seconds": seconds})
+        log.info(
+            "converted %s → %s (%s with %s) in %.1fs",
+            conversion.source_type,
+            target_type,
+            done.action,
+            done.tool,
+            seconds,
+            extra={"file": row.path},
+        )
+        folder = self.live.current.folder_of(row.folder)
+        limit = folder.max_bytes_for(target_type)
+        if limit is not None and size > limit:
+            raise ConversionRefused(
+                f"too large once converted: {size} bytes of {target_type}, the limit for "
+                f"{target_type.split('/')[0]} is {limit}"
+            )
+        return LocalFile(target, size, target_type, digest)
+
+    def _complete(self, target: Path, conversion: ConversionRow) -> LocalFile | None:
+        """The output an earlier attempt of this process finished, if it is still whole."""
+        if conversion.output_sha256 is None or conversion.output_size is None:
+            return None
+        try:
+            if target.stat().st_size != conversion.output_size:
+                return None
+            if sha256_file(target) != conversion.output_sha256:
+                return None
+        except (OSError, FileChangedError):
+            return None
+        return LocalFile(
+            target, conversion.output_size, conversion.target_type, conversion.output_sha256
+        )
+
+    def _output_path(self, row: FileRow, target_type: str) -> Path:
+        # One folder per file (by its path), holding the original's name with the new suffix:
+        # the name HeyGen is told is the user's, and two files never share an output.
+        key = hashlib.sha256(row.path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        name = Path(row.path).stem + _SUFFIXES.get(target_type, "")
+        return self.work_dir / key / name
+
+    def discard(self, row: FileRow) -> None:
+        """The upload is recorded: its converted bytes are not needed any more."""
+        target = self._output_path(row, row.content_type or "")
+        shutil.rmtree(target.parent, ignore_errors=True)
