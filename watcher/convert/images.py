@@ -58,7 +58,7 @@ def is_transparent(path: Path, source_type: str) -> bool:
                 or (image.mode == "P" and "transparency" in image.info)
             )
     except Exception as error:  # Pillow raises many kinds for a file it cannot read
-        raise ConversionFailed(_reason(error)) from None
+        raise ConversionFailed(_reason(error, path)) from None
 
 
 def convert_image(source: Path, source_type: str, target: Path, target_type: str) -> None:
@@ -83,11 +83,13 @@ def convert_image(source: Path, source_type: str, target: Path, target_type: str
     except OSError as error:
         if isinstance(error, FileNotFoundError) or error.errno is not None:
             raise  # a local fault (the disk, a vanished file): retried, not refused
-        raise ConversionFailed(_reason(error)) from None
+        raise ConversionFailed(_reason(error, source)) from None
     except Exception as error:
-        raise ConversionFailed(_reason(error)) from None
+        raise ConversionFailed(_reason(error, source)) from None
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: Exception, path: Path) -> str:
+    """Pillow's complaint in one line, without the file's path (the sidecar names it)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text.replace(f" '{path}'", "").replace(f" {path}", "").replace(str(path), "the file")
     return f"the image cannot be read: {text}"[:240]

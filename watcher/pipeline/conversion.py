@@ -148,6 +148,10 @@ class ConvertStep:
         self.on_event("converting", {"running": self.converter.in_progress + 1})
         try:
             return self._convert(row, conversion, target)
+        except BaseException:
+            # Refused, failed or cut short: no half-written output stays behind.
+            shutil.rmtree(target.parent, ignore_errors=True)
+            raise
         finally:
             self.on_event("converting", {"running": self.converter.in_progress})
 

@@ -1,0 +1,294 @@
+"""Conversion when things go wrong: bad files, a slow converter, no converter, the dry run,
+and `kill -9` before, during and after a conversion's upload: each file is converted again
+only while no upload is recorded, uploaded once, and nothing is left in the state directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+from convert_media import H264_AAC, ffmpeg, heic, picture, tone, video
+from daemon_helpers import (
+    KEY_ENV,
+    cli,
+    config_document,
+    make_config,
+    read_sidecar,
+    scan_once,
+    start_cli,
+    stop_cli,
+    wait_sidecar,
+    write_config,
+)
+
+from watcher.sandbox import Fault, Sandbox
+
+REAL_FFMPEG = "/usr/bin/ffmpeg"
+
+
+def converting(drop: Path, **folder: object) -> list[dict[str, object]]:
+    return [{"path": str(drop), "convert": True, "settle_seconds": 0.05, **folder}]
+
+
+def leftovers(state: Path) -> list[Path]:
+    work = state / "converting"
+    return sorted(work.rglob("*")) if work.exists() else []
+
+
+# -- bad input: a clear answer, nothing lost ---------------------------------------------------
+def test_bad_files_get_a_one_line_reason(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    video(drop / "whole.mov", H264_AAC)
+    (drop / "cut.mov").write_bytes((drop / "whole.mov").read_bytes()[:2000])
+    (drop / "text.heic").write_text("not a photo at all\n", encoding="utf-8")
+    (drop / "empty.heic").write_bytes(b"")
+    heic(drop / "photo.heic")
+    (drop / "cut.heic").write_bytes((drop / "photo.heic").read_bytes()[:300])
+    subtitles = tmp_path / "words.srt"
+    subtitles.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n", encoding="utf-8")
+    ffmpeg("-i", str(subtitles), str(drop / "words-only.mkv"))
+    config = make_config(sandbox, tmp_path, converting(drop))
+    scan_once(config)
+    expected = {
+        "cut.mov": "cannot convert QuickTime movie: ",
+        "text.heic": "unsupported type: ASCII text",
+        "empty.heic": "empty: the file has no bytes",
+        "cut.heic": "cannot convert HEIC image: the image cannot be read",
+        "words-only.mkv": "cannot convert Matroska video: the file has no audio or video stream",
+    }
+    for name, start in expected.items():
+        document = read_sidecar(drop / name)
+        assert document["status"] == "rejected", (name, document)
+        assert document["error"].startswith(start), (name, document["error"])
+        assert "\n" not in document["error"] and "Traceback" not in document["error"]
+        assert str(drop) not in document["error"]
+    assert read_sidecar(drop / "whole.mov")["status"] == "uploaded"
+    assert read_sidecar(drop / "photo.heic")["status"] == "uploaded"
+    assert leftovers(tmp_path / "state") == []
+
+
+def test_a_conversion_that_takes_too_long_is_stopped_and_refused(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    # Long enough that no machine transcodes it within the limit: the limit must stop it.
+    ffmpeg(
+        *picture(20, "1280x720", 30),
+        *tone(20),
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+        "-c:a",
+        "aac",
+        str(drop / "long.mkv"),
+    )
+    heic(drop / "quick.heic")
+    config = make_config(sandbox, tmp_path, converting(drop), convert_timeout_seconds=0.5)
+    scan_once(config)
+    document = read_sidecar(drop / "long.mkv")
+    assert document["status"] == "rejected"
+    assert document["error"] == "cannot convert it: took longer than 0.5s; stopped"
+    assert read_sidecar(drop / "quick.heic")["status"] == "uploaded"  # the daemon went on
+    assert not _running_on(drop / "long.mkv")
+    assert leftovers(tmp_path / "state") == []
+
+
+def _running_on(path: Path) -> bool:
+    found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+def test_without_a_converter_the_sidecar_says_what_to_install(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    video(drop / "clip.mov", H264_AAC)
+    heic(drop / "photo.heic")
+    (drop / "plain.png").write_bytes(_png())
+    document = config_document(sandbox, tmp_path / "state", converting(drop))
+    config = write_config(tmp_path / "config.yaml", document)
+    # A machine with neither: no ffmpeg on PATH, and neither extra installed (their imports
+    # fail as they do when the packages are missing).
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    blocked = "import sys; sys.modules.update(dict.fromkeys(['imageio_ffmpeg', 'PIL'], None)); "
+    run = "from watcher.commands.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + run, "scan", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **KEY_ENV, "PATH": str(empty)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    movie = read_sidecar(drop / "clip.mov")
+    assert movie["status"] == "rejected"
+    assert "apt-get install ffmpeg" in movie["error"]
+    assert "pip install 'heygen-watcher[convert]'" in movie["error"]
+    photo = read_sidecar(drop / "photo.heic")
+    assert photo["status"] == "rejected"
+    assert "pip install 'heygen-watcher[convert]'" in photo["error"]
+    assert read_sidecar(drop / "plain.png")["status"] == "uploaded"
+
+
+def _png() -> bytes:
+    import media
+
+    return media.png(seed=7)
+
+
+def test_the_dry_run_says_what_would_be_converted(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    video(drop / "clip.mov", H264_AAC)
+    heic(drop / "photo.heic")
+    document = config_document(sandbox, tmp_path / "state", converting(drop))
+    config = write_config(tmp_path / "config.yaml", document)
+    done = cli("scan", "--dry-run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert f"would convert: {drop / 'clip.mov'}: video/quicktime → video/mp4" in done.stdout
+    assert f"would convert: {drop / 'photo.heic'}: image/heic → image/jpeg" in done.stdout
+    assert "2 would be uploaded (2 converted first)" in done.stderr
+    assert not sandbox.requests and not (tmp_path / "state").exists()
+
+
+def test_a_folder_that_does_not_convert_says_it_could(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    heic(drop / "photo.heic")
+    config = make_config(sandbox, tmp_path, [{"path": str(drop), "settle_seconds": 0.05}])
+    scan_once(config)
+    error = read_sidecar(drop / "photo.heic")["error"]
+    assert error.endswith("; `convert: true` on the folder would convert it to image/jpeg")
+
+
+# -- kill -9 at each step ------------------------------------------------------------------------
+def slow_ffmpeg(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An ffmpeg that, while ``hold`` exists, waits before converting (never before a probe),
+    and notes each conversion it starts in ``runs``."""
+    hold = tmp_path / "hold"
+    runs = tmp_path / "runs"
+    wrapper = tmp_path / "slow" / "ffmpeg"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *faststart*)\n'
+        f'  echo run >> "{runs}"\n'
+        f'  while [ -e "{hold}" ]; do sleep 0.05; done ;;\n'
+        "esac\n"
+        f'exec {REAL_FFMPEG} "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return wrapper, hold, runs
+
+
+def conversion_started(state: Path) -> bool:
+    database = state / "journal.sqlite3"
+    if not database.exists():
+        return False
+    try:
+        with sqlite3.connect(database, timeout=5) as db:
+            row = db.execute("SELECT COUNT(*) FROM conversions WHERE started_at IS NOT NULL")
+            return bool(row.fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def registered(state: Path, pid: int) -> bool:
+    """The daemon has opened its journal (its signal handlers are in place by then)."""
+    try:
+        with sqlite3.connect(state / "journal.sqlite3", timeout=5) as db:
+            return db.execute("SELECT 1 FROM daemons WHERE pid = ?", (pid,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def run_until_uploaded(config: Path, path: Path) -> None:
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    try:
+        state = config.parent / "state"
+        wait_for(lambda: registered(state, process.pid), 30, "the daemon to start")
+        wait_sidecar(path, timeout=30, status="uploaded")
+        code, _, err = stop_cli(process)
+    finally:
+        process.kill()
+    assert code == 0, err
+
+
+def kill_9(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_kill_9_during_a_conversion(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    wrapper, hold, runs = slow_ffmpeg(tmp_path)
+    hold.touch()
+    video(drop / "clip.mov", H264_AAC)
+    original = (drop / "clip.mov").read_bytes()
+    document = config_document(sandbox, tmp_path / "state", converting(drop), ffmpeg=str(wrapper))
+    config = write_config(tmp_path / "config.yaml", document)
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    wait_for(lambda: runs.exists() and conversion_started(tmp_path / "state"), 30, "converting")
+    kill_9(process)
+    # The converter does not outlive the daemon it worked for.
+    wait_for(lambda: not _running_on(hold), 10, "the converter to die with the daemon")
+    hold.unlink()
+    run_until_uploaded(config, drop / "clip.mov")
+    assert runs.read_text().count("run") == 2  # converted again: nothing had been uploaded
+    assert len(sandbox.assets) == 1
+    assert (drop / "clip.mov").read_bytes() == original
+    assert leftovers(tmp_path / "state") == []
+
+
+def test_kill_9_during_the_upload_of_a_converted_file(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    sandbox.inject(Fault(method="PUT", server="storage", delay_seconds=30))
+    video(drop / "clip.mov", H264_AAC)
+    config = write_config(
+        tmp_path / "config.yaml", config_document(sandbox, tmp_path / "state", converting(drop))
+    )
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    wait_for(
+        lambda: any(r.method == "PUT" and r.status == 0 for r in sandbox.requests), 30, "the PUT"
+    )
+    assert leftovers(tmp_path / "state")  # the converted bytes, being sent
+    kill_9(process)
+    sandbox.clear_faults()
+    run_until_uploaded(config, drop / "clip.mov")
+    (asset,) = sandbox.assets.values()  # PUT again into the same slot: one asset
+    document = read_sidecar(drop / "clip.mov")
+    assert document["asset_id"] == asset.asset_id and document["sha256"] == asset.sha256
+    assert document["converted_from"]["action"] == "remux"
+    assert leftovers(tmp_path / "state") == []
+
+
+def test_kill_9_after_the_upload_is_recorded(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    wrapper, _, runs = slow_ffmpeg(tmp_path)
+    video(drop / "clip.mov", H264_AAC)
+    document = config_document(sandbox, tmp_path / "state", converting(drop), ffmpeg=str(wrapper))
+    config = write_config(tmp_path / "config.yaml", document)
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    first = wait_sidecar(drop / "clip.mov", timeout=30, status="uploaded")
+    kill_9(process)
+    run_until_uploaded(config, drop / "clip.mov")
+    assert runs.read_text().count("run") == 1  # recorded: never converted again
+    assert len(sandbox.assets) == 1
+    assert read_sidecar(drop / "clip.mov") == first
+    assert leftovers(tmp_path / "state") == []
+
+
+@pytest.mark.parametrize("leftover", ["clip.mp4.part", "clip.mp4"])
+def test_leftovers_of_a_dead_process_are_removed_at_start(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, leftover: str
+):
+    stray = tmp_path / "state" / "converting" / "0123456789abcdef01234567" / leftover
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a movie")
+    heic(drop / "photo.heic")
+    scan_once(make_config(sandbox, tmp_path, converting(drop)))
+    assert leftovers(tmp_path / "state") == []
+    assert read_sidecar(drop / "photo.heic")["status"] == "uploaded"
