@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+import requests
+from conftest import SANDBOX_KEY, wait_for
 from convert_media import H264_AAC, ffmpeg, heic, picture, tone, video
 from daemon_helpers import (
     KEY_ENV,
@@ -292,3 +293,48 @@ def test_leftovers_of_a_dead_process_are_removed_at_start(
     scan_once(make_config(sandbox, tmp_path, converting(drop)))
     assert leftovers(tmp_path / "state") == []
     assert read_sidecar(drop / "photo.heic")["status"] == "uploaded"
+
+
+def test_check_config_says_which_folders_convert_and_with_what(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    document = config_document(sandbox, tmp_path / "state", converting(drop))
+    config = write_config(tmp_path / "config.yaml", document)
+    done = cli("check-config", "-c", str(config), env=KEY_ENV)
+    assert done.returncode == 0, done.stderr
+    assert f"folders[0] ({drop}) converts what HeyGen refuses" in done.stdout
+    assert "images (HEIC, AVIF, WebP, TIFF, GIF, BMP) with Pillow " in done.stdout
+    assert "audio and video with ffmpeg " in done.stdout
+    missing = write_config(
+        tmp_path / "missing.yaml", {**document, "ffmpeg": str(tmp_path / "no-ffmpeg")}
+    )
+    done = cli("check-config", "-c", str(missing), env=KEY_ENV)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: audio and video will be refused: the configured ffmpeg" in done.stderr
+
+
+def test_the_target_is_one_the_protocol_takes_and_the_sandbox_refuses_the_others(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    # v1-upload carries no WAV (HeyGen documents it so): a lossless track becomes MP3 there.
+    ffmpeg(*tone(), "-c:a", "flac", str(drop / "take.flac"))
+    config = make_config(
+        sandbox,
+        tmp_path,
+        converting(drop, types=["audio/mpeg", "audio/wav"]),
+        api={"upload_protocol": "v1-upload"},
+    )
+    scan_once(config)
+    document = read_sidecar(drop / "take.flac")
+    assert document["status"] == "uploaded", document
+    assert document["content_type"] == "audio/mpeg"
+    # Had it made WAV, the sandbox would have refused it, as HeyGen does.
+    wav = tmp_path / "take.wav"
+    ffmpeg("-i", str(drop / "take.flac"), str(wav))
+    answer = requests.post(
+        f"{sandbox.upload_url}/v1/asset",
+        data=wav.read_bytes(),
+        headers={"X-Api-Key": SANDBOX_KEY, "Content-Type": "audio/wav"},
+        timeout=10,
+    )
+    assert 400 <= answer.status_code < 500, answer.text

@@ -45,11 +45,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         return EXIT_USAGE
     online = "; the API accepted it" if args.online else ""
+    _say_how_folders_convert(config)
     print(
         f"OK: {config.source}: {len(config.folders)} folder(s); "
         f"API key from {result.key_origin}{online}"
     )
     return EXIT_OK
+
+
+def _say_how_folders_convert(config: Config) -> None:
+    """Which folders convert, with which tools; a missing tool is a warning (such files are
+    refused with a sidecar saying what to install), not an error."""
+    converting = [(index, folder) for index, folder in enumerate(config.folders) if folder.convert]
+    if not converting:
+        return
+    from watcher.convert.converter import available_tools
+
+    tools = available_tools(config.ffmpeg)
+    for index, folder in converting:
+        print(f"folders[{index}] ({folder.path}) converts what HeyGen refuses before uploading")
+    if tools.images is not None:
+        print(f"  images (HEIC, AVIF, WebP, TIFF, GIF, BMP) with {tools.images}")
+    else:
+        print(f"WARNING: images will be refused: {tools.images_missing}", file=sys.stderr)
+    if tools.ffmpeg is not None:
+        where = f"{tools.ffmpeg.origin}: {tools.ffmpeg.ffmpeg}"
+        print(f"  audio and video with ffmpeg {tools.ffmpeg.version} ({where})")
+    else:
+        print(f"WARNING: audio and video will be refused: {tools.ffmpeg_missing}", file=sys.stderr)
 
 
 def _online_check(config: Config, key: ApiKey) -> str | None:

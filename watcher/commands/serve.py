@@ -41,7 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 f"Sandbox HeyGen at {sandbox.api_url} (no key needed).\n"
                 f"Drop files into {config.folders[0].path}/ and watch <name>.asset.json "
-                "appear beside them.\nPress Ctrl-C to stop.",
+                "appear beside them (phone photos and videos, voice memos and the like are "
+                "converted first).\nPress Ctrl-C to stop.",
                 file=sys.stderr,
                 flush=True,
             )

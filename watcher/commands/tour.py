@@ -40,7 +40,10 @@ def tour_config(sandbox: Sandbox, workdir: Path) -> tuple[Config, ApiKey, Path]:
             "backoff_base_seconds": 0.2,
         },
         "state_dir": str(state_dir.resolve()),
-        "folders": [{"path": str(drop.resolve()), "settle_seconds": TOUR_SETTLE_SECONDS}],
+        # Phone photos and videos, voice memos: converted into what HeyGen takes.
+        "folders": [
+            {"path": str(drop.resolve()), "settle_seconds": TOUR_SETTLE_SECONDS, "convert": True}
+        ],
     }
     path = state_dir / "config.yaml"
     path.write_text(

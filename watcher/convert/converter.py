@@ -189,3 +189,28 @@ __all__ = [
     "Done",
     "Plan",
 ]
+
+
+@dataclass(frozen=True)
+class Tools:
+    """What this machine converts with, or why it cannot (for `check-config`)."""
+
+    images: str | None  # "Pillow 11.0.0, pillow-heif 0.20.0"
+    images_missing: str | None
+    ffmpeg: Tool | None
+    ffmpeg_missing: str | None
+
+
+def available_tools(configured_ffmpeg: str | None) -> Tools:
+    try:
+        images.pillow_module()
+        image_tools: str | None = images.tool_version()
+        images_missing = None
+    except ConverterMissing as error:
+        image_tools, images_missing = None, str(error)
+    try:
+        tool: Tool | None = find_tool(configured_ffmpeg)
+        ffmpeg_missing = None
+    except ConverterMissing as error:
+        tool, ffmpeg_missing = None, str(error)
+    return Tools(image_tools, images_missing, tool, ffmpeg_missing)

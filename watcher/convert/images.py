@@ -18,7 +18,7 @@ from watcher.convert.targets import JPEG
 JPEG_QUALITY = 92
 
 
-def _pillow() -> Any:
+def pillow_module() -> Any:
     try:
         from PIL import Image
     except ImportError:
@@ -49,7 +49,7 @@ def tool_version() -> str:
 
 def is_transparent(path: Path, source_type: str) -> bool:
     """Whether the image has an alpha channel (or a transparent palette entry)."""
-    image_module = _pillow()
+    image_module = pillow_module()
     _heif(source_type)
     try:
         with image_module.open(path) as image:
@@ -63,7 +63,7 @@ def is_transparent(path: Path, source_type: str) -> bool:
 
 def convert_image(source: Path, source_type: str, target: Path, target_type: str) -> None:
     """Write ``source`` as ``target_type`` at ``target``: upright, same size."""
-    image_module = _pillow()
+    image_module = pillow_module()
     _heif(source_type)
     from PIL import ImageOps
 
