@@ -18,6 +18,7 @@ from pathlib import Path, PurePath
 
 from watcher.config import FolderConfig
 from watcher.config.mediatypes import PROTOCOL_TYPES
+from watcher.convert.converter import Plan
 from watcher.convert.targets import MP4, nominal_target
 from watcher.intake.boundedread import NotRegularFile, kind_of
 from watcher.intake.sniff import Sniffed, sniff_path
@@ -44,6 +45,8 @@ class Decision:
     # CONVERT: what the file usually becomes (the converter decides once it looks inside);
     # ACCEPT of an MP4 in a converting folder: its video codec is still to be looked at.
     target_type: str | None = None
+    # ACCEPT after the converter looked inside: how it converts the file.
+    plan: Plan | None = None
 
     @property
     def reason_code(self) -> str:

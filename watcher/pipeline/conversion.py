@@ -18,7 +18,9 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
 from watcher.config.mediatypes import TYPE_NAMES
-from watcher.convert.converter import ConversionFailed, Converter, ConverterMissing
+from watcher.convert.converter import ConversionFailed, Converter, ConverterMissing, Plan
 from watcher.convert.ffmpeg import ConversionStopped
 from watcher.convert.targets import JPEG, MP3, MP4, PNG, WAV
 from watcher.heygen.body import FileChangedError, sha256_file
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 WORK_DIR = "converting"
+# Plans kept in memory between admission and conversion (each a few numbers).
+PLANS_KEPT = 1024
 _SUFFIXES = {JPEG: ".jpg", PNG: ".png", MP4: ".mp4", MP3: ".mp3", WAV: ".wav"}
 
 
@@ -81,6 +85,11 @@ class ConvertStep:
         self.converter = converter
         self.work_dir = work_dir
         self.on_event = on_event
+        # Plans made at admission by this process, until their conversion: spares a second
+        # look inside the file (after a restart, the file is looked at again).
+        # Bounded: a plan whose file is never converted (its asset reused) must not stay.
+        self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+        self._plans_lock = threading.Lock()
 
     # -- at start and stop -------------------------------------------------------------------
     def clean_leftovers(self) -> int:
@@ -123,11 +132,18 @@ class ConvertStep:
             content_type=plan.target_type,
             detected_type=source_type,
             target_type=plan.target_type,
+            plan=plan,
         )
 
-    def plan(self, sha256: str, target_type: str, source_type: str, size: int) -> None:
-        """Commit the plan (before the row that needs it: a row never lacks its plan)."""
+    def plan(self, sha256: str, decision: Decision, size: int) -> None:
+        """Commit the plan of an admitted file (before its row: a row never lacks its plan)."""
+        target_type, source_type = decision.content_type or "", decision.detected_type or ""
         self.journal.plan_conversion(sha256, target_type, source_type, size)
+        if decision.plan is not None:
+            with self._plans_lock:
+                self._plans[(sha256, target_type)] = decision.plan
+                while len(self._plans) > PLANS_KEPT:
+                    self._plans.popitem(last=False)
 
     # -- the upload's bytes ------------------------------------------------------------------
     def pending(self, row: FileRow) -> ConversionRow | None:
@@ -162,8 +178,11 @@ class ConvertStep:
         started = time.monotonic()
         self.journal.start_conversion(*key)
         try:
-            # Looked at again: how (remux or transcode) is not kept, only what it becomes.
-            plan = self.converter.plan(original, conversion.source_type, (target_type,))
+            with self._plans_lock:
+                plan = self._plans.pop(key, None)
+            if plan is None:
+                # Planned by an earlier process: only what it becomes was kept, so look again.
+                plan = self.converter.plan(original, conversion.source_type, (target_type,))
             if plan is None:
                 raise ConversionFailed(f"nothing to convert: it is {target_type} already")
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -112,8 +112,8 @@ class Taker:
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             self._reject(path, folder, info, verdict)
             return
-        source_type = verdict.detected_type if verdict.target_type is not None else None
-        self._admit(path, folder, info, verdict.content_type, row, earlier, source_type)
+        converted = verdict if verdict.plan is not None else None
+        self._admit(path, folder, info, verdict.content_type, row, earlier, converted)
 
     def _adopt(
         self, path: Path, folder: FolderConfig, info: os.stat_result, document: dict[str, Any]
@@ -154,11 +154,11 @@ class Taker:
         content_type: str,
         row: FileRow | None,
         earlier: dict[str, Any] | None,
-        source_type: str | None = None,
+        converted: Decision | None = None,
     ) -> None:
-        """Queue the file for its upload as ``content_type``; ``source_type``: its own type,
-        when it is converted to ``content_type`` first (hashed first then: the asset cache
-        and the conversion's record key on the original's bytes)."""
+        """Queue the file for its upload as ``content_type``; ``converted``: the decision to
+        convert it to ``content_type`` first (hashed first then: the asset cache and the
+        conversion's record key on the original's bytes)."""
         if row is not None and row.state is FileState.UPLOADED:
             previous_sha256, previous_asset = row.sha256, row.asset_id
         elif earlier is not None and earlier.get("status") == "uploaded":
@@ -166,7 +166,7 @@ class Taker:
         else:
             previous_sha256 = previous_asset = None
         digest: str | None = None
-        converting = source_type is not None
+        converting = converted is not None
         if converting or self._hash_first(info.st_size, content_type, previous_sha256 is not None):
             try:
                 digest = sha256_file(path)
@@ -213,8 +213,8 @@ class Taker:
             # An upload of this path was cut short (its bytes changed under it): PUT into the
             # same slot again, which replaces its bytes instead of leaving a stray asset.
             fresh = replace(fresh, slot=row.slot, slot_expires_at=row.slot_expires_at)
-        if source_type is not None and digest is not None:
-            self.converting.plan(digest, content_type, source_type, info.st_size)
+        if converted is not None and digest is not None:
+            self.converting.plan(digest, converted, info.st_size)
         self.journal.put(fresh)
         if self.hand_to_batcher is not None and digest is not None and not converting:
             self.hand_to_batcher(path)
