@@ -338,3 +338,20 @@ def test_the_target_is_one_the_protocol_takes_and_the_sandbox_refuses_the_others
         timeout=10,
     )
     assert 400 <= answer.status_code < 500, answer.text
+
+
+@pytest.mark.parametrize("protocol", ["v3-direct", "v3-multipart", "v1-upload"])
+def test_converted_files_go_up_with_every_protocol(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, protocol: str
+):
+    video(drop / "clip.mov", H264_AAC)
+    heic(drop / "photo.heic")
+    config = make_config(sandbox, tmp_path, converting(drop), api={"upload_protocol": protocol})
+    scan_once(config)
+    for name, target in (("clip.mov", "video/mp4"), ("photo.heic", "image/jpeg")):
+        document = read_sidecar(drop / name)
+        assert document["status"] == "uploaded", document
+        asset = sandbox.assets[document["asset_id"]]
+        assert (document["content_type"], document["sha256"]) == (target, asset.sha256)
+        assert document["size"] == asset.size
+    assert leftovers(tmp_path / "state") == []

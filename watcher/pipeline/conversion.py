@@ -79,7 +79,10 @@ class ConvertStep:
         converter: Converter,
         work_dir: Path,
         on_event: EventSink,
+        *,
+        checksum_first: bool = False,
     ) -> None:
+        self.checksum_first = checksum_first
         self.journal = journal
         self.live = live
         self.converter = converter
@@ -208,7 +211,9 @@ class ConvertStep:
             self.journal.stop_conversion(*key)
             raise FileChangedError("the file changed while it was being converted")
         size = target.stat().st_size
-        digest = sha256_file(target)
+        # A protocol that signs the checksum needs it now; the others hash the bytes as they
+        # send them (one read, not two), and `sent` records it.
+        digest = sha256_file(target) if self.checksum_first else None
         self.journal.finish_conversion(
             *key,
             output_sha256=digest,
@@ -251,6 +256,14 @@ class ConvertStep:
         return LocalFile(
             target, conversion.output_size, conversion.target_type, conversion.output_sha256
         )
+
+    def sent(self, row: FileRow, conversion: ConversionRow, sha256: str | None) -> None:
+        """The converted bytes went up, hashed on the way: their sha256 is recorded (before
+        the asset is: the sidecar names both)."""
+        if sha256 is not None and conversion.output_sha256 is None:
+            self.journal.set_conversion_output(
+                conversion.source_sha256, conversion.target_type, sha256
+            )
 
     def _output_path(self, row: FileRow, target_type: str) -> Path:
         # One folder per file (by its path), holding the original's name with the new suffix:

@@ -111,6 +111,7 @@ def build_pipeline(
         Converter(config.ffmpeg, config.convert_timeout_seconds, config.convert_concurrency),
         config.state_dir / CONVERT_WORK_DIR,
         on_event,
+        checksum_first=protocol.needs_checksum,
     )
     uploader = Uploader(
         journal, live, protocol, auth_pause, outcome, recorder, on_event, converting

@@ -97,6 +97,8 @@ class Uploader:
         except (ApiError, OSError) as error:
             self.outcome.upload_failed(row, error)
             return None
+        if conversion is not None:
+            self.converting.sent(row, conversion, local.sha256 or asset.sha256)
         recorded = self.succeeded(row, asset, started)
         if conversion is not None and recorded is not None:
             self.converting.discard(row)  # the asset is in the journal: the bytes are done

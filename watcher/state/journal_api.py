@@ -175,11 +175,15 @@ class Journal(Protocol):
         source_sha256: str,
         target_type: str,
         *,
-        output_sha256: str,
+        output_sha256: str | None,
         output_size: int,
         action: str,
         tool: str,
         tool_version: str,
+    ) -> None: ...
+
+    def set_conversion_output(
+        self, source_sha256: str, target_type: str, output_sha256: str
     ) -> None: ...
 
     def stop_conversion(self, source_sha256: str, target_type: str) -> None: ...

@@ -44,7 +44,7 @@ class ConversionRecords(JournalBackend):
         source_sha256: str,
         target_type: str,
         *,
-        output_sha256: str,
+        output_sha256: str | None,
         output_size: int,
         action: str,
         tool: str,
@@ -61,6 +61,13 @@ class ConversionRecords(JournalBackend):
             started_at=None,
             converted_at=time.time(),
         )
+
+    def set_conversion_output(
+        self, source_sha256: str, target_type: str, output_sha256: str
+    ) -> None:
+        """The converted bytes' sha256, learnt as they were sent (`finish_conversion` had
+        none to give)."""
+        self._set_conversion(source_sha256, target_type, output_sha256=output_sha256)
 
     def stop_conversion(self, source_sha256: str, target_type: str) -> None:
         """A conversion ended without an output (refused, failed, or cut short)."""
