@@ -31,7 +31,9 @@ from watcher.heygen.errors import (
     TransientError,
     UnsupportedType,
 )
-from watcher.heygen.uploads import PROTOCOLS, LocalFile, V1Presigned, make_protocol
+from watcher.heygen.presigned import V1Presigned
+from watcher.heygen.uploadfile import LocalFile
+from watcher.heygen.uploads import PROTOCOLS, make_protocol
 from watcher.sandbox import Fault, Sandbox
 
 
@@ -414,7 +416,8 @@ from pathlib import Path
 from watcher.config.apikey import ApiKey
 from watcher.config import ApiConfig
 from watcher.heygen.client import HeyGenClient
-from watcher.heygen.uploads import LocalFile, make_protocol
+from watcher.heygen.uploadfile import LocalFile
+from watcher.heygen.uploads import make_protocol
 path = Path(sys.argv[1])
 api = ApiConfig(base_url=sys.argv[2], upload_protocol=sys.argv[4])
 client = HeyGenClient(api, ApiKey(sys.argv[3], "test"))

@@ -38,14 +38,11 @@ from watcher.heygen.batches import complete_batch, create_batch, read_batch
 from watcher.heygen.body import sha256_file
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import ApiError
+from watcher.heygen.presigned import PresignedProtocol
 from watcher.heygen.transport import Answer
-from watcher.heygen.uploads import (
-    PROTOCOLS,
-    LocalFile,
-    PresignedProtocol,
-    complete_v3,
-    make_protocol,
-)
+from watcher.heygen.uploadfile import LocalFile
+from watcher.heygen.uploads import PROTOCOLS, make_protocol
+from watcher.heygen.v3direct import complete_v3
 from watcher.sandbox import Fault, Sandbox
 
 CONTRACT_DIR = Path(__file__).parent / "contract"

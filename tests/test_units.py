@@ -17,7 +17,7 @@ from watcher.config import FolderConfig
 from watcher.config.apikey import ApiKey
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
-from watcher.heygen.uploads import UploadProtocol
+from watcher.heygen.uploadfile import UploadProtocol
 from watcher.pipeline.outcome import AuthPause, retry_delay_seconds
 from watcher.pipeline.pipeline import build_pipeline
 from watcher.pipeline.workpool import Work, WorkPool

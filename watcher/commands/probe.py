@@ -20,7 +20,8 @@ from watcher.config.apikey import ApiKey
 from watcher.heygen.body import FileChangedError
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import ApiError
-from watcher.heygen.uploads import PROTOCOLS, LocalFile
+from watcher.heygen.uploadfile import LocalFile
+from watcher.heygen.uploads import PROTOCOLS
 
 # A probe must answer quickly: a couple of tries per request, not the daemon's patience.
 PROBE_MAX_ATTEMPTS = 2

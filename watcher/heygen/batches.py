@@ -15,7 +15,8 @@ from typing import Any
 
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.errors import PermanentError
-from watcher.heygen.uploads import LocalFile, UploadSlot, slot_from_v3, v3_file_spec
+from watcher.heygen.uploadfile import LocalFile, UploadSlot
+from watcher.heygen.v3direct import slot_from_v3, v3_file_spec
 
 # A batch holds at most 100 items; even one per page ends well within this.
 MAX_PAGES = 200

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from watcher.heygen.batches import BatchItem, complete_batch, create_batch, read_batch
 from watcher.heygen.errors import ApiError, PermanentError
-from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadSlot, V3Direct
+from watcher.heygen.uploadfile import LocalFile, UploadedAsset, UploadSlot
+from watcher.heygen.v3direct import V3Direct
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.slots import remember_slot
 from watcher.pipeline.upload import Uploader

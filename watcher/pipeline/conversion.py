@@ -33,7 +33,7 @@ from watcher.convert.converter import ConversionFailed, Converter, ConverterMiss
 from watcher.convert.ffmpeg import ConversionStopped
 from watcher.convert.targets import JPEG, MP3, MP4, PNG, WAV
 from watcher.heygen.body import FileChangedError, sha256_file
-from watcher.heygen.uploads import LocalFile
+from watcher.heygen.uploadfile import LocalFile
 from watcher.intake.admission import Decision, Outcome, accepted_types
 from watcher.state.journal import ConversionRow, FileRow
 from watcher.state.journal_api import Journal

@@ -19,7 +19,8 @@ from watcher.config.live import LiveConfig
 from watcher.convert.converter import Converter
 from watcher.heygen.client import HeyGenClient
 from watcher.heygen.retry import requests_for
-from watcher.heygen.uploads import UploadProtocol, V3Direct
+from watcher.heygen.uploadfile import UploadProtocol
+from watcher.heygen.v3direct import V3Direct
 from watcher.pipeline.batching import V3Batcher
 from watcher.pipeline.conversion import WORK_DIR as CONVERT_WORK_DIR
 from watcher.pipeline.conversion import ConvertStep

@@ -17,7 +17,7 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
-from watcher.heygen.uploads import LocalFile, UploadedAsset
+from watcher.heygen.uploadfile import LocalFile, UploadedAsset
 from watcher.intake import admission
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from watcher.heygen.uploads import LocalFile, UploadedAsset
+from watcher.heygen.uploadfile import LocalFile, UploadedAsset
 from watcher.intake.admission import Decision
 from watcher.state import sidecar
 from watcher.state.journal import ConversionRow, FileRow

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from watcher.heygen.uploads import UploadSlot
+from watcher.heygen.uploadfile import UploadSlot
 from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
 

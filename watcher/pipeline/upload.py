@@ -16,7 +16,7 @@ from typing import Any
 from watcher.config.live import LiveConfig
 from watcher.convert.ffmpeg import ConversionStopped
 from watcher.heygen.errors import ApiError
-from watcher.heygen.uploads import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
+from watcher.heygen.uploadfile import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
 from watcher.pipeline.conversion import ConversionRefused, ConvertStep
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder

@@ -13,7 +13,7 @@ import time
 
 from watcher.config.templates import Template
 from watcher.heygen.errors import ApiError, AuthError, RateLimited, TransientError
-from watcher.heygen.uploads import complete_v3
+from watcher.heygen.v3direct import complete_v3
 from watcher.pipeline.video_context import VIDEO_LOGGER, VideoContext
 from watcher.state.journal import FileRow, VideoRow
 
