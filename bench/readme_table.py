@@ -1,4 +1,5 @@
-"""The README's benchmark table, rendered from one run's JSON (so the table is that run's).
+"""The benchmark table of docs/performance.md, rendered from one run's JSON (so the table is
+that run's).
 
 python bench/readme_table.py bench/README-results.json
 """

@@ -1,6 +1,6 @@
 """Configuration defaults live in one place, the dataclasses of `watcher.config.model`: the YAML
-readers and the allowed keys come from them, and config.example.yaml and README.md's reference
-tables are checked against them here."""
+readers and the allowed keys come from them, and config.example.yaml and the reference tables of
+docs/configuration.md are checked against them here."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from watcher.config.model import ApiConfig, Config, FolderConfig
 from watcher.config.templates import Template
 
 ROOT = Path(__file__).parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The reference tables live in the configuration doc, linked from the README.
+REFERENCE = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
 EXAMPLE_TEXT = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
 
@@ -70,9 +71,9 @@ README_TABLES = {
 
 def readme_table(heading: str) -> dict[str, str]:
     """key → its default cell, from the first table after ``heading``."""
-    start = README.index(heading)
-    table_start = README.index("| ", start) if not heading.startswith("|") else start
-    table = README[table_start:].split("\n\n")[0]
+    start = REFERENCE.index(heading)
+    table_start = REFERENCE.index("| ", start) if not heading.startswith("|") else start
+    table = REFERENCE[table_start:].split("\n\n")[0]
     rows: dict[str, str] = {}
     for line in table.splitlines()[2:]:
         cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]

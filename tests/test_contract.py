@@ -562,7 +562,8 @@ def test_documented_v3_codes_for_their_statuses(
 
 
 def test_the_examples_in_the_docs_are_valid_requests() -> None:
-    """config.example.yaml's active template and the README's /v3/videos example, rendered."""
+    """config.example.yaml's active template and the configuration doc's /v3/videos example,
+    rendered."""
     import yaml
 
     from watcher.config.templates import SAMPLE_VALUES, render
@@ -572,7 +573,7 @@ def test_the_examples_in_the_docs_are_valid_requests() -> None:
     environ = {"HEYGEN_VOICE_ID": "v1"}
     background = render(example["templates"]["background"]["body"], SAMPLE_VALUES, environ=environ)
     assert not problems("v2_generate.request", background)
-    readme = (root / "README.md").read_text(encoding="utf-8")
+    readme = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
     block = re.search(r"```yaml\n(templates:\n  portrait:.*?)```", readme, re.S)
     assert block is not None
     portrait = yaml.safe_load(block.group(1))["templates"]["portrait"]

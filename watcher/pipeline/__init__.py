@@ -4,6 +4,6 @@ refuse, adopt, admit) → `upload` (the asset cache, then the protocol sends the
 `uploaded`) → `videos` (templated folders). `pipeline.build_pipeline` wires them once;
 `workpool` runs them; `batching` carries v3 batches.
 
-The bytes themselves are sent by the protocols `watcher.heygen.uploads` names. May import: `watcher.intake`,
-`watcher.heygen`, `watcher.state`, `watcher.config`.
+The bytes themselves are sent by the protocols `watcher.heygen.uploads` names. May import:
+`watcher.intake`, `watcher.convert`, `watcher.heygen`, `watcher.state`, `watcher.config`.
 """
