@@ -5,6 +5,7 @@ only while no upload is recorded, uploaded once, and nothing is left in the stat
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -354,4 +355,124 @@ def test_converted_files_go_up_with_every_protocol(
         asset = sandbox.assets[document["asset_id"]]
         assert (document["content_type"], document["sha256"]) == (target, asset.sha256)
         assert document["size"] == asset.size
+    assert leftovers(tmp_path / "state") == []
+
+
+def test_the_ffmpeg_the_convert_extra_bundles_is_used_without_one_on_path(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    import imageio_ffmpeg
+
+    video(drop / "clip.mov", H264_AAC)
+    ffmpeg(*tone(), "-c:a", "aac", str(drop / "memo.m4a"))
+    config = write_config(
+        tmp_path / "config.yaml", config_document(sandbox, tmp_path / "state", converting(drop))
+    )
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "scan", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **KEY_ENV, "PATH": str(empty)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    bundled_version = imageio_ffmpeg.get_ffmpeg_version()
+    for name, target in (("clip.mov", "video/mp4"), ("memo.m4a", "audio/mpeg")):
+        document = read_sidecar(drop / name)
+        assert document["status"] == "uploaded", document
+        assert document["content_type"] == target
+        assert document["converted_from"]["tool_version"] == bundled_version
+
+
+def test_metrics_count_conversions_and_their_seconds(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    from conftest import SANDBOX_KEY as KEY
+
+    from watcher.config.apikey import ApiKey
+    from watcher.service.daemon import Daemon
+    from watcher.service.metrics import Metrics
+
+    video(drop / "clip.mov", H264_AAC)
+    heic(drop / "photo.heic")
+    (drop / "cut.mov").write_bytes((drop / "clip.mov").read_bytes()[:2000])
+    metrics = Metrics()
+    daemon = Daemon(
+        make_config(sandbox, tmp_path, converting(drop)),
+        key=ApiKey(KEY, "test"),
+        on_event=metrics.on_event,
+    )
+    daemon.start(watch=False)
+    try:
+        daemon.wait_until_idle()
+    finally:
+        daemon.stop()
+    text = metrics.render().decode()
+    assert 'heygen_watcher_conversions_total{result="remux"} 1.0' in text
+    assert 'heygen_watcher_conversions_total{result="image"} 1.0' in text
+    found = re.search(r"^heygen_watcher_conversion_seconds_total (\S+)$", text, re.MULTILINE)
+    assert found is not None
+    seconds = float(found.group(1))
+    assert seconds > 0
+    assert "heygen_watcher_conversions_in_progress 0.0" in text
+    # The truncated movie was refused when it was looked at, before any conversion ran.
+    assert read_sidecar(drop / "cut.mov")["status"] == "rejected"
+
+
+def test_status_shows_conversions_in_progress(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    wrapper, hold, runs = slow_ffmpeg(tmp_path)
+    hold.touch()
+    video(drop / "clip.mov", H264_AAC)
+    document = config_document(sandbox, tmp_path / "state", converting(drop), ffmpeg=str(wrapper))
+    config = write_config(tmp_path / "config.yaml", document)
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    try:
+        wait_for(lambda: runs.exists(), 30, "the conversion to start")
+        shown = cli("status", "-c", str(config))
+        assert "converting now: 1 file(s)" in shown.stdout, shown.stdout
+        hold.unlink()
+        wait_sidecar(drop / "clip.mov", timeout=30, status="uploaded")
+        shown = cli("status", "-c", str(config))
+        assert "converting now" not in shown.stdout
+    finally:
+        hold.unlink(missing_ok=True)
+        code, _, err = stop_cli(process)
+    assert code == 0, err
+
+
+def test_a_full_disk_while_converting_is_retried_not_refused(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    # The converted bytes go to a real 256 KiB tmpfs: a movie of a few hundred KiB fills it.
+    work = tmp_path / "state" / "converting"
+    work.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        # Noise, so that the encoder cannot make it small.
+        noisy = ["-vf", "noise=alls=60:allf=t", "-b:v", "2M"]
+        ffmpeg(*picture(2, "640x480", 25), *tone(2), *H264_AAC, *noisy, str(drop / "big.mov"))
+        document = config_document(sandbox, tmp_path / "state", converting(drop))
+        config = write_config(tmp_path / "config.yaml", document)
+        assert cli("scan", "-c", str(config), env=KEY_ENV).returncode == 1  # not done yet
+        with sqlite3.connect(tmp_path / "state" / "journal.sqlite3") as db:
+            state, error = db.execute("SELECT state, last_error FROM files").fetchone()
+        assert state == "retrying", (state, error)
+        assert error.startswith("cannot write the converted file: ") and "No space" in error
+        assert not (drop / "big.mov.asset.json").exists()  # nothing refused
+    finally:
+        subprocess.run(["umount", str(work)], check=True)
+    retried = cli("retry", "-c", str(config), env=KEY_ENV)  # room again: converted, uploaded
+    assert retried.returncode == 0, retried.stderr
+    assert read_sidecar(drop / "big.mov")["status"] == "uploaded"
     assert leftovers(tmp_path / "state") == []

@@ -197,6 +197,10 @@ class ConvertStep:
             raise
         except (ConversionFailed, ConverterMissing) as error:
             self.journal.stop_conversion(*key)
+            if not original.exists():
+                raise FileNotFoundError(
+                    f"{original} vanished while it was being converted"
+                ) from None
             local = _local_fault(str(error))
             if local is not None:
                 raise local from None

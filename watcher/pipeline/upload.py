@@ -15,6 +15,7 @@ from typing import Any
 
 from watcher.config.live import LiveConfig
 from watcher.convert.ffmpeg import ConversionStopped
+from watcher.heygen.body import FileChangedError
 from watcher.heygen.errors import ApiError
 from watcher.heygen.uploadfile import LocalFile, UploadedAsset, UploadProtocol, UploadSlot
 from watcher.pipeline.conversion import ConversionRefused, ConvertStep
@@ -113,8 +114,16 @@ class Uploader:
             return None  # still `uploading`: resumed (converted again) at the next start
         except ConversionRefused as error:
             self.outcome.refuse(row, f"cannot convert it: {error}", conversion.source_type)
+        except FileNotFoundError:
+            self.outcome.vanished(row.path)
+        except FileChangedError as error:
+            self.outcome.requeue_changed(row, str(error))
         except OSError as error:
-            self.outcome.upload_failed(row, error)
+            # The machine's fault (a full disk, a read-only state directory): tried again.
+            reason = str(error.strerror or error)
+            if not reason.startswith("cannot write the converted file"):
+                reason = f"cannot write the converted file: {reason}"
+            self.outcome.fail(row, reason, final=False)
         return None
 
     def _cached(self, row: FileRow, content_type: str) -> UploadedAsset | None:
