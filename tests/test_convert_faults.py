@@ -476,3 +476,36 @@ def test_a_full_disk_while_converting_is_retried_not_refused(
     assert retried.returncode == 0, retried.stderr
     assert read_sidecar(drop / "big.mov")["status"] == "uploaded"
     assert leftovers(tmp_path / "state") == []
+
+
+def test_a_retried_upload_reuses_its_converted_bytes_and_a_final_failure_leaves_none(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    wrapper, _, runs = slow_ffmpeg(tmp_path)
+    # Every quick try of the PUT fails: the file is tried again later, by the same process.
+    sandbox.inject(Fault(method="PUT", server="storage", status=503, count=3))
+    video(drop / "clip.mov", H264_AAC)
+    document = config_document(
+        sandbox,
+        tmp_path / "state",
+        converting(drop),
+        ffmpeg=str(wrapper),
+        retry_window_seconds=1,
+    )
+    config = write_config(tmp_path / "config.yaml", document)
+    run_until_uploaded(config, drop / "clip.mov")
+    assert runs.read_text().count("run") == 1  # converted once, sent twice
+    assert len([r for r in sandbox.requests if r.method == "PUT"]) >= 4
+    assert leftovers(tmp_path / "state") == []
+
+    # Failing on every try: the file fails for good, and its converted bytes go with it.
+    sandbox.inject(Fault(method="PUT", server="storage", status=503, count=1000))
+    process = start_cli("run", "-c", str(config), env=KEY_ENV)
+    try:
+        wait_for(lambda: registered(tmp_path / "state", process.pid), 30, "the daemon")
+        heic(drop / "photo.heic")
+        wait_sidecar(drop / "photo.heic", timeout=30, status="failed")
+        wait_for(lambda: leftovers(tmp_path / "state") == [], 10, "no converted bytes left")
+    finally:
+        code, _, err = stop_cli(process)
+    assert code == 0, err

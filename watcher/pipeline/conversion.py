@@ -37,6 +37,7 @@ from watcher.heygen.uploadfile import LocalFile
 from watcher.intake.admission import Decision, Outcome, accepted_types
 from watcher.state.journal import ConversionRow, FileRow
 from watcher.state.journal_api import Journal
+from watcher.state.states import FINAL, FileState
 
 log = logging.getLogger(__name__)
 
@@ -247,19 +248,22 @@ class ConvertStep:
         return LocalFile(target, size, target_type, digest)
 
     def _complete(self, target: Path, conversion: ConversionRow) -> LocalFile | None:
-        """The output an earlier attempt of this process finished, if it is still whole."""
-        if conversion.output_sha256 is None or conversion.output_size is None:
+        """The output an earlier attempt of this process finished, if it is still whole (an
+        output only ever appears whole: it is renamed into place; leftovers of an earlier
+        process are gone since the start)."""
+        if conversion.output_size is None or conversion.converted_at is None:
             return None
         try:
             if target.stat().st_size != conversion.output_size:
                 return None
-            if sha256_file(target) != conversion.output_sha256:
+            digest = conversion.output_sha256
+            if digest is not None and sha256_file(target) != digest:
                 return None
+            if digest is None and self.checksum_first:
+                digest = sha256_file(target)
         except (OSError, FileChangedError):
             return None
-        return LocalFile(
-            target, conversion.output_size, conversion.target_type, conversion.output_sha256
-        )
+        return LocalFile(target, conversion.output_size, conversion.target_type, digest)
 
     def sent(self, row: FileRow, conversion: ConversionRow, sha256: str | None) -> None:
         """The converted bytes went up, hashed on the way: their sha256 is recorded (before
@@ -275,6 +279,13 @@ class ConvertStep:
         key = hashlib.sha256(row.path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
         name = Path(row.path).stem + _SUFFIXES.get(target_type, "")
         return self.work_dir / key / name
+
+    def discard_if_done(self, row: FileRow) -> None:
+        """After a failed attempt: the converted bytes go too if the file's fate is decided
+        (failed for good, refused, or gone); a retry to come reuses them."""
+        now = self.journal.get(row.path)
+        if now is None or now.state in (FileState.FAILED, *FINAL):
+            self.discard(row)
 
     def discard(self, row: FileRow) -> None:
         """The upload is recorded: its converted bytes are not needed any more."""

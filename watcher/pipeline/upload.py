@@ -97,6 +97,8 @@ class Uploader:
             )
         except (ApiError, OSError) as error:
             self.outcome.upload_failed(row, error)
+            if conversion is not None:
+                self.converting.discard_if_done(row)
             return None
         if conversion is not None:
             self.converting.sent(row, conversion, local.sha256 or asset.sha256)
