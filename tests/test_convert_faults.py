@@ -4,6 +4,7 @@ only while no upload is recorded, uploaded once, and nothing is left in the stat
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -509,3 +510,16 @@ def test_a_retried_upload_reuses_its_converted_bytes_and_a_final_failure_leaves_
     finally:
         code, _, err = stop_cli(process)
     assert code == 0, err
+
+
+def test_without_ffmpeg_an_mp4_is_uploaded_as_it_is(tmp_path: Path, drop: Path, sandbox: Sandbox):
+    # A converting folder looks at an MP4's codec; with no tool to look, it goes up unchanged.
+    video(drop / "clip.mp4", H264_AAC)
+    config = make_config(
+        sandbox, tmp_path, converting(drop), ffmpeg=str(tmp_path / "no-such-ffmpeg")
+    )
+    scan_once(config)
+    document = read_sidecar(drop / "clip.mp4")
+    assert document["status"] == "uploaded", document
+    assert "converted_from" not in document
+    assert document["sha256"] == hashlib.sha256((drop / "clip.mp4").read_bytes()).hexdigest()

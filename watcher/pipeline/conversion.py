@@ -119,12 +119,16 @@ class ConvertStep:
     def judge(self, path: Path, folder: FolderConfig, verdict: Decision) -> Decision:
         """The decision for a file the folder converts: ACCEPT as the target type (its
         ``detected_type`` the original's), ACCEPT as it is (an MP4 already H.264), or REJECT
-        with the converter's reason."""
+        with the converter's reason. `ConversionStopped` when the daemon is stopping."""
         source_type = verdict.detected_type or ""
         accepted = accepted_types(folder, self.live.current.api.upload_protocol)
         try:
             plan = self.converter.plan(path, source_type, accepted)
         except (ConversionFailed, ConverterMissing) as error:
+            if verdict.outcome is Outcome.ACCEPT:
+                # An MP4 whose codec could not be looked at: uploaded as it is, as a folder
+                # that does not convert would.
+                return replace(verdict, target_type=None)
             what = TYPE_NAMES.get(source_type, source_type)
             return Decision(
                 Outcome.REJECT, f"cannot convert {what}: {error}", detected_type=source_type

@@ -17,6 +17,7 @@ from typing import Any
 
 from watcher.config import FolderConfig
 from watcher.config.live import LiveConfig
+from watcher.convert.ffmpeg import ConversionStopped
 from watcher.heygen.body import FileChangedError, sha256_file
 from watcher.intake import admission
 from watcher.intake.admission import Decision, Outcome
@@ -108,7 +109,10 @@ class Taker:
             return
         if verdict.target_type is not None:
             # A type the folder converts (or an MP4 that may hold HEVC): the converter looks.
-            verdict = self.converting.judge(path, folder, verdict)
+            try:
+                verdict = self.converting.judge(path, folder, verdict)
+            except ConversionStopped:
+                return  # the daemon is stopping: the next start looks at the file again
         if verdict.outcome is Outcome.REJECT or verdict.content_type is None:
             self._reject(path, folder, info, verdict)
             return
