@@ -145,7 +145,7 @@ EXAMPLE_CHOICES = {"state_dir", "requests_per_second", "metrics", "ignore", "dow
 def example_value(key: str, value: Any) -> Any:
     if key == "after_upload":
         return None if value == "keep" else value
-    if key == "types":
+    if key in ("types", "notify"):
         return tuple(value)
     if key == "max_bytes":
         return {major: Checker("example").size(size, key, 0) for major, size in value.items()}

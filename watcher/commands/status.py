@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config
+from watcher.config.notifyconfig import masked_url
 from watcher.pipeline.video_fetch import UNSAVED_PREFIX
 from watcher.state.journals import journal_label, open_journal
 from watcher.state.lock import StateLock
@@ -35,6 +36,8 @@ def collect(config: Config) -> dict[str, Any]:
             "shortened_sidecars": [],
             "daemons": [],
             "conversions_running": 0,
+            "notifications": {},
+            "dead_notifications": [],
         }
     journal = open_journal(config)
     try:
@@ -57,9 +60,22 @@ def collect(config: Config) -> dict[str, Any]:
         ]
         shortened = journal.shortened_sidecars()
         converting = journal.conversions_running() if running else 0
+        notifications = journal.outbox_counts()
+        dead = journal.dead_events()
     finally:
         journal.close()
     return {
+        "notifications": notifications,
+        "dead_notifications": [
+            {
+                "target": masked_url(event.target),
+                "event": event.event,
+                "file": event.path,
+                "error": event.last_error,
+                "attempts": event.attempts,
+            }
+            for event in dead
+        ],
         "conversions_running": converting,
         "journal": label,
         "running": running,
@@ -140,6 +156,16 @@ def render(report: dict[str, Any]) -> str:
             f"  daemon {daemon['host']} pid {daemon['pid']} (v{daemon['version']}): "
             f"heartbeat {daemon['heartbeat_seconds_ago']:.0f}s ago, "
             f"{daemon['in_flight']} in flight"
+        )
+    waiting = report.get("notifications", {})
+    if waiting.get("pending") or waiting.get("dead"):
+        lines.append(
+            f"notifications: {waiting.get('pending', 0)} pending, {waiting.get('dead', 0)} dead"
+        )
+    for dead in report.get("dead_notifications", []):
+        lines.append(
+            f"  dead notification to {dead['target']} ({dead['event']} of {dead['file']}): "
+            f"{dead['error']}"
         )
     if report.get("conversions_running"):
         lines.append(f"converting now: {report['conversions_running']} file(s)")

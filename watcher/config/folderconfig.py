@@ -11,6 +11,7 @@ from typing import Any
 from watcher.config.checker import Checker, Problem, join_key
 from watcher.config.mediatypes import MAJOR_TYPES, PROTOCOL_TYPES, SUPPORTED_TYPES
 from watcher.config.model import FOLDER_KEYS, FolderConfig
+from watcher.config.notifyconfig import read_notify
 
 
 def _read_max_bytes(
@@ -70,6 +71,11 @@ def read_folder_settings(
         move_to=_read_after_upload(check, section, key, base, inherited.move_to),
         template=check.string(section, key, "template", inherited.template),
         convert=check.boolean(section, key, "convert", inherited.convert),
+        notify=(
+            read_notify(check, section["notify"], join_key(key, "notify"), base)
+            if "notify" in section
+            else inherited.notify
+        ),
     )
 
 

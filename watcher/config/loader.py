@@ -33,6 +33,7 @@ from watcher.config.model import (
     Config,
     FolderConfig,
 )
+from watcher.config.notifyconfig import read_notify
 from watcher.config.templateconfig import read_templates
 from watcher.config.yamlread import MAX_CONFIG_BYTES, YamlRefused, load_yaml
 
@@ -224,6 +225,15 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
             top, "", "convert_concurrency", DEFAULTS.convert_concurrency, minimum=1, integer=True
         )
     )
+    notify = read_notify(check, top.get("notify"), "notify", base)
+    notify_timeout = float(
+        check.number(
+            top, "", "notify_timeout_seconds", DEFAULTS.notify_timeout_seconds, minimum=0.1
+        )
+    )
+    give_up = float(
+        check.number(top, "", "notify_give_up_seconds", DEFAULTS.notify_give_up_seconds)
+    )
     check.raise_if_any()
     return Config(
         source=source,
@@ -245,6 +255,9 @@ def parse_config(data: Any, source: str, base: Path, *, need_folders: bool = Tru
         ffmpeg=ffmpeg,
         convert_timeout_seconds=convert_timeout,
         convert_concurrency=convert_concurrency,
+        notify=notify,
+        notify_timeout_seconds=notify_timeout,
+        notify_give_up_seconds=give_up,
         warnings=protocol_type_warnings(source, top, api.upload_protocol, defaults, folders),
     )
 

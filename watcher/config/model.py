@@ -9,6 +9,7 @@ from pathlib import Path
 
 from watcher.config.journalurl import DEFAULT_LEASE_SECONDS
 from watcher.config.mediatypes import DEFAULT_TYPES
+from watcher.config.notifyconfig import NotifyTarget
 from watcher.config.templates import Template
 
 UPLOAD_PROTOCOLS = ("v1-presigned", "v1-upload", "v3-direct", "v3-multipart")
@@ -64,6 +65,8 @@ class FolderConfig:
     template: str | None = None
     # Convert what HeyGen refuses (HEIC, MOV, M4A…) into a type it takes (`watcher.convert`).
     convert: bool = False
+    # Told as well as the top level's `notify` when this folder's files are done.
+    notify: tuple[NotifyTarget, ...] = ()
 
     def max_bytes_for(self, content_type: str) -> int | None:
         return self.max_bytes.get(content_type.split("/", 1)[0])
@@ -95,6 +98,11 @@ class Config:
     ffmpeg: str | None = None
     convert_timeout_seconds: float = 600.0
     convert_concurrency: int = 1
+    # Who is told when a file or a video is done (`watcher.config.notifyconfig`), how long one
+    # delivery may take, and after how long of failing deliveries an event is given up (dead).
+    notify: tuple[NotifyTarget, ...] = ()
+    notify_timeout_seconds: float = 10.0
+    notify_give_up_seconds: float = 86400.0
     # Not errors, but worth saying: check-config prints them, the daemon logs them at start.
     warnings: tuple[str, ...] = ()
 
@@ -116,6 +124,10 @@ class Config:
 
     def template_for(self, folder: FolderConfig) -> Template | None:
         return self.templates.get(folder.template) if folder.template else None
+
+    def notify_for(self, folder: FolderConfig, event: str) -> tuple[NotifyTarget, ...]:
+        """Everyone to tell of ``event`` for a file of ``folder``."""
+        return tuple(t for t in (*self.notify, *folder.notify) if event in t.events)
 
     def folder_of(self, folder_path: str) -> FolderConfig:
         """The configured folder a journal row belongs to; one that left the configuration

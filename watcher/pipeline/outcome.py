@@ -28,6 +28,7 @@ from watcher.heygen.reachability import Reachability
 from watcher.intake.admission import accepted_types
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_retry_delay_seconds
+from watcher.pipeline.notices import Notices
 from watcher.pipeline.record import Sidecars
 from watcher.state.journal import FileRow
 from watcher.state.journal_api import Journal
@@ -126,7 +127,9 @@ class OutcomePolicy:
         reachability: Reachability | None = None,
         probe: Callable[[str | None], str | None] = lambda storage_url: None,
         key_origin: Callable[[], str] = lambda: "its source",
+        notices: Notices | None = None,
     ) -> None:
+        self.notices = notices or Notices(live)
         self.key_origin = key_origin  # where the key came from, for the one loud line
         self.journal = journal
         self.reachability = reachability or Reachability()
@@ -256,37 +259,45 @@ class OutcomePolicy:
             self._park(row, reason, FileState.RETRYING, attempts)
             return
         log.warning("upload failed: %s", reason, extra={"file": row.path})
+        failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
+        document = records.failed_from_row(failed)
+        folder = config.folder_of(row.folder)
+        events = self.notices.events("failed", row.path, folder, lambda: document)
         self.journal.update(
             row.path,
             state=FileState.FAILED,
             attempts=attempts,
             last_error=reason,
             next_attempt_at=None,
+            events=events,
         )
-        failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
-        document = records.failed_from_row(failed)
-        self.sidecars.write(Path(row.path), config.folder_of(row.folder), document)
+        if events:
+            self.notices.on_written()
+        self.sidecars.write(Path(row.path), folder, document)
 
     def refuse(self, row: FileRow, reason: str, detected_type: str) -> None:
         """The file cannot be made into what HeyGen takes (a conversion the tool refused):
         rejected, with a sidecar saying why, as the sniff's refusals are."""
         log.info("rejected: %s", reason, extra={"file": row.path})
         self.on_event("rejected", {"reason": reason.split(":", 1)[0]})
+        folder = self.live.current.folder_of(row.folder)
+        rejected = replace(row, state=FileState.REJECTED, last_error=reason)
+        rejected = replace(rejected, content_type=detected_type)
+        accepted = accepted_types(folder, self.live.current.api.upload_protocol)
+        document = records.rejected_from_row(rejected, accepted)
+        events = self.notices.events("rejected", row.path, folder, lambda: document)
         self.journal.update(
             row.path,
             state=FileState.REJECTED,
             last_error=reason,
             content_type=detected_type,
             next_attempt_at=None,
+            events=events,
         )
-        folder = self.live.current.folder_of(row.folder)
+        if events:
+            self.notices.on_written()
         if folder.on_reject == "sidecar":
-            rejected = replace(row, state=FileState.REJECTED, last_error=reason)
-            rejected = replace(rejected, content_type=detected_type)
-            accepted = accepted_types(folder, self.live.current.api.upload_protocol)
-            self.sidecars.write(
-                Path(row.path), folder, records.rejected_from_row(rejected, accepted)
-            )
+            self.sidecars.write(Path(row.path), folder, document)
 
     def retry_recording(self, row: FileRow, reason: str) -> None:
         """The asset is known but its record (move, sidecar) could not be written: a local

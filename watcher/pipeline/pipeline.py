@@ -24,6 +24,7 @@ from watcher.heygen.v3direct import V3Direct
 from watcher.pipeline.batching import V3Batcher
 from watcher.pipeline.conversion import WORK_DIR as CONVERT_WORK_DIR
 from watcher.pipeline.conversion import ConvertStep
+from watcher.pipeline.notices import Notices
 from watcher.pipeline.outcome import AuthPause, OutcomePolicy
 from watcher.pipeline.record import Recorder, Sidecars
 from watcher.pipeline.take import Taker
@@ -63,11 +64,14 @@ def build_pipeline(
     on_retry_scheduled: Callable[[], None] = lambda: None,
     progress: WorkerProgress | None = None,
     auth_pause: AuthPause | None = None,
+    on_notices_written: Callable[[], None] = lambda: None,
 ) -> Pipeline:
     """Every stage, built once with its collaborators handed in. ``auth_pause``: the 401's
-    pause, connected to the fleet's by the service (else this process's own)."""
+    pause, connected to the fleet's by the service (else this process's own);
+    ``on_notices_written``: wakes whoever delivers the outbox."""
     config = live.current
     auth_pause = auth_pause or AuthPause()
+    notices = Notices(live, on_notices_written)
 
     # The pool and the stages need each other; these two are bound to stages built below and
     # only called once the pool has started.
@@ -89,6 +93,7 @@ def build_pipeline(
     )
     sidecars = Sidecars(journal, live, on_event, on_deferred=on_retry_scheduled)
     videos = VideoStage(live, journal, client, rewrite_sidecar=sidecars.rewrite, on_event=on_event)
+    videos.notices = notices
     video_runner = VideoRunner(videos, pool.run_task, on_retry_scheduled)
     outcome = OutcomePolicy(
         journal,
@@ -101,10 +106,11 @@ def build_pipeline(
         reachability=client.reachability,
         probe=client.probe,
         key_origin=lambda: client.key_origin,
+        notices=notices,
     )
     videos.on_outage = outcome.unreachable
     recorder = Recorder(
-        journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording
+        journal, live, sidecars, videos, video_runner.run_step, outcome.retry_recording, notices
     )
     converting = ConvertStep(
         journal,
@@ -139,6 +145,7 @@ def build_pipeline(
         renotice=renotice,
         on_event=on_event,
         converting=converting,
+        notices=notices,
     )
     return Pipeline(
         pool=pool,

@@ -21,6 +21,7 @@ from watcher.heygen.uploadfile import LocalFile, UploadedAsset
 from watcher.intake import admission
 from watcher.pipeline import records
 from watcher.pipeline.localretry import local_error_text, local_retry_delay_seconds
+from watcher.pipeline.notices import Notices
 from watcher.pipeline.video_sidecar import sidecar_video
 from watcher.pipeline.videos import VideoStage
 from watcher.state import sidecar
@@ -169,7 +170,9 @@ class Recorder:
         videos: VideoStage,
         run_video_step: Callable[[str], None],
         retry_recording: Callable[[FileRow, str], None],
+        notices: Notices,
     ) -> None:
+        self.notices = notices
         self.journal = journal
         self.live = live
         self.sidecars = sidecars
@@ -225,15 +228,19 @@ class Recorder:
             if moved is not None and moved.state is FileState.RECORDING:
                 self.retry_recording(moved, failure)
             return
+        events = self.notices.events("uploaded", key, folder, lambda: self._uploaded_now(key))
         self.journal.finish_upload(
             key,
             cache=not row.reused,
+            events=events,
             slot=None,
             slot_expires_at=None,
             last_error=None,
             next_attempt_at=None,
             sidecar=str(sidecar_for(path, folder)),
         )
+        if events:
+            self.notices.on_written()
         log.info(
             "uploaded as %s%s",
             row.asset_id,
@@ -242,6 +249,12 @@ class Recorder:
         )
         if template is not None:
             self.run_video_step(key)
+
+    def _uploaded_now(self, key: str) -> dict[str, Any] | None:
+        """The sidecar a receiver is told of: as just written (the row is `recording` still,
+        so its upload time is now)."""
+        row = self.journal.get(key)
+        return self.sidecars.uploaded_document(row) if row is not None else None
 
 
 def _inode_of(path: Path) -> int | None:

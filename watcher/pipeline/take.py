@@ -23,6 +23,7 @@ from watcher.intake import admission
 from watcher.intake.admission import Decision, Outcome
 from watcher.pipeline import records
 from watcher.pipeline.conversion import ConvertStep
+from watcher.pipeline.notices import Notices
 from watcher.pipeline.outcome import OutcomePolicy
 from watcher.pipeline.record import Sidecars
 from watcher.pipeline.upload import Uploader
@@ -57,6 +58,7 @@ class Taker:
         renotice: Callable[[Path, FolderConfig], None],
         on_event: EventSink,
         converting: ConvertStep,
+        notices: Notices,
     ) -> None:
         self.journal = journal
         self.live = live
@@ -70,6 +72,7 @@ class Taker:
         self.renotice = renotice
         self.on_event = on_event
         self.converting = converting
+        self.notices = notices
 
     def process(self, work: Work) -> None:
         folder = work.folder
@@ -134,20 +137,22 @@ class Taker:
     ) -> None:
         log.info("rejected: %s", verdict.reason, extra={"file": str(path)})
         self.on_event("rejected", {"reason": verdict.reason_code})
-        self.journal.put(
-            new_row(
-                path,
-                folder,
-                info,
-                time.time(),
-                FileState.REJECTED,
-                last_error=verdict.reason,
-                content_type=verdict.detected_type,
-            )
+        accepted = admission.accepted_types(folder, self.live.current.api.upload_protocol)
+        document = records.rejected(path, info, verdict, accepted)
+        row = new_row(
+            path,
+            folder,
+            info,
+            time.time(),
+            FileState.REJECTED,
+            last_error=verdict.reason,
+            content_type=verdict.detected_type,
         )
+        events = self.notices.events("rejected", str(path), folder, lambda: document)
+        self.journal.put(row, events=events)
+        if events:
+            self.notices.on_written()
         if folder.on_reject == "sidecar":
-            accepted = admission.accepted_types(folder, self.live.current.api.upload_protocol)
-            document = records.rejected(path, info, verdict, accepted)
             self.sidecars.write(path, folder, document)
 
     def _admit(

@@ -11,11 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watcher.config.live import LiveConfig
 from watcher.heygen.client import HeyGenClient
+from watcher.pipeline.notices import Notices
+from watcher.pipeline.video_sidecar import sidecar_video
 from watcher.state.journal import VideoRow
 from watcher.state.journal_api import Journal
 
@@ -70,10 +72,24 @@ class VideoContext:
     # An error that may mean HeyGen is down: True when it is (a probe failed too, as for the
     # uploads); the video then waits for the API, not on its own interval.
     on_outage: Callable[[Exception], bool] = lambda error: False
+    # Who is told when a video is done (set by `build_pipeline`).
+    notices: Notices = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.notices = Notices(self.live)
 
     def finish(self, row: VideoRow, state: str, *, error: str | None) -> None:
         """The video's last state: no next look, and its sidecar says so."""
-        self.journal.update_video(row.path, state=state, error=error, next_at=None)
+        event = "video_completed" if state == "completed" else "video_failed"
+        file_row = self.journal.get(row.path)
+        folder = self.live.current.folder_of(file_row.folder if file_row else "")
+        done = replace(row, state=state, error=error)
+        events = self.notices.events(
+            event, row.path, folder, lambda: {"video": sidecar_video(done)}
+        )
+        self.journal.update_video(row.path, state=state, error=error, next_at=None, events=events)
+        if events:
+            self.notices.on_written()
         if state != "completed":
             log.warning("video %s: %s", state, error, extra={"file": row.path})
         self.on_event("video", {"status": state})

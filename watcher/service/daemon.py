@@ -33,6 +33,8 @@ Threads, what each owns, and which lock guards what:
   inotify overflow), polls of polling folders, root checks, due retries and sidecars, files
   handed over by a command, probes while the API is unreachable, the key file. Sleeps on
   `_wake`, which anyone may set to make it look now.
+- **outbox** (`service.outbox`), with a pool of 4 **notify-N**: delivers notifications from
+  the journal's outbox; never waited for by anything else.
 - **sd_notify/metrics** (`service.shell`, `service.metrics`): read-only views (`health`).
 """
 
@@ -75,6 +77,7 @@ from watcher.service.health import Health
 from watcher.service.heartbeat import Heartbeat
 from watcher.service.housekeeping import Housekeeper
 from watcher.service.keys import KeyWatch
+from watcher.service.outbox import OutboxWorker
 from watcher.state import stampfile
 from watcher.state.claim import FolderClaims, FolderTaken
 from watcher.state.journal import VIDEO_ACTIVE_STATES, JournalError
@@ -93,6 +96,7 @@ def _log_transition(path: str, old: str | None, new: str) -> None:
 # How often folders are checked for being gone, back or replaced (a stat each).
 ROOT_CHECK_SECONDS = 2.0
 ABORT_GRACE_SECONDS = 1.0
+OUTBOX_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -118,6 +122,7 @@ class Daemon:
     keys: KeyWatch = field(init=False)
     health: Health = field(init=False)
     leases: ClaimKeeper = field(init=False)
+    outbox: OutboxWorker = field(init=False)
     housekeeper: Housekeeper | None = field(init=False, default=None)
     observers: Observers = field(init=False)
     lock: StateLock = field(init=False)
@@ -169,6 +174,7 @@ class Daemon:
         self.client = self._client(key)
         auth_pause = self._auth_pause()
         self.settler = Settler(on_ready=self._ready)
+        self.outbox = OutboxWorker(self.live, self.journal, self.on_event)
         self.pipeline = build_pipeline(
             self.live,
             self.journal,
@@ -179,6 +185,7 @@ class Daemon:
             on_retry_scheduled=self._wake.set,
             progress=self.heartbeat,
             auth_pause=auth_pause,
+            on_notices_written=self.outbox.wake.set,
         )
         self.videos = self.pipeline.videos
         self.leases = ClaimKeeper(self.journal, self.pipeline.pool, self.live)
@@ -264,6 +271,7 @@ class Daemon:
         # rows are converted again, unless their upload was recorded.
         self.pipeline.converting.clean_leftovers()
         self.pipeline.pool.start()
+        self.outbox.start()
         self.leases.start()
         if self.pipeline.batcher is not None:
             self.pipeline.batcher.start()
@@ -367,6 +375,8 @@ class Daemon:
             ended = self.housekeeper.join(timeout=5)
             if self.config.journal_url is None and ended:
                 stampfile.save(self.config.state_dir, self.journal, self.scanner.stamps)
+        # Deliveries under way get a moment; what is left is delivered at the next start.
+        self.outbox.stop(OUTBOX_GRACE_SECONDS)
         self.leases.stop()
         if self.journal.outage is None:  # else its row ages out of the fleet's view
             try:

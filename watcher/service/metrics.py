@@ -141,6 +141,12 @@ class Metrics:
             "Conversions running now.",
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "heygen_watcher_notifications_total",
+            "Notification delivery attempts, by result (delivered, retried, dead).",
+            ["result"],
+            registry=self.registry,
+        )
         for kind in FAILURE_KINDS:
             self.failures.labels(kind=kind)
         self._states: set[str] = set()
@@ -152,6 +158,7 @@ class Metrics:
             "video": lambda d: self.videos.labels(status=_label(d, "status")).inc(),
             "api": self._reachability,
             "converted": self._converted,
+            "notify": lambda d: self.notifications.labels(result=_label(d, "result")).inc(),
             "converting": lambda d: self.conversions_running.set(int(d.get("running", 0))),
         }
 

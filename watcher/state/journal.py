@@ -119,6 +119,24 @@ class ConversionRow:
 
 
 @dataclass(frozen=True)
+class OutboxEvent:
+    """One notification to deliver: written in the transaction of the change that causes it,
+    delivered at least once by the outbox worker. ``id`` is the receiver's dedup key (the
+    Standard Webhooks `webhook-id`): the same for every retry and after a restart."""
+
+    id: str
+    event: str
+    path: str
+    target: str
+    body: str
+    attempts: int = 0
+    next_at: float = 0.0
+    state: str = "pending"  # pending, delivered, dead
+    last_error: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class DaemonRow:
     """A daemon using the journal, as `status` shows it."""
 

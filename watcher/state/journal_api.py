@@ -27,6 +27,7 @@ from watcher.state.journal import (
     ConversionRow,
     DaemonRow,
     FileRow,
+    OutboxEvent,
     PendingSidecar,
     TransitionHook,
     VideoRow,
@@ -55,16 +56,18 @@ class Journal(Protocol):
     # -- files -------------------------------------------------------------------------------
     def get(self, path: str) -> FileRow | None: ...
 
-    def put(self, row: FileRow) -> None:
-        """Admit a file (or a new version of it), replacing its row. A shared journal keeps
+    def put(self, row: FileRow, *, events: Sequence[OutboxEvent] = ()) -> None:
+        """Admit a file (or a new version of it), replacing its row (``events``: what the
+        admission causes, in the same transaction). A shared journal keeps
         a row another daemon holds a live claim on, or one that already records this very
         version past `queued` (another daemon got there first)."""
         ...
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None: ...
 
-    def update(self, key: str, **changes: Any) -> None:
-        """Change some columns; a change of state must be in the transition table."""
+    def update(self, key: str, *, events: Sequence[OutboxEvent] = (), **changes: Any) -> None:
+        """Change some columns; a change of state must be in the transition table. ``events``:
+        the notifications the change causes, written in its transaction."""
         ...
 
     def move(self, old_path: str, new_path: str, inode: int | None = None) -> None: ...
@@ -75,7 +78,9 @@ class Journal(Protocol):
         self, path: str, *, slot: str, asset_id: str, expires_at: float | None, **changes: Any
     ) -> None: ...
 
-    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None: ...
+    def finish_upload(
+        self, key: str, *, cache: bool, events: Sequence[OutboxEvent] = (), **changes: Any
+    ) -> None: ...
 
     def fingerprints(self) -> dict[str, tuple[int, int, str, float]]:
         """path → (size, mtime_ns, state, updated_at) for every row."""
@@ -161,6 +166,25 @@ class Journal(Protocol):
 
     def cache_recorded_assets(self) -> int: ...
 
+    # -- the outbox (`watcher.state.journal_outbox`) -----------------------------------------
+    def add_events(self, events: Sequence[OutboxEvent]) -> None: ...
+
+    def claim_events(self, now: float, lease_seconds: float, limit: int) -> list[OutboxEvent]:
+        """Due pending events, each now held by this daemon for ``lease_seconds``."""
+        ...
+
+    def event_delivered(self, event_id: str) -> None: ...
+
+    def event_retry(self, event_id: str, attempts: int, next_at: float, error: str) -> None: ...
+
+    def event_dead(self, event_id: str, attempts: int, error: str) -> None: ...
+
+    def next_event_at(self) -> float | None: ...
+
+    def outbox_counts(self) -> dict[str, int]: ...
+
+    def dead_events(self, limit: int = 10) -> list[OutboxEvent]: ...
+
     # -- conversions (`watcher.state.journal_conversions`) ------------------------------------
     def plan_conversion(
         self, source_sha256: str, target_type: str, source_type: str, source_size: int
@@ -199,7 +223,9 @@ class Journal(Protocol):
         self, path: str, template: str, endpoint: str, state: str, **values: Any
     ) -> None: ...
 
-    def update_video(self, path: str, **changes: Any) -> None: ...
+    def update_video(
+        self, path: str, *, events: Sequence[OutboxEvent] = (), **changes: Any
+    ) -> None: ...
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool: ...
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import astuple, fields
 from typing import Any, Protocol, TypeVar
 
-from watcher.state.journal import FileRow, TransitionHook
+from watcher.state.journal import FileRow, OutboxEvent, TransitionHook
 
 T = TypeVar("T")
+# The outbox's columns, in `OutboxEvent`'s order (`journal_outbox`).
+_OUTBOX_COLUMNS = [f.name for f in fields(OutboxEvent)]
 
 
 class Results(Protocol):
@@ -82,6 +85,17 @@ class JournalBackend(ABC):
     def _assignments(self, columns: Iterable[str]) -> str:
         """The SET list of an UPDATE of ``columns``, each from its own parameter."""
         return ", ".join(f"{name} = {self._MARK}" for name in columns)
+
+    def _insert_events(self, db: Statements, events: Sequence[OutboxEvent]) -> None:
+        """Inside the caller's transaction: the notifications its change causes (any write
+        of the journal may cause some; `journal_outbox` delivers them)."""
+        if not events:
+            return
+        marks = ", ".join([self._MARK] * len(_OUTBOX_COLUMNS))
+        db.executemany(
+            f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({marks})",
+            [astuple(event) for event in events],
+        )
 
     def _chunks(self, values: Sequence[T]) -> Iterator[Sequence[T]]:
         for start in range(0, len(values), self._LOOKUP_CHUNK):

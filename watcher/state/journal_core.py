@@ -21,9 +21,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from watcher.state.journal import CachedAsset, FileRow
+from watcher.state.journal import CachedAsset, FileRow, OutboxEvent
 from watcher.state.journal_backend import Statements
 from watcher.state.journal_conversions import ConversionRecords
+from watcher.state.journal_outbox import OutboxRecords
 from watcher.state.journal_side import SideRecords, known_columns
 from watcher.state.states import (
     ADMITTED,
@@ -59,7 +60,7 @@ def _check_admitted(row: FileRow) -> None:
         )
 
 
-class JournalCore(SideRecords, ConversionRecords):
+class JournalCore(SideRecords, ConversionRecords, OutboxRecords):
     """Files and their asset cache, on any backend (see the module docstring)."""
 
     # The backend's statement admitting a whole row (`put`), which `_put_params` fills.
@@ -106,22 +107,29 @@ class JournalCore(SideRecords, ConversionRecords):
             self.on_transition(key, old, new)
 
     # -- files: writes -----------------------------------------------------------------------
-    def put(self, row: FileRow) -> None:
-        """Insert or replace a whole row: a file (or a new version of it) is admitted."""
+    def put(self, row: FileRow, *, events: Sequence[OutboxEvent] = ()) -> None:
+        """Insert or replace a whole row: a file (or a new version of it) is admitted, with
+        the notifications its admission causes (a rejection) in the same transaction."""
         _check_admitted(row)
         params = self._put_params(row)
-        if self.on_transition is None:
+        if self.on_transition is None and not events:
             written = self._write(self._PUT, params, files=True)
         else:
-            written = self._atomically(lambda db: self._put_heard(db, row, params), files=True)
+            written = self._atomically(
+                lambda db: self._put_heard(db, row, params, events), files=True
+            )
         if written:
             self._admitted(row)
 
-    def _put_heard(self, db: Statements, row: FileRow, params: Sequence[Any]) -> int:
+    def _put_heard(
+        self, db: Statements, row: FileRow, params: Sequence[Any], events: Sequence[OutboxEvent]
+    ) -> int:
         found = db.execute(self._HELD_ROW, (row.path,)).fetchone()
         written = db.execute(self._PUT, params).rowcount
         if written and self.on_transition is not None:
             self.on_transition(row.path, found[0] if found else None, row.state)
+        if written:
+            self._insert_events(db, events)
         return written
 
     def put_many(self, rows: list[FileRow], chunk: int = 5000) -> None:
@@ -136,12 +144,13 @@ class JournalCore(SideRecords, ConversionRecords):
 
             self._atomically(admit, files=True)
 
-    def update(self, key: str, **changes: Any) -> None:
+    def update(self, key: str, *, events: Sequence[OutboxEvent] = (), **changes: Any) -> None:
         """Change some columns of the row for path ``key``, committed before returning.
 
         Only known columns; a change of state must be one the transition table allows
         (`IllegalTransition` names the file and both states). A row that is gone (the file
-        vanished meanwhile) is left alone."""
+        vanished meanwhile) is left alone. ``events``: the notifications the change causes,
+        written in its transaction."""
         known_columns(changes, _UPDATABLE, "files")
         changes["updated_at"] = time.time()
         mark = self._MARK
@@ -149,7 +158,7 @@ class JournalCore(SideRecords, ConversionRecords):
         values = (*changes.values(), key)
         state = changes.get("state")
         fenced = self._holds(key)
-        if not fenced and (state is None or self.on_transition is None):
+        if not fenced and not events and (state is None or self.on_transition is None):
             condition, allowed = self._entered_from(state)
             moved = self._write(statement + condition, (*values, *allowed), files=True)
             if moved or state is None:
@@ -166,6 +175,7 @@ class JournalCore(SideRecords, ConversionRecords):
             if state is not None:
                 self._change_state(key, found[0], state)
             db.execute(statement, values)
+            self._insert_events(db, events)
 
         self._atomically(checked, files=True)
 
@@ -182,9 +192,11 @@ class JournalCore(SideRecords, ConversionRecords):
             **changes,
         )
 
-    def finish_upload(self, key: str, *, cache: bool, **changes: Any) -> None:
+    def finish_upload(
+        self, key: str, *, cache: bool, events: Sequence[OutboxEvent] = (), **changes: Any
+    ) -> None:
         """Mark a file `uploaded` and (unless its asset was reused) remember its asset for the
-        cache, in one transaction."""
+        cache, in one transaction with the notifications it causes."""
         known_columns(changes, _UPDATABLE, "files")
         changes.update(state=FileState.UPLOADED, updated_at=time.time())
         mark = self._MARK
@@ -210,6 +222,7 @@ class JournalCore(SideRecords, ConversionRecords):
                 db.execute(statement, values)
             if cache:
                 db.execute(self._cache_asset, (time.time(), key))
+            self._insert_events(db, events)
 
         self._atomically(finish, files=True)
         self._let_go(key)

@@ -140,6 +140,21 @@ CREATE TABLE IF NOT EXISTS conversions (
     converted_at  DOUBLE PRECISION,
     PRIMARY KEY (source_sha256, target_type)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id          TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     DOUBLE PRECISION NOT NULL,
+    state       TEXT NOT NULL,
+    last_error  TEXT,
+    created_at  DOUBLE PRECISION NOT NULL,
+    owner       TEXT,
+    lease_until DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
 
 

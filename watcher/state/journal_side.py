@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from watcher.state.journal import VIDEO_ACTIVE_STATES, PendingSidecar, VideoRow
+from watcher.state.journal import VIDEO_ACTIVE_STATES, OutboxEvent, PendingSidecar, VideoRow
 from watcher.state.journal_backend import JournalBackend, Statements
 
 VIDEO_COLUMNS = [f.name for f in fields(VideoRow)]
@@ -68,13 +68,22 @@ class SideRecords(JournalBackend):
 
         self._atomically(replace)
 
-    def update_video(self, path: str, **changes: Any) -> None:
+    def update_video(
+        self, path: str, *, events: Sequence[OutboxEvent] = (), **changes: Any
+    ) -> None:
         known_columns(changes, VIDEO_UPDATABLE, "videos")
         changes["updated_at"] = time.time()
-        self._write(
-            f"UPDATE videos SET {self._assignments(changes)} WHERE path = {self._MARK}",
-            (*changes.values(), path),
-        )
+        statement = f"UPDATE videos SET {self._assignments(changes)} WHERE path = {self._MARK}"
+        values = (*changes.values(), path)
+        if not events:
+            self._write(statement, values)
+            return
+
+        def with_events(db: Statements) -> None:
+            if db.execute(statement, values).rowcount:
+                self._insert_events(db, events)
+
+        self._atomically(with_events)
 
     def claim_video(self, path: str, from_state: str, to_state: str, **changes: Any) -> bool:
         """Move a video from one state to another only if it is still in the first: the one

@@ -133,6 +133,21 @@ CREATE TABLE IF NOT EXISTS conversions (
     converted_at  REAL,
     PRIMARY KEY (source_sha256, target_type)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id          TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL,
+    state       TEXT NOT NULL,
+    last_error  TEXT,
+    created_at  REAL NOT NULL,
+    owner       TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
 
 _PUT = (
