@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,6 +23,19 @@ from watcher.config.notifyconfig import NotifyTarget, read_secret
 
 # Apprise logs what its plugins do, URLs included: they hold credentials.
 logging.getLogger("apprise").setLevel(logging.CRITICAL)
+
+# One keep-alive session per delivery thread: a connection per event costs more CPU than the
+# delivery itself, and that CPU is the uploads'.
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    session: requests.Session | None = getattr(_sessions, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxies from the environment: the URL is the receiver
+        _sessions.session = session
+    return session
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,7 @@ def _webhook(target: NotifyTarget, event_id: str, body: str, timeout: float) -> 
         "webhook-signature": signature,
     }
     try:
-        answer = requests.post(
+        answer = _session().post(
             target.url,
             data=body.encode("utf-8"),
             headers=headers,

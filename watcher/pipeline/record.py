@@ -228,7 +228,10 @@ class Recorder:
             if moved is not None and moved.state is FileState.RECORDING:
                 self.retry_recording(moved, failure)
             return
-        events = self.notices.events("uploaded", key, folder, lambda: self._uploaded_now(key))
+        written = current
+        events = self.notices.events(
+            "uploaded", key, folder, lambda: self._uploaded_now(key, written)
+        )
         self.journal.finish_upload(
             key,
             cache=not row.reused,
@@ -250,10 +253,10 @@ class Recorder:
         if template is not None:
             self.run_video_step(key)
 
-    def _uploaded_now(self, key: str) -> dict[str, Any] | None:
+    def _uploaded_now(self, key: str, current: FileRow | None) -> dict[str, Any] | None:
         """The sidecar a receiver is told of: as just written (the row is `recording` still,
-        so its upload time is now)."""
-        row = self.journal.get(key)
+        so its upload time is now). ``current``: the row, when nothing changed it since."""
+        row = current if current is not None else self.journal.get(key)
         return self.sidecars.uploaded_document(row) if row is not None else None
 
 

@@ -174,7 +174,7 @@ class Daemon:
         self.client = self._client(key)
         auth_pause = self._auth_pause()
         self.settler = Settler(on_ready=self._ready)
-        self.outbox = OutboxWorker(self.live, self.journal, self.on_event)
+        self.outbox = OutboxWorker(self.live, self.journal, self.on_event, busy=self._busy)
         self.pipeline = build_pipeline(
             self.live,
             self.journal,
@@ -395,6 +395,9 @@ class Daemon:
     def _notice(self, path: Path, folder: FolderConfig) -> None:
         # The pool notices a path again (its file changed while uploading): as a watch would.
         self.noticer.notice(path, folder)
+
+    def _busy(self) -> bool:
+        return self.pipeline.pool.busy > 0 or self.settler.pending_count() > 0
 
     def _threads_alive(self) -> bool:
         housekeeper = self.housekeeper

@@ -35,6 +35,10 @@ BACKOFF_CAP_SECONDS = 300.0
 IDLE_LOOK_SECONDS = 1.0
 # More pending events than this: the receivers cannot keep up; said once per crossing.
 PENDING_WARNING = 10_000
+# While files are being uploaded, one delivery starts at most this often: a delivery costs
+# about as much CPU as an upload, and the uploads come first (the rest follow at full speed
+# once the burst is over).
+BUSY_INTERVAL_SECONDS = 0.1
 
 
 def retry_delay_seconds(attempts: int, retry_after: float | None) -> float:
@@ -53,8 +57,11 @@ class OutboxWorker:
         live: LiveConfig,
         journal: Journal,
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, details: None,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.live = live
+        # Whether files are on their way now (the deliveries then trickle).
+        self.busy = busy
         self.journal = journal
         self.on_event = on_event
         self.wake = threading.Event()
@@ -109,6 +116,9 @@ class OutboxWorker:
         free = DELIVERY_WORKERS - self.in_flight
         if free <= 0:
             return
+        if self.busy():
+            free = 1
+            self._stop.wait(BUSY_INTERVAL_SECONDS)
         events = self.journal.claim_events(time.time(), self._lease_seconds(), free)
         for event in events:
             with self._lock:
@@ -135,7 +145,9 @@ class OutboxWorker:
         finally:
             with self._lock:
                 self._in_flight -= 1
-            self.wake.set()
+                full = self._in_flight == DELIVERY_WORKERS - 1
+            if full:
+                self.wake.set()  # a slot came free while every one was taken
 
     def _attempt(self, event: OutboxEvent) -> None:
         config = self.live.current
