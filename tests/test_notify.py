@@ -267,3 +267,60 @@ def test_a_secret_others_can_read_is_refused(
     assert done.returncode == 2
     assert "notify[0].secret_file: permissions 0644" in done.stderr
     assert secret_file.read_text().strip() not in done.stderr
+
+
+def test_check_config_online_sends_a_test_notification_to_each_target(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, receiver: Receiver, secret_file: Path
+):
+    nobody = free_port()
+    entries = [hook(receiver.url, secret_file), hook(f"http://127.0.0.1:{nobody}/x", secret_file)]
+    document = config_document(sandbox, tmp_path / "state", folder(drop), notify=entries)
+    config = write_config(tmp_path / "config.yaml", document)
+    done = cli("check-config", "--online", "-c", str(config), env=KEY_ENV)
+    assert done.returncode == 2
+    assert (
+        f"notify[0] (http://127.0.0.1:{receiver.port}/…): the test notification was delivered"
+        in (done.stdout)
+    )
+    assert f"notify[1].url: the test notification to http://127.0.0.1:{nobody}/… was not" in (
+        done.stderr
+    )
+    (request,) = receiver.received
+    assert verified(secret_file, request)["type"] == "test"
+
+
+def test_a_folders_own_targets_hear_only_its_files(
+    tmp_path: Path, sandbox: Sandbox, receiver: Receiver, secret_file: Path
+):
+    loud, quiet = tmp_path / "loud", tmp_path / "quiet"
+    loud.mkdir()
+    quiet.mkdir()
+    folders = [
+        {"path": str(loud), "settle_seconds": 0.05, "notify": [hook(receiver.url, secret_file)]},
+        {"path": str(quiet), "settle_seconds": 0.05},
+    ]
+    config = make_config(sandbox, tmp_path, folders)
+    with running(config):
+        (quiet / "q.png").write_bytes(media.png(seed=20))
+        (loud / "l.png").write_bytes(media.png(seed=21))
+        wait_sidecar(quiet / "q.png", status="uploaded")
+        wait_sidecar(loud / "l.png", status="uploaded")
+        wait_for(lambda: receiver.received, 20, "the loud folder's notification")
+    paths = [verified(secret_file, r)["data"]["path"] for r in receiver.received]
+    assert paths == [str(loud / "l.png")]
+
+
+def test_apprise_credentials_stay_out_of_the_logs(
+    tmp_path: Path, drop: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    nobody = free_port()
+    target = f"json://user:hunter2@127.0.0.1:{nobody}/apprise"
+    config = make_config(sandbox, tmp_path, folder(drop), notify=[{"url": target}])
+    with caplog.at_level("DEBUG"), running(config) as daemon:
+        (drop / "a.png").write_bytes(media.png(seed=22))
+        wait_sidecar(drop / "a.png", status="uploaded")
+        wait_for(lambda: _retried(tmp_path), 20, "a failed delivery")
+        pending = daemon.journal.outbox_counts()
+    assert pending.get("pending") == 1
+    assert "hunter2" not in caplog.text
+    assert f"json://127.0.0.1:{nobody}/…" in caplog.text

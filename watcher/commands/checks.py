@@ -38,6 +38,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problem = _online_check(config, result.key)
         if problem is not None:
             problems.append(problem)
+    if args.online and not problems:
+        problems += _test_notifications(config)
     for problem in problems:
         print(f"heygen-watcher: config error: {problem}", file=sys.stderr)
     if args.for_service:
@@ -51,6 +53,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"API key from {result.key_origin}{online}"
     )
     return EXIT_OK
+
+
+def _test_notifications(config: Config) -> list[str]:
+    """`--online`: one test event to each notification target, and what it answered."""
+    import json
+    import secrets
+    import time
+
+    from watcher.notify.send import deliver
+    from watcher.state.sidecar import iso_from_epoch
+
+    targets = [(f"notify[{i}]", t) for i, t in enumerate(config.notify)]
+    for index, folder in enumerate(config.folders):
+        targets += [(f"folders[{index}].notify[{i}]", t) for i, t in enumerate(folder.notify)]
+    problems = []
+    for key, target in targets:
+        body = json.dumps(
+            {
+                "type": "test",
+                "timestamp": iso_from_epoch(time.time()),
+                "data": {"event": "test", "path": "", "sidecar": None},
+            }
+        )
+        result = deliver(
+            target, f"msg_{secrets.token_hex(16)}", body, config.notify_timeout_seconds
+        )
+        if result.ok:
+            print(f"{key} ({target.shown}): the test notification was delivered")
+        else:
+            problems.append(
+                f"{config.source}: {key}.url: the test notification to {target.shown} was not "
+                f"delivered ({result.error})"
+            )
+    return problems
 
 
 def _say_how_folders_convert(config: Config) -> None:

@@ -97,7 +97,8 @@ COMMANDS: dict[str, CommandHelp] = {
             "(found, safe permissions, which source; never printed), each ${env.NAME} a "
             "template uses, and that every folder, move target, sidecar_dir and download_to "
             "is writable. --for-service prints the ReadWritePaths= line for the systemd "
-            "drop-in; --online proves the key with one read-only API call."
+            "drop-in; --online proves the key with one read-only API call and sends one test "
+            "notification to each notify target, printing what it answered."
         ),
         exit_codes=((0, "OK (warnings allowed)"), (2, "problems, each printed once")),
     ),

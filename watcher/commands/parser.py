@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--online",
         action="store_true",
-        help="prove the key with one read-only API call",
+        help="prove the key with one read-only API call; send a test notification to each target",
     )
     check.set_defaults(handler=cmd_check_config)
 
