@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,3 +326,27 @@ def test_apprise_credentials_stay_out_of_the_logs(
     assert pending.get("pending") == 1
     assert "hunter2" not in caplog.text
     assert f"json://127.0.0.1:{nobody}/…" in caplog.text
+
+
+def test_an_apprise_url_without_apprise_is_a_config_error(
+    tmp_path: Path, drop: Path, sandbox: Sandbox
+):
+    document = config_document(
+        sandbox, tmp_path / "state", folder(drop), notify=[{"url": "ntfy://ntfy.sh/drops"}]
+    )
+    config = write_config(tmp_path / "config.yaml", document)
+    blocked = "import sys; sys.modules['apprise'] = None; "
+    run = "from watcher.commands.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + run, "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **KEY_ENV},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert (
+        f"{config}: notify[0].url: ntfy:// is delivered by Apprise, which is not installed: "
+        "pip install 'heygen-watcher[notify]'"
+    ) in done.stderr
