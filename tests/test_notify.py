@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -350,3 +351,38 @@ def test_an_apprise_url_without_apprise_is_a_config_error(
         f"{config}: notify[0].url: ntfy:// is delivered by Apprise, which is not installed: "
         "pip install 'heygen-watcher[notify]'"
     ) in done.stderr
+
+
+def test_an_outbox_the_receivers_cannot_keep_up_with_is_said_once(
+    tmp_path: Path,
+    drop: Path,
+    sandbox: Sandbox,
+    secret_file: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    from watcher.config.live import LiveConfig
+    from watcher.service.outbox import PENDING_WARNING, OutboxWorker
+    from watcher.state.journal import OutboxEvent
+    from watcher.state.journal_sqlite import SqliteJournal
+
+    target = f"http://127.0.0.1:{free_port()}/hook"
+    config = make_config(sandbox, tmp_path, folder(drop), notify=[hook(target, secret_file)])
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    try:
+        now = time.time()
+        journal.add_events(
+            [
+                OutboxEvent(f"msg_{n}", "uploaded", "/x", target, "{}", next_at=now, created_at=now)
+                for n in range(PENDING_WARNING + 1)
+            ]
+        )
+        worker = OutboxWorker(LiveConfig(config), journal)
+        worker.start()
+        try:
+            wait_for(lambda: "do not keep up" in caplog.text, 20, "the warning")
+        finally:
+            worker.stop(2.0)
+        assert caplog.text.count("do not keep up") == 1
+        assert journal.outbox_counts()["pending"] == PENDING_WARNING + 1  # nothing dropped
+    finally:
+        journal.close()
