@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import media
 import pytest
 import requests
 from conftest import SANDBOX_KEY, wait_for
@@ -29,6 +30,7 @@ from daemon_helpers import (
     wait_sidecar,
     write_config,
 )
+from smalldisk import small_tmpfs
 
 from watcher.sandbox import Fault, Sandbox
 
@@ -113,7 +115,7 @@ def test_without_a_converter_the_sidecar_says_what_to_install(
 ):
     video(drop / "clip.mov", H264_AAC)
     heic(drop / "photo.heic")
-    (drop / "plain.png").write_bytes(_png())
+    (drop / "plain.png").write_bytes(media.png(seed=7))
     document = config_document(sandbox, tmp_path / "state", converting(drop))
     config = write_config(tmp_path / "config.yaml", document)
     # A machine with neither: no ffmpeg on PATH, and neither extra installed (their imports
@@ -140,12 +142,6 @@ def test_without_a_converter_the_sidecar_says_what_to_install(
     assert photo["status"] == "rejected"
     assert "pip install 'heygen-watcher[convert]'" in photo["error"]
     assert read_sidecar(drop / "plain.png")["status"] == "uploaded"
-
-
-def _png() -> bytes:
-    import media
-
-    return media.png(seed=7)
 
 
 def test_the_dry_run_says_what_would_be_converted(tmp_path: Path, drop: Path, sandbox: Sandbox):
@@ -448,18 +444,7 @@ def test_a_full_disk_while_converting_is_retried_not_refused(
     # The converted bytes go to a real 256 KiB tmpfs: a movie of a few hundred KiB fills it.
     work = tmp_path / "state" / "converting"
     work.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(work)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        reason = f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    with small_tmpfs(work):
         # Noise, so that the encoder cannot make it small.
         noisy = ["-vf", "noise=alls=60:allf=t", "-b:v", "2M"]
         ffmpeg(*picture(2, "640x480", 25), *tone(2), *H264_AAC, *noisy, str(drop / "big.mov"))
@@ -471,8 +456,6 @@ def test_a_full_disk_while_converting_is_retried_not_refused(
         assert state == "retrying", (state, error)
         assert error.startswith("cannot write the converted file: ") and "No space" in error
         assert not (drop / "big.mov.asset.json").exists()  # nothing refused
-    finally:
-        subprocess.run(["umount", str(work)], check=True)
     retried = cli("retry", "-c", str(config), env=KEY_ENV)  # room again: converted, uploaded
     assert retried.returncode == 0, retried.stderr
     assert read_sidecar(drop / "big.mov")["status"] == "uploaded"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from daemon_helpers import (
     running,
     write_config,
 )
+from smalldisk import SmallDisk, small_tmpfs
 from test_videos import BACKGROUND_BODY
 
 from watcher.config import load_config
@@ -32,49 +32,12 @@ from watcher.sandbox import Sandbox
 UPLOAD_RETRY_WINDOW = 3600
 
 
-class SmallDisk:
-    """A 256 KiB tmpfs: `fill` takes every free byte, `free` gives them back, `read_only`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fill(self) -> None:
-        for number, block in enumerate((65536, 4096, 512, 1)):
-            fd = os.open(self.path / f"filler-{number}", os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                while os.write(fd, b"\0" * block):
-                    pass
-            except OSError:
-                pass  # full
-            finally:
-                os.close(fd)
-
-    def free(self) -> None:
-        for leftover in self.path.glob("filler*"):
-            leftover.unlink()
-
-    def remount(self, mode: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     mountpoint = tmp_path / "small"
     mountpoint.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        reason = f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
+    with small_tmpfs(mountpoint):
         yield SmallDisk(mountpoint)
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def status_of(tmp_path: Path, sandbox: Sandbox, drop: Path, sidecars: Path) -> dict:

@@ -1,4 +1,5 @@
-"""A listen address (``host:port``) read from the configuration."""
+"""A listen address (``host:port``) read from the configuration, and whether a host is this
+machine's own (where plain `http://` is allowed)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import ipaddress
 import re
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*\.?$")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str) -> tuple[str, int]:

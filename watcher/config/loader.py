@@ -7,7 +7,6 @@ There is deliberately no key for the API key itself: it comes from the environme
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from watcher.config.folderconfig import (
     read_folder_settings,
 )
 from watcher.config.journalurl import read_journal, read_lease_seconds
+from watcher.config.listen import is_loopback_host
 from watcher.config.model import (
     API_DEFAULTS,
     API_KEYS,
@@ -48,15 +48,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _read_api(check: Checker, raw: Any, base: Path) -> ApiConfig:

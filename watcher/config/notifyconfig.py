@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from watcher.config.checker import Checker, join_key
+from watcher.config.listen import is_loopback_host
 
 EVENTS = ("uploaded", "rejected", "failed", "video_completed", "video_failed")
 WEBHOOK_SCHEMES = ("http", "https")
@@ -46,17 +47,6 @@ def _port(parts: Any) -> int | None:
         return int(parts.port) if parts.port else None
     except ValueError:
         return None
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_notify(check: Checker, raw: Any, key: str, base: Path) -> tuple[NotifyTarget, ...]:
@@ -103,7 +93,7 @@ def url_problem(target: NotifyTarget) -> str | None:
     if target.is_webhook:
         if not parts.hostname:
             return f"{parts.scheme}:// needs a host"
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             return "plain http:// is refused except for loopback hosts; use https://"
         return None
     try:

@@ -177,11 +177,6 @@ class Jobs:
         for process in running:
             _kill_group(process)
 
-    @property
-    def running(self) -> int:
-        with self._lock:
-            return len(self._running)
-
 
 def _low_priority_prefix() -> list[str]:
     """Run the tool niced, at idle I/O priority, and killed if the daemon dies (`kill -9`):

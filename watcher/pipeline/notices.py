@@ -37,9 +37,6 @@ class Notices:
         # Wakes the outbox worker once the events are committed.
         self.on_written = on_written
 
-    def wanted(self, folder: FolderConfig, event: str) -> bool:
-        return bool(self.live.current.notify_for(folder, event))
-
     def events(
         self,
         event: str,

@@ -262,18 +262,16 @@ class OutcomePolicy:
         failed = replace(row, state=FileState.FAILED, attempts=attempts, last_error=reason)
         document = records.failed_from_row(failed)
         folder = config.folder_of(row.folder)
-        events = self.notices.events("failed", row.path, folder, lambda: document)
-        self.journal.update(
-            row.path,
+        self._decide(
+            row,
+            folder,
+            "failed",
+            document,
+            write_sidecar=True,
             state=FileState.FAILED,
             attempts=attempts,
             last_error=reason,
-            next_attempt_at=None,
-            events=events,
         )
-        if events:
-            self.notices.on_written()
-        self.sidecars.write(Path(row.path), folder, document)
 
     def refuse(self, row: FileRow, reason: str, detected_type: str) -> None:
         """The file cannot be made into what HeyGen takes (a conversion the tool refused):
@@ -285,18 +283,34 @@ class OutcomePolicy:
         rejected = replace(rejected, content_type=detected_type)
         accepted = accepted_types(folder, self.live.current.api.upload_protocol)
         document = records.rejected_from_row(rejected, accepted)
-        events = self.notices.events("rejected", row.path, folder, lambda: document)
-        self.journal.update(
-            row.path,
+        self._decide(
+            row,
+            folder,
+            "rejected",
+            document,
+            write_sidecar=folder.on_reject == "sidecar",
             state=FileState.REJECTED,
             last_error=reason,
             content_type=detected_type,
-            next_attempt_at=None,
-            events=events,
         )
+
+    def _decide(
+        self,
+        row: FileRow,
+        folder: FolderConfig,
+        event: str,
+        document: dict[str, Any],
+        *,
+        write_sidecar: bool,
+        **changes: Any,
+    ) -> None:
+        """A file's final word: the row, with the notifications it causes in the same
+        commit, then its sidecar."""
+        events = self.notices.events(event, row.path, folder, lambda: document)
+        self.journal.update(row.path, next_attempt_at=None, events=events, **changes)
         if events:
             self.notices.on_written()
-        if folder.on_reject == "sidecar":
+        if write_sidecar:
             self.sidecars.write(Path(row.path), folder, document)
 
     def retry_recording(self, row: FileRow, reason: str) -> None:

@@ -91,10 +91,6 @@ class OutboxWorker:
         with self._lock:
             return self._in_flight
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() or not self._thread.ident
-
     def _lease_seconds(self) -> float:
         return 2 * self.live.current.notify_timeout_seconds + 10
 
